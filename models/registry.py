@@ -1,0 +1,128 @@
+"""The only list of models in the zoo: one `ModelSpec` per model.
+
+Nothing here imports torch or a model module: a spec names its pipeline as "module:Class" and
+the class is imported on first use, so `import models` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass, field
+
+from utils.errors import UserError, did_you_mean
+
+MODALITIES = ("image", "gan", "video", "3d")
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """One place a model's weights come from."""
+
+    preset: str
+    """The preset these weights fit."""
+    source: str
+    """A hub repo id ('owner/name'), or 'package:<path inside the repo>' for weights shipped here."""
+    licence: str
+    """The licence of the weights (not of this code)."""
+    file: str | None = None
+    """The file inside the repo, for single-file releases."""
+    gated: bool = False
+    """True when the hub asks users to accept terms and log in before downloading."""
+    layout: str = "official"
+    """'official' (the authors' release), 'diffusers', or 'native' (this zoo's own)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the facade needs to know about one model."""
+
+    modality: str
+    name: str
+    summary: str
+    pipeline: str
+    """'module.path:ClassName' of a class with `from_pretrained(source, preset, device, dtype)`."""
+    presets: tuple[str, ...]
+    default_preset: str
+    weights: tuple[WeightsSource, ...] = ()
+    aliases: tuple[str, ...] = ()
+    paper: str = ""
+
+    def pipeline_class(self) -> type:
+        module_name, _, cls_name = self.pipeline.partition(":")
+        return getattr(importlib.import_module(module_name), cls_name)
+
+    def weights_for(self, preset: str) -> WeightsSource | None:
+        return next((w for w in self.weights if w.preset == preset), None)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("pipeline")
+        d["presets"] = list(self.presets)
+        d["aliases"] = list(self.aliases)
+        d["weights"] = [asdict(w) for w in self.weights]
+        return d
+
+
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        modality="gan", name="vanilla_gan",
+        summary="MLP generator and discriminator, the original GAN (Goodfellow et al. 2014).",
+        pipeline="models.gan.vanilla_gan.pipeline:VanillaGANPipeline",
+        presets=("digits", "mnist", "tiny"), default_preset="digits",
+        weights=(WeightsSource("digits", "package:models/gan/vanilla_gan/weights/digits.safetensors",
+                               "Apache-2.0 (trained in this repo)", layout="native"),),
+        paper="https://arxiv.org/abs/1406.2661",
+    ),
+    ModelSpec(
+        modality="gan", name="dcgan",
+        summary="Deep convolutional GAN (Radford et al. 2015), unconditional or class-conditional.",
+        pipeline="models.gan.dcgan.pipeline:DCGANPipeline",
+        presets=("digits", "celeba-64", "tiny"), default_preset="digits",
+        weights=(WeightsSource("digits", "package:models/gan/dcgan/weights/digits.safetensors",
+                               "Apache-2.0 (trained in this repo)", layout="native"),),
+        paper="https://arxiv.org/abs/1511.06434",
+    ),
+    # -- new models go below this line, one ModelSpec each --
+)
+
+
+def _index() -> dict[tuple[str, str], ModelSpec]:
+    idx = {}
+    for spec in MODELS:
+        for name in (spec.name, *spec.aliases):
+            idx[(spec.modality, name)] = spec
+    return idx
+
+
+def get_spec(modality: str, name: str) -> ModelSpec:
+    """The spec of `name` in `modality`; an unknown name fails with the close matches."""
+    if modality not in MODALITIES:
+        raise UserError(f"unknown modality '{modality}': {did_you_mean(modality, MODALITIES)}")
+    idx = _index()
+    key = name.lower().replace("-", "_") if (modality, name) not in idx else name
+    if (modality, key) in idx:
+        return idx[(modality, key)]
+    if (modality, name) in idx:
+        return idx[(modality, name)]
+    elsewhere = [m for (m, n) in idx if n == name]
+    if elsewhere:
+        raise UserError(f"'{name}' is a {elsewhere[0]} model, not a {modality} model: "
+                        f"use modality '{elsewhere[0]}'")
+    names = [n for (m, n) in idx if m == modality]
+    raise UserError(f"unknown {modality} model '{name}': {did_you_mean(name, names)} "
+                    f"(python -m models list shows every model)")
+
+
+def find_spec(name: str, modalities: tuple[str, ...] = MODALITIES) -> ModelSpec:
+    """Look `name` up across several modalities (the image CLI serves both 'image' and 'gan')."""
+    idx = _index()
+    for modality in modalities:
+        for key in (name, name.lower().replace("-", "_")):
+            if (modality, key) in idx:
+                return idx[(modality, key)]
+    names = [n for (m, n) in idx if m in modalities]
+    raise UserError(f"unknown model '{name}': {did_you_mean(name, names)} "
+                    f"(python -m models list shows every model)")
+
+
+def specs(modality: str | None = None) -> list[ModelSpec]:
+    return [s for s in MODELS if modality is None or s.modality == modality]
