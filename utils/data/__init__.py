@@ -1,0 +1,1 @@
+"""Datasets, augmentations, loaders and readers of real data formats."""
