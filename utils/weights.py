@@ -12,6 +12,7 @@ Every failure a user can cause is a `WeightsError` with one line: what, why, wha
 """
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import json
 import os
@@ -76,7 +77,9 @@ def resolve(source: str | os.PathLike, filename: str | None = None, revision: st
             return target
         return path
     text = str(source)
-    if not HUB_ID.match(text) or text.startswith((".", "/", "~")) or text.count("/") != 1:
+    # 'ckpts/model.safetensors' matches the repo id pattern, but a file suffix says it was meant as a path.
+    looks_like_file = Path(text).suffix.lower() in CHECKPOINT_SUFFIXES
+    if not HUB_ID.match(text) or text.startswith((".", "/", "~")) or text.count("/") != 1 or looks_like_file:
         raise WeightsError(f"weights not found: '{text}' is neither an existing file or folder nor a hub repo id "
                            "(owner/name): check the path")
     repo_id, rev_in_id = split_hub_id(text)
@@ -90,6 +93,7 @@ def _download(repo_id: str, filename: str | None, revision: str | None, token: s
 
     offline = is_offline()
     what = f"{repo_id}/{filename}" if filename else repo_id
+    hub_url = _hub_url()
     try:
         if filename is not None:
             return Path(hf_hub_download(repo_id, filename, revision=revision, token=token,
@@ -99,7 +103,7 @@ def _download(repo_id: str, filename: str | None, revision: str | None, token: s
                                       local_files_only=offline))
     except hub_errors.GatedRepoError:
         raise WeightsError(f"{repo_id} is a gated repo and no token with access was found: accept its terms at "
-                           f"{HUB_URL}/{repo_id}, then run `hf auth login` or set HF_TOKEN") from None
+                           f"{hub_url}/{repo_id}, then run `hf auth login` or set HF_TOKEN") from None
     except hub_errors.RevisionNotFoundError:
         raise WeightsError(f"revision '{revision}' does not exist in {repo_id}: check the branch, tag or commit") from None
     except hub_errors.RepositoryNotFoundError:
@@ -110,10 +114,17 @@ def _download(repo_id: str, filename: str | None, revision: str | None, token: s
         raise WeightsError(f"{what} is not in the local cache and {reason}: download it once with network "
                            f"(`hf download {repo_id}`), or pass a local path") from None
     except hub_errors.EntryNotFoundError:
-        raise WeightsError(f"'{filename}' is not a file of {repo_id}: check the file name on {HUB_URL}/{repo_id}") from None
+        raise WeightsError(f"'{filename}' is not a file of {repo_id}: check the file name on {hub_url}/{repo_id}") from None
     except OSError as err:  # connection failures surface as OSError subclasses
         raise WeightsError(f"{what} could not be fetched ({_short(err)}): check the network, or pass a local "
                            "path") from None
+
+
+def _hub_url() -> str:
+    """The hub the user is configured for (HF_ENDPOINT, e.g. a mirror), for links in messages."""
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_ENDPOINT", getattr(constants, "ENDPOINT", HUB_URL)).rstrip("/")
 
 
 # -- reading files --------------------------------------------------------------------------------
@@ -137,7 +148,7 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu",
     elif suffix in TORCH_FILES:
         sd = _torch_load(path, device)
     elif suffix in PICKLE_FILES:
-        sd = flatten_tensors(load_legacy_pickle(path))
+        sd = load_legacy_pickle(path)  # unwrapped below, before flattening, so wrapper names do not prefix keys
     else:
         raise WeightsError(f"{path.name} is not a checkpoint: expected one of {', '.join(CHECKPOINT_SUFFIXES)}")
     if unwrap:
@@ -165,20 +176,35 @@ def _torch_load(path: Path, device: str | torch.device) -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
-        msg = str(err)
-        if "weights_only" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
+        reason = _weights_only_reason(err)
+        # Every weights_only failure mentions weights_only; only a refused global names "GLOBAL".
+        # Anything else (e.g. "Unsupported operand") means the bytes are not a torch pickle at all.
+        if reason.startswith("unsupported global"):
             raise WeightsError(f"{path.name} contains Python objects that a safe load refuses "
-                               f"({_short(err)}): convert it to safetensors with its original code, or use a "
+                               f"({reason}): convert it to safetensors with its original code, or use a "
                                "trusted copy in safetensors format") from None
-        raise WeightsError(f"{path.name} is not a readable torch checkpoint ({_short(err)}): it is truncated "
-                           "or corrupt; download it again") from None
+        raise WeightsError(f"{path.name} is not a readable torch checkpoint ({reason}): it is truncated, "
+                           "corrupt or not a checkpoint; download it again") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise WeightsError(f"{path.name} is not a readable torch checkpoint ({_short(err)}): it is truncated "
                            "or corrupt; download it again") from None
 
 
 def _short(err: BaseException) -> str:
-    return " ".join(str(err).split())[:160]
+    return " ".join(str(err).split())[:160] or type(err).__name__
+
+
+def _weights_only_reason(err: BaseException) -> str:
+    """The informative part of torch's long weights_only message (the rest is boilerplate)."""
+    msg = str(err)
+    refused = re.search(r"GLOBAL ([\w.]+)", msg)
+    if refused:
+        return f"unsupported global {refused.group(1)}"
+    if "WeightsUnpickler error:" in msg:
+        msg = msg.split("WeightsUnpickler error:", 1)[1]
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    useful = [p.strip() for p in msg.split("\n\n") if p.strip() and not p.strip().startswith(boilerplate)]
+    return " ".join((useful[0] if useful else msg).split())[:160] or type(err).__name__
 
 
 def load_folder_state_dict(folder: str | os.PathLike, name: str = "diffusion_pytorch_model",
@@ -254,25 +280,32 @@ class PickledObject:
         return self.state[key]
 
 
-def _record_class(qualname: str) -> type:
+def _record(qualname: str) -> type:
+    """A stand-in for the global `qualname`: called (REDUCE) or instantiated (NEWOBJ), it yields a
+    PickledObject. It is a class so that both opcodes accept it, whatever the global really was."""
     def new(cls, *args, **kwargs):
-        obj = PickledObject.__new__(PickledObject)
-        obj.cls, obj.args, obj.state = qualname, args, {}
-        return obj
+        return PickledObject(qualname, args, dict(kwargs))
 
-    return type(qualname.rsplit(".", 1)[-1], (), {"__new__": new, "__qualname__": qualname})
+    return type(qualname.rsplit(".", 1)[-1], (), {"__new__": new, "__qualname__": qualname,
+                                                   "_pickled_qualname": qualname})
 
 
-def _record_function(qualname: str):
-    def call(*args, **kwargs):
-        return PickledObject(qualname, args, kwargs)
-
-    return call
+def _reconstructor(cls: Any, base: Any = None, state: Any = None) -> PickledObject:
+    # copyreg._reconstructor rebuilds plain objects in protocols 0 and 1; keep the real class name.
+    qualname = getattr(cls, "_pickled_qualname", getattr(cls, "__qualname__", repr(cls)))
+    return PickledObject(qualname, (), {} if state is None else state)
 
 
 def _storage_from_bytes(data: bytes) -> Any:
     # Pickled storages carry a torch.save blob; read it with the safe loader, never the unsafe one.
     return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    # Protocols 0-2 store bytes as _codecs.encode(text, 'latin1'); allow only that, not any codec.
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with {encoding!r}")
+    return text.encode("latin1")
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -295,20 +328,24 @@ class RestrictedUnpickler(pickle.Unpickler):
     }
     STORAGES = {"FloatStorage", "DoubleStorage", "HalfStorage", "BFloat16Storage", "LongStorage", "IntStorage",
                 "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage", "UntypedStorage"}
+    DTYPES = {"float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "uint8", "int8", "bool"}
 
     def find_class(self, module: str, name: str) -> Any:
+        # Protocols 0-2 spell Python 2 names (__builtin__.set, copy_reg._reconstructor): map them first,
+        # as pickle does, so that the allow-list matches and records carry today's names.
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in self.SAFE:
             return super().find_class(module, name)
-        if module == "torch" and name in self.STORAGES:
-            return getattr(torch, name)
-        if module == "torch" and name in {"float32", "float16", "bfloat16", "float64", "int64", "int32",
-                                          "uint8", "int8", "bool"}:
+        if module == "torch" and (name in self.STORAGES or name in self.DTYPES):
             return getattr(torch, name)
         if (module, name) == ("torch.storage", "_load_from_bytes"):
             return _storage_from_bytes
-        if name[:1].isupper():
-            return _record_class(f"{module}.{name}")
-        return _record_function(f"{module}.{name}")
+        if (module, name) == ("copyreg", "_reconstructor"):
+            return _reconstructor
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
+        return _record(f"{module}.{name}")
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("persistent ids are not allowed in a legacy pickle; use torch.load")
