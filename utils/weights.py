@@ -4,7 +4,9 @@ A source is a local file, a local folder, or a hub repo id (`owner/name`, option
 `owner/name@revision`), with an optional file name inside it. Files load as:
 
 - `.safetensors`: memory-mapped, straight to the requested device and dtype;
-- `.bin .pt .pth .ckpt`: `torch.load(weights_only=True)`, which refuses code in the file;
+- `.bin .pt .pth .ckpt`: `torch.load(weights_only=True)`, which refuses code in the file; a `.ckpt`
+  it refuses for naming a class (old Lightning checkpoints hold callback objects) is read again by
+  the restricted unpickler below, so its tensors load and its objects stay inert;
 - `.pkl` (legacy pickles, e.g. NVlabs networks): `load_legacy_pickle`, a restricted unpickler
   that rebuilds tensors and plain containers and turns every other class into an inert record.
 
@@ -18,6 +20,7 @@ import json
 import os
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -146,7 +149,7 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu",
     if suffix in SAFETENSORS:
         sd = _load_safetensors(path, device)
     elif suffix in TORCH_FILES:
-        sd = _torch_load(path, device)
+        sd = _torch_load(path, device, restricted_fallback=suffix == ".ckpt")
     elif suffix in PICKLE_FILES:
         sd = load_legacy_pickle(path)  # unwrapped below, before flattening, so wrapper names do not prefix keys
     else:
@@ -172,11 +175,15 @@ def _load_safetensors(path: Path, device: str | torch.device) -> dict[str, torch
                            "corrupt; download it again") from None
 
 
-def _torch_load(path: Path, device: str | torch.device) -> Any:
+def _torch_load(path: Path, device: str | torch.device, restricted_fallback: bool = False) -> Any:
+    """torch.load(weights_only=True); with `restricted_fallback`, a file that it refuses for naming a
+    class (old Lightning .ckpt files carry callback objects) is read by the restricted unpickler."""
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
         reason = _weights_only_reason(err)
+        if restricted_fallback and reason.startswith("unsupported global") and zipfile.is_zipfile(path):
+            return load_torch_zip_restricted(path, device)
         # Every weights_only failure mentions weights_only; only a refused global names "GLOBAL".
         # Anything else (e.g. "Unsupported operand") means the bytes are not a torch pickle at all.
         if reason.startswith("unsupported global"):
@@ -301,6 +308,14 @@ def _storage_from_bytes(data: bytes) -> Any:
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
+@dataclass(frozen=True)
+class StorageType:
+    """What a pickled `torch.FloatStorage` (etc.) stands for: the dtype of a storage's bytes."""
+
+    name: str
+    dtype: torch.dtype
+
+
 def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
     # Protocols 0-2 store bytes as _codecs.encode(text, 'latin1'); allow only that, not any codec.
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
@@ -326,8 +341,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
     }
-    STORAGES = {"FloatStorage", "DoubleStorage", "HalfStorage", "BFloat16Storage", "LongStorage", "IntStorage",
-                "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage", "UntypedStorage"}
+    # Storage classes only ever name a dtype for persistent ids; map them without touching the
+    # deprecated TypedStorage classes.
+    STORAGES = {"FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+                "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+                "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
+                "BoolStorage": torch.bool, "UntypedStorage": torch.uint8}
     DTYPES = {"float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "uint8", "int8", "bool"}
 
     def find_class(self, module: str, name: str) -> Any:
@@ -337,7 +356,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in self.SAFE:
             return super().find_class(module, name)
-        if module == "torch" and (name in self.STORAGES or name in self.DTYPES):
+        if module == "torch" and name in self.STORAGES:
+            return StorageType(name, self.STORAGES[name])
+        if module == "torch" and name in self.DTYPES:
             return getattr(torch, name)
         if (module, name) == ("torch.storage", "_load_from_bytes"):
             return _storage_from_bytes
@@ -349,6 +370,34 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("persistent ids are not allowed in a legacy pickle; use torch.load")
+
+
+def load_torch_zip_restricted(path: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
+    """A torch.save zip file read with RestrictedUnpickler: tensors come back, every other object
+    in it becomes an inert PickledObject. Nothing named by the file is imported or run."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            pkl = next(n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1)
+            root = pkl.rsplit("/", 1)[0]
+
+            class ZipUnpickler(RestrictedUnpickler):
+                def persistent_load(self, pid: Any) -> Any:
+                    # ('storage', storage class, key, location, numel): raw bytes at <root>/data/<key>
+                    if not (isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage"):
+                        raise pickle.UnpicklingError(f"unexpected persistent id {pid!r:.60}")
+                    if not isinstance(pid[1], StorageType):
+                        raise pickle.UnpicklingError(f"storage of unknown type {pid[1]!r:.60}")
+                    dtype = pid[1].dtype
+                    raw = torch.frombuffer(bytearray(zf.read(f"{root}/data/{pid[2]}")), dtype=torch.uint8)
+                    storage = raw.to(device).untyped_storage()
+                    return torch.storage.TypedStorage(wrap_storage=storage, dtype=dtype, _internal=True)
+
+            return ZipUnpickler(io.BytesIO(zf.read(pkl))).load()
+    except (pickle.UnpicklingError, zipfile.BadZipFile, KeyError, StopIteration, EOFError, ValueError,
+            TypeError, AttributeError, IndexError, RuntimeError) as err:
+        raise WeightsError(f"{path.name} is not a readable torch checkpoint ({_short(err)}): it is truncated "
+                           "or corrupt; download it again") from None
 
 
 def load_legacy_pickle(path: str | os.PathLike) -> Any:

@@ -23,7 +23,8 @@ from safetensors.torch import save_file
 
 from utils.errors import ConversionError, WeightsError
 from utils.weights import (PickledObject, check_keys, flatten_tensors, key_report, load_folder_state_dict,
-                           load_into, load_legacy_pickle, load_state_dict, resolve)
+                           load_into, load_legacy_pickle, load_state_dict, load_torch_zip_restricted,
+                           resolve)
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
@@ -505,7 +506,7 @@ def test_payloads_are_real(tmp_path, payload):
 
 
 @pytest.mark.parametrize("payload", [WritesMarker, RunsShell])
-@pytest.mark.parametrize("suffix", [".pt", ".bin", ".ckpt"])
+@pytest.mark.parametrize("suffix", [".pt", ".bin", ".pth"])
 def test_malicious_torch_file_refused(tmp_path, payload, suffix):
     marker = tmp_path / "marker"
     path = tmp_path / f"evil{suffix}"
@@ -514,6 +515,51 @@ def test_malicious_torch_file_refused(tmp_path, payload, suffix):
     with one_line(WeightsError, f"evil{suffix}", "safe load refuses", name):
         load_state_dict(path)
     assert not marker.exists()
+
+
+class ModelCheckpoint:
+    """Stands in for the Lightning callback that old .ckpt files (e.g. Stable Diffusion 1.x) carry."""
+
+    def __init__(self) -> None:
+        self.monitor, self.best_model_score = "val/loss", torch.tensor(0.25)
+
+
+def test_old_lightning_ckpt_loads_through_restricted_unpickler(tmp_path):
+    sd = tiny_sd() | {"half": torch.randn(2).half(), "view": torch.arange(12.0).view(3, 4)[:, 1:3]}
+    ckpt = {"state_dict": sd, "callbacks": {"ModelCheckpoint": ModelCheckpoint()}, "epoch": 6}
+    torch.save(ckpt, tmp_path / "sd.ckpt")
+    got = load_state_dict(tmp_path / "sd.ckpt")  # weights_only refuses the callback; the fallback reads it
+    assert_same(got, {k: v.contiguous() for k, v in sd.items()})
+    assert load_state_dict(tmp_path / "sd.ckpt", dtype=torch.bfloat16)["half"].dtype == torch.bfloat16
+    cb = load_torch_zip_restricted(tmp_path / "sd.ckpt")["callbacks"]["ModelCheckpoint"]
+    assert isinstance(cb, PickledObject) and cb.cls.endswith("ModelCheckpoint") and cb["monitor"] == "val/loss"
+    torch.save({"state_dict": sd, "cb": ModelCheckpoint()}, tmp_path / "sd.pt")
+    with one_line(WeightsError, "sd.pt", "safe load refuses", "ModelCheckpoint"):  # only .ckpt falls back
+        load_state_dict(tmp_path / "sd.pt")
+
+
+@pytest.mark.parametrize("payload", [WritesMarker, RunsShell])
+def test_malicious_ckpt_is_inert(tmp_path, payload):
+    marker = tmp_path / "marker"
+    sd = tiny_sd()
+    torch.save({"state_dict": sd, "hook": payload(marker)}, tmp_path / "evil.ckpt")
+    assert_same(load_state_dict(tmp_path / "evil.ckpt"), sd)
+    hook = load_torch_zip_restricted(tmp_path / "evil.ckpt")["hook"]
+    assert not marker.exists()
+    assert isinstance(hook, PickledObject)
+    assert hook.cls.endswith("write_marker" if payload is WritesMarker else "system")
+
+
+def test_corrupt_ckpt_in_restricted_reader(tmp_path):
+    torch.save({"state_dict": tiny_sd(), "cb": ModelCheckpoint()}, tmp_path / "x.ckpt")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "x.ckpt") as src, zipfile.ZipFile(tmp_path / "bad.ckpt", "w") as dst:
+        for item in src.infolist():  # drop one tensor's bytes: a damaged archive that still opens
+            if not item.filename.endswith("/data/0"):
+                dst.writestr(item, src.read(item))
+    with one_line(WeightsError, "bad.ckpt", "truncated or corrupt"):
+        load_state_dict(tmp_path / "bad.ckpt")
 
 
 @pytest.mark.parametrize("payload", [WritesMarker, RunsShell])

@@ -119,7 +119,8 @@ class ImageFolderDataset(Dataset):
                 "path": str(path)}
 
     def __repr__(self) -> str:
-        return (f"ImageFolderDataset({str(self.root)!r}, {len(self)} images, {sum(c is not None for c in self.captions)} captions, "
+        captioned = sum(c is not None for c in self.captions)
+        return (f"ImageFolderDataset({str(self.root)!r}, {len(self)} images, {captioned} captions, "
                 f"{len(self.classes)} classes)")
 
     @property
