@@ -1,0 +1,175 @@
+"""VQGANPipeline: reconstruct images through the codebook, or decode grids of code indices."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.gan.vqgan.config import PRESETS, VQGANConfig
+from models.gan.vqgan.convert import config_from_diffusers, convert_state_dict, detect_layout, infer_config
+from models.gan.vqgan.model import VQGAN
+from models.outputs import ImageOutput
+from utils.errors import UserError, WeightsError, did_you_mean
+from utils.torch_utils import make_generator, resolve_device, resolve_dtype
+from utils.visualization.grid import to_pil
+from utils.weights import load_folder_state_dict, load_into, load_state_dict, resolve
+
+DEFAULT_PRESET = "imagenet-f16-1024"
+OFFICIAL_LINKS = {
+    "imagenet-f16-1024": "https://heibox.uni-heidelberg.de/d/8088892a516d4e3baf92/",
+    "imagenet-f16-16384": "https://heibox.uni-heidelberg.de/d/a7530b09fed84f80a887/",
+}
+
+ImageInput = Image.Image | str | Path | torch.Tensor | np.ndarray
+
+
+def image_to_tensor(image: ImageInput | Sequence[ImageInput], size: int | None = None) -> torch.Tensor:
+    """PIL images, paths, arrays (H, W, 3 uint8) or a tensor in [-1, 1] -> (B, 3, H, W) in [-1, 1].
+
+    With `size`, each image is resized (shorter side) and centre-cropped to size x size.
+    """
+    if isinstance(image, torch.Tensor):
+        x = image[None] if image.ndim == 3 else image
+        return x.float()
+    items = list(image) if isinstance(image, (list, tuple)) else [image]
+    tensors = []
+    for item in items:
+        if isinstance(item, (str, Path)):
+            if not Path(item).exists():
+                raise UserError(f"image not found: {item}: check the path")
+            item = Image.open(item)
+        if isinstance(item, np.ndarray):
+            item = Image.fromarray(item)
+        img = item.convert("RGB")
+        if size is not None:
+            scale = size / min(img.size)
+            img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))),
+                             Image.BICUBIC)
+            left, top = (img.width - size) // 2, (img.height - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+        arr = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1)
+        tensors.append(arr / 127.5 - 1.0)
+    if len({t.shape for t in tensors}) > 1:
+        raise UserError("the images have different sizes: pass size=... to resize and crop them all")
+    return torch.stack(tensors)
+
+
+class VQGANPipeline:
+    """A VQGAN autoencoder; `__call__(image=...)` reconstructs, `__call__(indices=...)` decodes codes."""
+
+    def __init__(self, model: VQGAN, device: torch.device, dtype: torch.dtype,
+                 discriminator_state: dict[str, torch.Tensor] | None = None):
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.config: VQGANConfig = model.config
+        self.device, self.dtype = device, dtype
+        self.discriminator_state = discriminator_state or {}
+        """The PatchGAN weights found in a taming checkpoint (to resume training), else empty."""
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path | None = None, preset: str | None = None,
+                        device: str | torch.device | None = None,
+                        dtype: str | torch.dtype | None = None) -> "VQGANPipeline":
+        """`source`: a taming .ckpt, a diffusers VQModel folder (or its parent with a vqvae/ folder),
+        a native .safetensors, or a hub id of a diffusers VQModel. `preset='tiny'` without a source is random."""
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        if preset is not None and preset not in PRESETS:
+            raise UserError(f"vqgan has no preset '{preset}': {did_you_mean(preset, PRESETS)}")
+        if source is None:
+            preset = preset or DEFAULT_PRESET
+            if preset == "tiny":
+                torch.manual_seed(0)
+                return cls(VQGAN(PRESETS["tiny"]), dev, dt)
+            raise WeightsError(f"the taming-transformers VQGAN weights are not on the Hugging Face hub: download "
+                               f"last.ckpt from {OFFICIAL_LINKS[preset]} and pass its path as the weights "
+                               "(or use preset 'tiny' for random weights)")
+        base = PRESETS[preset or DEFAULT_PRESET]
+        path = resolve(source)
+        if path.is_dir():
+            sd, config = cls._read_folder(path, base)
+        else:
+            sd = load_state_dict(path)
+            config = None
+        if config is None:
+            if detect_layout(sd) == "diffusers":
+                raise UserError(f"{path.name} is in the diffusers layout but has no config.json beside it: pass "
+                                "the VQModel folder")
+            config = infer_config({k: v for k, v in sd.items() if not k.startswith("loss.")}, base)
+        ae, disc = convert_state_dict(sd, config)
+        with torch.device("meta"):
+            model = VQGAN(config)
+        load_into(model, ae, what=f"VQGAN checkpoint {path.name}")
+        return cls(model, dev, dt, disc)
+
+    @staticmethod
+    def _read_folder(path: Path, base: VQGANConfig) -> tuple[dict[str, torch.Tensor], VQGANConfig | None]:
+        for folder in (path, path / "vqvae"):
+            cfg_file = folder / "config.json"
+            if cfg_file.exists():
+                cfg = json.loads(cfg_file.read_text())
+                if cfg.get("_class_name", "VQModel") != "VQModel":
+                    raise UserError(f"{cfg_file} describes a {cfg['_class_name']}, not a VQModel")
+                return load_folder_state_dict(folder), config_from_diffusers(cfg, base)
+        ckpt = path / "checkpoints" / "last.ckpt"  # a taming log folder
+        if ckpt.exists():
+            return load_state_dict(ckpt), None
+        raise UserError(f"{path} is neither a diffusers VQModel folder (config.json + weights) nor a taming log "
+                        "folder (checkpoints/last.ckpt): pass the checkpoint file itself")
+
+    # -- running ---------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def encode(self, image: ImageInput | Sequence[ImageInput], size: int | None = None) -> torch.Tensor:
+        """Images -> code indices (B, H/f, W/f)."""
+        x = self._check(image_to_tensor(image, size))
+        return self.model.encode_to_indices(x.to(self.device, self.dtype)).cpu()
+
+    @torch.inference_mode()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code indices (B, h, w) -> images (B, 3, h*f, w*f) in [-1, 1]."""
+        indices = torch.as_tensor(indices)
+        if indices.ndim == 2:
+            indices = indices[None]
+        if indices.ndim != 3:
+            raise UserError(f"code indices must have shape (batch, height, width), got {tuple(indices.shape)}")
+        if indices.min() < 0 or indices.max() >= self.config.n_embed:
+            raise UserError(f"code indices must lie in 0..{self.config.n_embed - 1}")
+        return self.model.decode_indices(indices.to(self.device)).float().cpu()
+
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.config.downsample_factor
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise UserError(f"expected images with {self.config.in_channels} channels, got shape {tuple(x.shape)}")
+        if x.shape[2] % f or x.shape[3] % f:
+            raise UserError(f"image size {x.shape[3]}x{x.shape[2]} is not a multiple of {f} (this VQGAN's "
+                            f"downsampling factor): pass size=<multiple of {f}> to resize and crop")
+        return x
+
+    @torch.inference_mode()
+    def __call__(self, image: ImageInput | Sequence[ImageInput] | None = None, indices: torch.Tensor | None = None,
+                 seed: int | None = None, size: int | None = None, num_images: int = 1,
+                 output_type: str = "pil") -> ImageOutput:
+        """Reconstruct `image` (returns the reconstructions and, in extras, the code indices), or
+        decode `indices`. With neither, decodes uniformly random codes drawn from `seed` (a smoke
+        test: VQGAN alone is not a sampler; a transformer over the codes is)."""
+        if image is not None and indices is not None:
+            raise UserError("pass either an image to reconstruct or code indices to decode, not both")
+        if image is not None:
+            x = self._check(image_to_tensor(image, size)).to(self.device, self.dtype)
+            rec, _, idx = self.model(x)
+            images, idx = rec.float().cpu(), idx.cpu()
+        else:
+            if indices is None:
+                side = (size or self.config.resolution) // self.config.downsample_factor
+                indices = torch.randint(0, self.config.n_embed, (num_images, side, side),
+                                        generator=make_generator(seed))
+            images = self.decode(indices)
+            idx = torch.as_tensor(indices)
+        extras = {"indices": idx}
+        if output_type == "pt":
+            extras["images"] = images
+        return ImageOutput(to_pil(images.clamp(-1, 1)), extras)
