@@ -82,6 +82,24 @@ MODELS: tuple[ModelSpec, ...] = (
         paper="https://arxiv.org/abs/1511.06434",
     ),
     # -- new models go below this line, one ModelSpec each --
+    ModelSpec(
+        modality="gan", name="biggan",
+        summary="BigGAN-deep (Brock et al. 2018): class-conditional ImageNet generator at 128, 256 or 512 px.",
+        pipeline="models.gan.biggan.pipeline:BigGANPipeline",
+        presets=("biggan-deep-128", "biggan-deep-256", "biggan-deep-512", "tiny"), default_preset="biggan-deep-128",
+        weights=tuple(WeightsSource(f"biggan-deep-{r}", f"huggingface/biggan-deep-{r}", "Apache-2.0",
+                                    layout="official") for r in (128, 256, 512)),
+        aliases=("biggan-deep", "biggan_deep"),
+        paper="https://arxiv.org/abs/1809.11096",
+    ),
+    ModelSpec(
+        modality="gan", name="vqgan",
+        summary="VQGAN (Esser et al. 2021): vector-quantised autoencoder; reconstructs images and decodes code indices.",
+        pipeline="models.gan.vqgan.pipeline:VQGANPipeline",
+        presets=("imagenet-f16-1024", "imagenet-f16-16384", "tiny"), default_preset="imagenet-f16-1024",
+        aliases=("taming", "vq-gan"),
+        paper="https://arxiv.org/abs/2012.09841",
+    ),
 )
 
 
