@@ -1,0 +1,327 @@
+"""The SDXL UNet in the layout of Stability's official release (the `sgm` code base).
+
+Parameter names are those of `sd_xl_base_1.0.safetensors` / `sd_xl_refiner_1.0.safetensors` without
+their `model.diffusion_model.` prefix:
+
+    time_embed.{0,2}            timestep MLP (sinusoidal features of width `model_channels`)
+    label_emb.0.{0,2}           MLP on the "vector" conditioning y (pooled text + micro-conditioning)
+    input_blocks.0.0            conv_in
+    input_blocks.N.0            ResBlock (in_layers / emb_layers / out_layers / skip_connection)
+    input_blocks.N.1            SpatialTransformer (norm, proj_in, transformer_blocks.K, proj_out)
+    input_blocks.N.0.op         the stride-2 downsampling conv closing a level
+    middle_block.{0,1,2}        ResBlock, SpatialTransformer, ResBlock
+    output_blocks.N.{0,1,2}     ResBlock, SpatialTransformer (when the level attends), Upsample (`.conv`)
+    out.{0,2}                   GroupNorm, conv_out
+
+`forward(x, timesteps, context, y)` follows the release: x the (noisy) latents, timesteps the DDPM
+times, context the concatenated penultimate hidden states of the text encoders, y the vector built by
+`conditioning.sdxl_vector` (pooled bigG embedding + Fourier features of sizes, crop, aesthetic score).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from utils.errors import UserError, did_you_mean
+from utils.nn import attention, timestep_embedding
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Sizes of an SDXL-family UNet (names follow the release's yaml)."""
+
+    in_channels: int = 4
+    out_channels: int = 4
+    model_channels: int = 320
+    channel_mult: tuple[int, ...] = (1, 2, 4)
+    num_res_blocks: int = 2
+    transformer_depth: tuple[int, ...] = (0, 2, 10)
+    """Transformer blocks per SpatialTransformer at each level; 0 = that level has no attention."""
+    transformer_depth_middle: int = 10
+    head_dim: int = 64
+    """Channels per attention head (`num_head_channels`); heads = level channels // head_dim."""
+    context_dim: int = 2048
+    adm_in_channels: int = 2816
+    """Width of y: 1280 pooled + 6 x 256 (base) or 1280 + 5 x 256 (refiner)."""
+    norm_groups: int = 32
+    micro_conditioning: str = "base"
+    """'base': original size, crop, target size; 'refiner': original size, crop, aesthetic score."""
+    addition_time_embed_dim: int = 256
+    """Fourier features per micro-conditioning number."""
+
+    @property
+    def time_embed_dim(self) -> int:
+        return 4 * self.model_channels
+
+    @property
+    def level_channels(self) -> tuple[int, ...]:
+        return tuple(self.model_channels * m for m in self.channel_mult)
+
+    @property
+    def downscale(self) -> int:
+        return 2 ** (len(self.channel_mult) - 1)
+
+    @classmethod
+    def preset(cls, name: str) -> "UNetConfig":
+        if name not in UNET_PRESETS:
+            raise UserError(f"unknown SDXL UNet preset '{name}': {did_you_mean(name, UNET_PRESETS)}")
+        return UNET_PRESETS[name]
+
+    def with_(self, **changes) -> "UNetConfig":
+        return replace(self, **changes)
+
+
+UNET_PRESETS: dict[str, UNetConfig] = {
+    # sd_xl_base.yaml: 2.6 B parameters, attention at 1/2 and 1/4 resolution with 2 and 10 blocks.
+    "sdxl-base": UNetConfig(),
+    # sd_xl_refiner.yaml: wider, four levels, 4 blocks at the two attending levels, bigG context only.
+    "sdxl-refiner": UNetConfig(model_channels=384, channel_mult=(1, 2, 4, 4), transformer_depth=(0, 4, 4, 0),
+                               transformer_depth_middle=4, context_dim=1280, adm_in_channels=2560,
+                               micro_conditioning="refiner"),
+    # Tests and offline runs: two levels, 32/64 channels, 8 groups.
+    "tiny": UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, transformer_depth=(1, 1),
+                       transformer_depth_middle=1, head_dim=8, context_dim=32, adm_in_channels=32 + 6 * 8,
+                       norm_groups=8, addition_time_embed_dim=8),
+}
+
+
+# -- building blocks -----------------------------------------------------------------------------
+
+
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm computed in float32 (the release does this so fp16 activations stay stable)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:
+            return super().forward(x)
+        return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv, add the projected timestep embedding, GroupNorm-SiLU-conv, residual."""
+
+    def __init__(self, channels: int, emb_dim: int, out_channels: int, groups: int):
+        super().__init__()
+        self.in_layers = nn.Sequential(GroupNorm32(groups, channels), nn.SiLU(),
+                                       nn.Conv2d(channels, out_channels, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_channels))
+        self.out_layers = nn.Sequential(GroupNorm32(groups, out_channels), nn.SiLU(), nn.Dropout(0.0),
+                                        nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        self.skip_connection = nn.Identity() if channels == out_channels else nn.Conv2d(channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.in_layers(x)
+        h = h + self.emb_layers(emb)[:, :, None, None].to(h.dtype)
+        return self.skip_connection(x) + self.out_layers(h)
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of x over `context` (itself when None); q/k/v without bias."""
+
+    def __init__(self, dim: int, context_dim: int, heads: int, head_dim: int):
+        super().__init__()
+        inner = heads * head_dim
+        self.heads = heads
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim, inner, bias=False)
+        self.to_v = nn.Linear(context_dim, inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        ctx = x if context is None else context
+        b = x.shape[0]
+        q = self.to_q(x).view(b, x.shape[1], self.heads, -1).transpose(1, 2)
+        k = self.to_k(ctx).view(b, ctx.shape[1], self.heads, -1).transpose(1, 2)
+        v = self.to_v(ctx).view(b, ctx.shape[1], self.heads, -1).transpose(1, 2)
+        out = attention(q, k, v)
+        return self.to_out(out.transpose(1, 2).reshape(b, x.shape[1], -1))
+
+
+class GEGLU(nn.Module):
+    """Linear to twice the width, then value * GELU(gate)."""
+
+    def __init__(self, dim: int, out: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, 2 * out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate_ = self.proj(x).chunk(2, dim=-1)
+        return value * F.gelu(gate_)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, mult: int = 4):
+        super().__init__()
+        self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Dropout(0.0), nn.Linear(dim * mult, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class BasicTransformerBlock(nn.Module):
+    """Pre-norm self-attention, cross-attention to the text, GEGLU feed-forward."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int):
+        super().__init__()
+        self.attn1 = CrossAttention(dim, dim, heads, head_dim)
+        self.ff = FeedForward(dim)
+        self.attn2 = CrossAttention(dim, context_dim, heads, head_dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn1(self.norm1(x))
+        x = x + self.attn2(self.norm2(x), context)
+        return x + self.ff(self.norm3(x))
+
+
+class SpatialTransformer(nn.Module):
+    """Flatten the feature map to tokens, run `depth` transformer blocks, project back, residual.
+
+    SDXL projects in and out with linear layers (`use_linear_in_transformer`), on tokens.
+    """
+
+    def __init__(self, channels: int, heads: int, head_dim: int, depth: int, context_dim: int, groups: int):
+        super().__init__()
+        inner = heads * head_dim
+        self.norm = GroupNorm32(groups, channels, eps=1e-6)
+        self.proj_in = nn.Linear(channels, inner)
+        self.transformer_blocks = nn.ModuleList(
+            [BasicTransformerBlock(inner, heads, head_dim, context_dim) for _ in range(depth)])
+        self.proj_out = nn.Linear(inner, channels)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = self.norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
+        tokens = self.proj_in(tokens)
+        for block in self.transformer_blocks:
+            tokens = block(tokens, context)
+        tokens = self.proj_out(tokens)
+        return x + tokens.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+
+class TimestepEmbedSequential(nn.Sequential):
+    """A sequence of layers, each given what it needs: ResBlocks the embedding, transformers the text."""
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        for layer in self:
+            if isinstance(layer, ResBlock):
+                x = layer(x, emb)
+            elif isinstance(layer, SpatialTransformer):
+                x = layer(x, context)
+            else:
+                x = layer(x)
+        return x
+
+
+# -- the model ------------------------------------------------------------------------------------
+
+
+class SDXLUNet(nn.Module):
+    """The SDXL base / refiner UNet (epsilon prediction over 4-channel latents)."""
+
+    def __init__(self, config: UNetConfig | str = "sdxl-base"):
+        super().__init__()
+        cfg = UNetConfig.preset(config) if isinstance(config, str) else config
+        if len(cfg.transformer_depth) != len(cfg.channel_mult):
+            raise ValueError("transformer_depth needs one entry per level of channel_mult")
+        self.config = cfg
+        mc, ted, groups = cfg.model_channels, cfg.time_embed_dim, cfg.norm_groups
+        self.time_embed = nn.Sequential(nn.Linear(mc, ted), nn.SiLU(), nn.Linear(ted, ted))
+        self.label_emb = nn.Sequential(nn.Sequential(nn.Linear(cfg.adm_in_channels, ted), nn.SiLU(),
+                                                     nn.Linear(ted, ted)))
+
+        def transformer(ch: int, depth: int) -> SpatialTransformer:
+            return SpatialTransformer(ch, ch // cfg.head_dim, cfg.head_dim, depth, cfg.context_dim, groups)
+
+        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])
+        skip_channels = [mc]
+        ch = mc
+        levels = len(cfg.channel_mult)
+        for level, mult in enumerate(cfg.channel_mult):
+            out_ch = mc * mult
+            for _ in range(cfg.num_res_blocks):
+                layers: list[nn.Module] = [ResBlock(ch, ted, out_ch, groups)]
+                ch = out_ch
+                if cfg.transformer_depth[level] > 0:
+                    layers.append(transformer(ch, cfg.transformer_depth[level]))
+                self.input_blocks.append(TimestepEmbedSequential(*layers))
+                skip_channels.append(ch)
+            if level != levels - 1:
+                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch)))
+                skip_channels.append(ch)
+
+        self.middle_block = TimestepEmbedSequential(ResBlock(ch, ted, ch, groups),
+                                                    transformer(ch, cfg.transformer_depth_middle),
+                                                    ResBlock(ch, ted, ch, groups))
+
+        self.output_blocks = nn.ModuleList()
+        for level in reversed(range(levels)):
+            out_ch = mc * cfg.channel_mult[level]
+            for i in range(cfg.num_res_blocks + 1):
+                layers = [ResBlock(ch + skip_channels.pop(), ted, out_ch, groups)]
+                ch = out_ch
+                if cfg.transformer_depth[level] > 0:
+                    layers.append(transformer(ch, cfg.transformer_depth[level]))
+                if level and i == cfg.num_res_blocks:
+                    layers.append(Upsample(ch))
+                self.output_blocks.append(TimestepEmbedSequential(*layers))
+
+        self.out = nn.Sequential(GroupNorm32(groups, ch), nn.SiLU(), nn.Conv2d(ch, cfg.out_channels, 3, padding=1))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.out[2].weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.out[2].weight.device
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
+                y: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) latents, (B,) times, (B, L, context_dim) text, (B, adm_in_channels) vector."""
+        d = self.config.downscale
+        if x.shape[-1] % d or x.shape[-2] % d:
+            raise UserError(f"latent size {x.shape[-2]}x{x.shape[-1]} is not a multiple of {d}: "
+                            f"use an image size that is a multiple of {8 * d}")
+        if timesteps.ndim == 0:
+            timesteps = timesteps.expand(x.shape[0])
+        dtype = self.dtype
+        t_emb = timestep_embedding(timesteps, self.config.model_channels, flip_sin_to_cos=True,
+                                   downscale_freq_shift=0).to(dtype)
+        emb = self.time_embed(t_emb) + self.label_emb(y.to(dtype))
+        h = x.to(dtype)
+        context = context.to(dtype)
+        skips = []
+        for block in self.input_blocks:
+            h = block(h, emb, context)
+            skips.append(h)
+        h = self.middle_block(h, emb, context)
+        for block in self.output_blocks:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
+        return self.out(h)
+
+
+__all__ = ["SDXLUNet", "UNetConfig", "UNET_PRESETS"]
