@@ -1,0 +1,131 @@
+"""CycleGAN translation pipeline: images of domain A in, images of domain B out (or back with BtoA)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+
+from models.gan.cyclegan.config import PRESETS, CycleGANConfig
+from models.gan.cyclegan.convert import convert_generator, infer_generator_config
+from models.gan.cyclegan.model import ResnetGenerator
+from models.outputs import ImageOutput
+from utils.errors import UserError, did_you_mean
+from utils.torch_utils import resolve_device, resolve_dtype
+
+ImageInput = str | Path | Image.Image | torch.Tensor
+
+
+def _round4(n: int) -> int:
+    return max(4, int(round(n / 4)) * 4)
+
+
+class CycleGANPipeline:
+    """`CycleGANPipeline.from_pretrained("latest_net_G_A.pth")(image="horse.jpg").save("zebra.png")`."""
+
+    model_name = "cyclegan"
+    presets = PRESETS
+
+    def __init__(self, generator: ResnetGenerator, config: CycleGANConfig, device: torch.device, dtype: torch.dtype,
+                 direction: str = "AtoB"):
+        self.generator = generator.to(device=device, dtype=dtype).eval()
+        self.config, self.device, self.dtype, self.direction = config, device, dtype, direction
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path | None = None, preset: str | None = None, device: str | None = None,
+                        dtype: str | torch.dtype | None = None, direction: str = "AtoB") -> "CycleGANPipeline":
+        """Random weights for `preset='tiny'`; else a generator checkpoint (original .pth or native safetensors)."""
+        from models.gan.pipeline_base import LatentGANPipeline, read_safetensors_config
+        from utils.weights import load_into, load_state_dict
+
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        if preset is not None and preset not in PRESETS:
+            raise UserError(f"cyclegan has no preset '{preset}': {did_you_mean(preset, PRESETS)}")
+        if source is None:
+            if preset == "tiny":
+                torch.manual_seed(0)
+                return cls(ResnetGenerator(PRESETS["tiny"]), PRESETS["tiny"], dev, dt, direction)
+            raise UserError("no CycleGAN weights are registered: pass --weights with a generator file such as "
+                            "latest_net_G_A.pth (the original release) or a generator.safetensors trained here, "
+                            "or use --preset tiny for random weights")
+        path = LatentGANPipeline._resolve_source(source)
+        sd = load_state_dict(path)
+        config = read_safetensors_config(path, CycleGANConfig) or infer_generator_config(sd, direction)
+        if direction == "BtoA":  # G_B maps the other way: its channels are swapped
+            config = CycleGANConfig(**{**config.__dict__, "in_channels": config.out_channels,
+                                       "out_channels": config.in_channels})
+        with torch.device("meta"):
+            gen = ResnetGenerator(config)
+        load_into(gen, convert_generator(sd, direction), what=f"cyclegan checkpoint {path.name}")
+        return cls(gen, config, dev, dt, direction)
+
+    # -- inputs ------------------------------------------------------------------------------------
+
+    def _load(self, item: ImageInput, size: int | None) -> tuple[torch.Tensor, str]:
+        from utils.data.augmentations import to_tensor
+        from utils.data.image_folder import load_rgb
+
+        if isinstance(item, torch.Tensor):
+            x = item if item.ndim == 3 else item[0]
+            return x.float(), "tensor"
+        name = "image"
+        if isinstance(item, (str, Path)):
+            path = Path(item)
+            if not path.is_file():
+                raise UserError(f"input image not found: {path}")
+            name, item = path.stem, load_rgb(path)
+        img = item.convert("L" if self.config.in_channels == 1 else "RGB")
+        # the generator halves the size twice and doubles it back: sides must be multiples of 4
+        w, h = (size, size) if size is not None else (_round4(img.width), _round4(img.height))
+        if (w, h) != img.size:
+            img = img.resize((w, h), Image.Resampling.BICUBIC)
+        return to_tensor(img), name
+
+    @staticmethod
+    def expand_inputs(image: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+        """A folder becomes its images (sorted); a list stays a list; anything else is one input."""
+        if isinstance(image, (list, tuple)):
+            return list(image)
+        if isinstance(image, (str, Path)) and Path(image).is_dir():
+            from utils.data.image_folder import find_images
+
+            found = find_images(Path(image))
+            if not found:
+                raise UserError(f"no images in {image}: it should hold .png/.jpg/.webp/.bmp files")
+            return list(found)
+        if isinstance(image, torch.Tensor) and image.ndim == 4:
+            return list(image)
+        return [image]
+
+    # -- translating -------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def __call__(self, image: ImageInput | Sequence[ImageInput] | None = None, seed: int | None = None,
+                 size: int | None = None, height: int | None = None, width: int | None = None,
+                 output_type: str = "pil", **unused: Any) -> ImageOutput:
+        """Translate one image, a list, or a folder. The generator is deterministic: `seed` changes nothing."""
+        if image is None:
+            raise UserError("cyclegan translates images: pass image=<file, folder or PIL image> (--image on the CLI)")
+        bad = sorted(k for k, v in unused.items() if v is not None and k not in ("num_images",))
+        if bad:
+            raise UserError(f"cyclegan takes no {', '.join(bad)}: it translates the given image(s)")
+        if size is None and (height or width):
+            if height and width and height != width:
+                raise UserError("cyclegan resizes to a square: give --height and --width equal, or only one")
+            size = height or width
+        if size is not None and size % 4:
+            raise UserError(f"the size must be a multiple of 4 (the generator downsamples twice), got {size}")
+        outputs, names = [], []
+        for item in self.expand_inputs(image):
+            x, name = self._load(item, size)
+            y = self.generator(x[None].to(self.device, self.dtype)).float().cpu()
+            outputs.append(y[0])
+            names.append(name)
+        from utils.visualization.grid import to_pil
+
+        extras: dict[str, Any] = {"names": names}
+        if output_type == "pt":
+            extras["images"] = outputs
+        return ImageOutput([to_pil(o)[0] for o in outputs], extras)
