@@ -14,8 +14,18 @@ def main(argv: list[str] | None = None) -> None:
     lst = sub.add_parser("list", help="list the registered models")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
     lst.add_argument("--modality", choices=MODALITIES, help="only this modality")
+    sub.add_parser("table", help="print the README's model table (markdown)")
+    sub.add_parser("readme", help="rewrite the model table inside README.md")
     args = parser.parse_args(argv)
     with cli_errors("models"):
+        if args.command in ("table", "readme"):
+            from models.table import markdown_table, update_readme
+
+            if args.command == "table":
+                print(markdown_table())
+            else:
+                print("README.md updated" if update_readme() else "README.md already up to date")
+            return
         rows = specs(args.modality)
         if args.json:
             print(json.dumps([s.to_dict() for s in rows], indent=2))

@@ -45,10 +45,18 @@ class ModelSpec:
     weights: tuple[WeightsSource, ...] = ()
     aliases: tuple[str, ...] = ()
     paper: str = ""
+    trainer: str = ""
+    """'module.path:function' returning the training recipe of a preset, for models that train."""
 
     def pipeline_class(self) -> type:
         module_name, _, cls_name = self.pipeline.partition(":")
         return getattr(importlib.import_module(module_name), cls_name)
+
+    def training_recipe(self, preset: str):
+        if not self.trainer:
+            raise UserError(f"{self.name} has no training recipe in this zoo")
+        module_name, _, fn = self.trainer.partition(":")
+        return getattr(importlib.import_module(module_name), fn)(preset)
 
     def weights_for(self, preset: str) -> WeightsSource | None:
         return next((w for w in self.weights if w.preset == preset), None)
@@ -56,6 +64,8 @@ class ModelSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("pipeline")
+        d.pop("trainer")
+        d["trainable"] = bool(self.trainer)
         d["presets"] = list(self.presets)
         d["aliases"] = list(self.aliases)
         d["weights"] = [asdict(w) for w in self.weights]
@@ -70,7 +80,7 @@ MODELS: tuple[ModelSpec, ...] = (
         presets=("digits", "mnist", "tiny"), default_preset="digits",
         weights=(WeightsSource("digits", "package:models/gan/vanilla_gan/weights/digits.safetensors",
                                "Apache-2.0 (trained in this repo)", layout="native"),),
-        paper="https://arxiv.org/abs/1406.2661",
+        paper="https://arxiv.org/abs/1406.2661", trainer="models.gan.vanilla_gan.training:recipe",
     ),
     ModelSpec(
         modality="gan", name="dcgan",
@@ -79,9 +89,40 @@ MODELS: tuple[ModelSpec, ...] = (
         presets=("digits", "celeba-64", "tiny"), default_preset="digits",
         weights=(WeightsSource("digits", "package:models/gan/dcgan/weights/digits.safetensors",
                                "Apache-2.0 (trained in this repo)", layout="native"),),
-        paper="https://arxiv.org/abs/1511.06434",
+        paper="https://arxiv.org/abs/1511.06434", trainer="models.gan.dcgan.training:recipe",
     ),
     # -- new models go below this line, one ModelSpec each --
+    ModelSpec(
+        modality="3d", name="gaussian_splatting",
+        summary="3D Gaussian splatting (Kerbl et al. 2023): train on posed images, render and export .ply splats.",
+        pipeline="models.generation_3d.gaussian_splatting.pipeline:GaussianSplattingPipeline",
+        presets=("default", "tiny"), default_preset="default", aliases=("3dgs", "gsplat"),
+        paper="https://arxiv.org/abs/2308.04079",
+    ),
+    ModelSpec(
+        modality="gan", name="wgan_gp",
+        summary="WGAN-GP (Gulrajani et al. 2017): Wasserstein GAN with a gradient penalty, DCGAN-like networks.",
+        pipeline="models.gan.wgan_gp.pipeline:WGANGPPipeline",
+        presets=("digits", "cifar-32", "tiny"), default_preset="tiny",
+        aliases=("wgan-gp", "wgangp"),
+        paper="https://arxiv.org/abs/1704.00028", trainer="models.gan.wgan_gp.training:recipe",
+    ),
+    ModelSpec(
+        modality="gan", name="progressive_gan",
+        summary="Progressive GAN (Karras et al. 2017): grown from 4x4, equalized lr, pixel norm, minibatch std.",
+        pipeline="models.gan.progressive_gan.pipeline:ProgressiveGANPipeline",
+        presets=("celebahq-1024", "celebahq-512", "celebahq-256", "digits-32", "tiny"), default_preset="tiny",
+        aliases=("progan", "pgan", "progressive-gan"),
+        paper="https://arxiv.org/abs/1710.10196", trainer="models.gan.progressive_gan.training:recipe",
+    ),
+    ModelSpec(
+        modality="gan", name="cyclegan",
+        summary="CycleGAN (Zhu et al. 2017): unpaired image-to-image translation with cycle consistency.",
+        pipeline="models.gan.cyclegan.pipeline:CycleGANPipeline",
+        presets=("resnet-9blocks", "resnet-6blocks", "digits", "tiny"), default_preset="resnet-9blocks",
+        aliases=("cycle_gan", "cycle-gan"),
+        paper="https://arxiv.org/abs/1703.10593", trainer="models.gan.cyclegan.training:recipe",
+    ),
     ModelSpec(
         modality="gan", name="biggan",
         summary="BigGAN-deep (Brock et al. 2018): class-conditional ImageNet generator at 128, 256 or 512 px.",
@@ -125,8 +166,11 @@ def get_spec(modality: str, name: str) -> ModelSpec:
     if elsewhere:
         raise UserError(f"'{name}' is a {elsewhere[0]} model, not a {modality} model: "
                         f"use modality '{elsewhere[0]}'")
-    names = [n for (m, n) in idx if m == modality]
-    raise UserError(f"unknown {modality} model '{name}': {did_you_mean(name, names)} "
+    names = [s.name for s in MODELS if s.modality == modality]
+    hint = did_you_mean(name, names + [n for (m, n) in idx if m == modality and n not in names])
+    if not hint.startswith("did"):
+        hint = did_you_mean(name, names)
+    raise UserError(f"unknown {modality} model '{name}': {hint} "
                     f"(python -m models list shows every model)")
 
 
@@ -137,8 +181,12 @@ def find_spec(name: str, modalities: tuple[str, ...] = MODALITIES) -> ModelSpec:
         for key in (name, name.lower().replace("-", "_")):
             if (modality, key) in idx:
                 return idx[(modality, key)]
-    names = [n for (m, n) in idx if m in modalities]
-    raise UserError(f"unknown model '{name}': {did_you_mean(name, names)} "
+    names = [s.name for s in MODELS if s.modality in modalities]
+    aliases = [n for (m, n) in idx if m in modalities and n not in names]
+    hint = did_you_mean(name, names + aliases)
+    if not hint.startswith("did"):
+        hint = did_you_mean(name, names)
+    raise UserError(f"unknown model '{name}': {hint} "
                     f"(python -m models list shows every model)")
 
 

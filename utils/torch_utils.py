@@ -22,6 +22,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise UserError(f"unknown device '{device}': use cpu, cuda, cuda:N or auto") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device '{device}' was asked for but no CUDA GPU is visible: use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"device '{device}' does not exist: {torch.cuda.device_count()} CUDA GPU(s) are visible")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"device '{device}' was asked for but MPS is not available: use --device cpu")
     return dev

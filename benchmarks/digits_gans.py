@@ -1,0 +1,66 @@
+"""Quality and speed of the GANs shipped with weights trained on the scikit-learn digits.
+
+    python -m benchmarks.digits_gans [--num-images 1000] [--device cpu]
+
+Quality: a logistic-regression classifier trained on the real 8x8 digits (train split) reads
+each generated image (average-pooled to 8x8) and the score is the share it assigns to the class
+the generator was asked for; the same classifier on the real test split gives the ceiling.
+There is no installed reference implementation of these small GANs, so speed is reported as
+generator throughput alone (images per second), not as a ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def digits_classifier():
+    from sklearn.linear_model import LogisticRegression
+
+    from utils.data.digits import digits_tensor
+
+    x, y = digits_tensor(size=8, split="train")
+    clf = LogisticRegression(max_iter=3000).fit(((x + 1) / 2).flatten(1).numpy(), y.numpy())
+    xt, yt = digits_tensor(size=8, split="test")
+    ceiling = float(np.mean(clf.predict(((xt + 1) / 2).flatten(1).numpy()) == yt.numpy()))
+    return clf, ceiling
+
+
+def class_accuracy(clf, images: torch.Tensor, labels: torch.Tensor) -> float:
+    small = F.adaptive_avg_pool2d((images.float() + 1) / 2, 8).flatten(1).numpy()
+    return float(np.mean(clf.predict(small) == labels.numpy()))
+
+
+def throughput(pipe, batch: int = 256, repeats: int = 5) -> float:
+    pipe(num_images=batch, seed=0)  # warm-up
+    t0 = time.perf_counter()
+    for r in range(repeats):
+        pipe(num_images=batch, seed=r, output_type="pt")
+    return batch * repeats / (time.perf_counter() - t0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--num-images", type=int, default=1000)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    import models
+
+    clf, ceiling = digits_classifier()
+    print(f"classifier accuracy on the real test digits (ceiling): {ceiling:.3f}")
+    print("| model | class accuracy of generated digits | generator images/s |")
+    print("|---|---|---|")
+    for name in ("dcgan", "vanilla_gan"):
+        pipe = models.load("gan", name, preset="digits", device=args.device)
+        out = pipe(num_images=args.num_images, seed=1, output_type="pt")
+        acc = class_accuracy(clf, out.extras["images"], out.extras["labels"])
+        print(f"| {name} | {acc:.3f} | {throughput(pipe):.0f} |")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+
+
+if __name__ == "__main__":
+    main()

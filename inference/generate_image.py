@@ -1,0 +1,91 @@
+"""Generate images with any image or GAN model of the zoo.
+
+    python inference/generate_image.py                      # the shipped DCGAN digits model, offline
+    python inference/generate_image.py --model dcgan --prompt 7 --num-images 16 --out sevens.png
+    python inference/generate_image.py --model flux --prompt "a red fox in snow"
+
+Only the options given are passed to the model, and each model checks them: an option a model
+does not take is a clear error, never silently ignored.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.outputs import IMAGE_SUFFIXES
+from models.registry import find_spec, specs
+from utils.cli import ArgumentParser
+from utils.errors import UserError, cli_errors
+
+MODALITIES = ("image", "gan")
+DEFAULT_MODEL = "dcgan"
+
+
+def build_parser() -> ArgumentParser:
+    names = [s.name for m in MODALITIES for s in specs(m)]
+    p = ArgumentParser(prog="generate_image.py", description="Generate images with a model of the zoo.")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"one of: {', '.join(names)}")
+    p.add_argument("--weights", default=None, help="local file or folder, or hub repo id (default: the preset's)")
+    p.add_argument("--preset", default=None, help="model preset; 'tiny' runs with random weights")
+    p.add_argument("--prompt", default=None, help="text prompt (a class name for class-conditional GANs)")
+    p.add_argument("--negative-prompt", default=None, help="what to steer away from (diffusion models)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same image")
+    p.add_argument("--num-images", type=int, default=None, help="how many images (default: the model's)")
+    p.add_argument("--height", type=int, default=None, help="image height in pixels")
+    p.add_argument("--width", type=int, default=None, help="image width in pixels")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (diffusion models)")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale (diffusion models)")
+    p.add_argument("--scheduler", default=None, help="sampler by name (diffusion models)")
+    p.add_argument("--image", default=None, help="input image for img2img, inpainting or control")
+    p.add_argument("--mask", default=None, help="inpainting mask (white = repaint)")
+    p.add_argument("--control", default=None, help="control image (edges or depth)")
+    p.add_argument("--strength", type=float, default=None, help="img2img strength in (0, 1]")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: the model's for the device)")
+    p.add_argument("--out", default=None,
+                   help="output file (.png/.jpg/.webp; several images make a grid) or folder "
+                        "(default: outputs/images/<model>_<preset>_seed<seed>.png)")
+    return p
+
+
+CALL_OPTIONS = ("prompt", "negative_prompt", "num_images", "height", "width", "steps", "guidance", "scheduler",
+                "image", "mask", "control", "strength")
+
+
+def main(argv: list[str] | None = None) -> None:
+    with cli_errors("generate_image.py"):
+        args = build_parser().parse_args(argv)
+        spec = find_spec(args.model, MODALITIES)
+        preset = args.preset or spec.default_preset
+        if preset not in spec.presets:
+            from utils.errors import did_you_mean
+
+            raise UserError(f"{spec.name} has no preset '{preset}': {did_you_mean(preset, spec.presets)}")
+        out = Path(args.out or f"outputs/images/{spec.name}_{preset}_seed{args.seed}.png")
+        if out.suffix and out.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserError(f"--out must end in one of {', '.join(sorted(IMAGE_SUFFIXES))}, or be a folder")
+        if args.num_images is not None and args.num_images < 1:
+            raise UserError("--num-images must be at least 1")
+        for name in ("image", "mask", "control"):
+            value = getattr(args, name)
+            if value is not None and not Path(value).is_file():
+                raise UserError(f"--{name} file not found: {value}")
+
+        import models
+
+        t0 = time.perf_counter()
+        pipe = models.load(spec.modality, spec.name, weights=args.weights, preset=args.preset,
+                           device=args.device, dtype=args.dtype)
+        kwargs = {k: getattr(args, k) for k in CALL_OPTIONS if getattr(args, k) is not None}
+        result = pipe(seed=args.seed, **kwargs)
+        written = result.save(out)
+        where = written[0] if len(written) == 1 else out
+        print(f"wrote {len(result.images)} image(s) to {where} in {time.perf_counter() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
