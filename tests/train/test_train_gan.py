@@ -106,3 +106,16 @@ def test_cli_errors_are_one_line(tmp_path, argv, message):
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and message in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "o" / "generator.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_processes(tmp_path):
+    """The same script under `accelerate launch` with 2 CPU processes (DDP over gloo)."""
+    res = subprocess.run(["accelerate", "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train" / "train_gan.py"),
+                          "--preset", "tiny", "--steps", "4", "--batch-size", "16", "--out", str(tmp_path),
+                          "--ckpt-every", "2", "--no-progress"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    state = load_checkpoint(tmp_path / "checkpoints" / "step_0000004.pt")
+    assert state["step"] == 4
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 4  # only the main process logs
