@@ -52,3 +52,46 @@ def infer_generator_config(sd: dict[str, torch.Tensor]) -> ProGANConfig:
                                                              for s in scales]
     return ProGANConfig(depths=tuple(int(d) for d in depths), latent_dim=int(g["formatLayer.module.weight"].shape[1]),
                         channels=int(g["toRGBLayers.0.module.weight"].shape[0]))
+
+
+class _InertConfig:
+    """Stands in for pytorch_GAN_zoo's pickled BaseConfig: its attributes are kept as data, nothing runs."""
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state if isinstance(state, dict) else {})
+
+
+# the module the release pickles its training configuration from (models/utils/config.py: BaseConfig)
+_CONFIG_NAMES = ("models.utils.config",)
+
+
+def load_pgan_checkpoint(path) -> dict[str, torch.Tensor]:
+    """The tensors of a pytorch_GAN_zoo checkpoint, which pickles its config object beside the weights.
+
+    torch.load(weights_only=True) refuses that object's class; it is allowed here as an inert stand-in
+    (attributes only), so the file is read safely in both the zip and the legacy torch format.
+    """
+    from pathlib import Path
+
+    from utils.errors import WeightsError
+    from utils.weights import flatten_tensors, load_state_dict
+
+    path = Path(path)
+    try:
+        return load_state_dict(path)
+    except WeightsError as err:
+        if "Python objects" not in str(err):
+            raise
+    stand_ins = []
+    for module in _CONFIG_NAMES:
+        cls = type("BaseConfig", (_InertConfig,), {"__module__": module})
+        stand_ins.append(cls)
+    try:
+        with torch.serialization.safe_globals(stand_ins):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any refusal is the same user-facing problem
+        raise WeightsError(f"{path.name} holds Python objects besides the weights that a safe load refuses "
+                           f"({' '.join(str(err).split())[:100]}): it is not a pytorch_GAN_zoo PGAN checkpoint") from None
+    if isinstance(obj, dict):
+        obj = {k: v for k, v in obj.items() if k != "config"}
+    return flatten_tensors(obj)

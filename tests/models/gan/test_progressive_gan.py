@@ -126,3 +126,27 @@ def test_growth_schedule():
     x = torch.randn(2, 3, 16, 16)
     assert real_at(x, 0, 1.0, 3).shape[-1] == 4
     torch.testing.assert_close(real_at(x, 2, 0.0, 3), F.interpolate(F.avg_pool2d(x, 2), scale_factor=2))
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_release_checkpoint_with_pickled_config_object_loads_safely(tmp_path, monkeypatch, zipped):
+    """pytorch_GAN_zoo saves its BaseConfig object beside the weights; it is read as inert data."""
+    import sys
+    import types
+
+    fake = types.ModuleType("models.utils.config")
+    BaseConfig = type("BaseConfig", (), {"__module__": "models.utils.config"})
+    fake.BaseConfig = BaseConfig
+    monkeypatch.setitem(sys.modules, "models.utils", types.ModuleType("models.utils"))
+    monkeypatch.setitem(sys.modules, "models.utils.config", fake)
+    cfg = BaseConfig()
+    cfg.depthScales, cfg.dimLatentVector = [16, 8], 8
+    torch.manual_seed(0)
+    g = Generator(PRESETS["tiny"])
+    torch.save({"config": cfg, "netG": g.state_dict(), "netD": Discriminator(PRESETS["tiny"]).state_dict(),
+                "avgG": g.state_dict()}, tmp_path / "pgan.pth", _use_new_zipfile_serialization=zipped)
+    monkeypatch.delitem(sys.modules, "models.utils.config")  # the release's code is not importable here
+    pipe = ProgressiveGANPipeline.from_pretrained(str(tmp_path / "pgan.pth"))
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(pipe(latents=z, output_type="pt").extras["images"], g.eval()(z))
