@@ -40,6 +40,7 @@ def test_tf_resize_matches_torch_fidelity():
     torch.testing.assert_close(resize_299(x, "tf"), ref, atol=1e-3, rtol=0)
 
 
+@pytest.mark.slow  # two full 299 x 299 Inception passes
 def test_logits_match_torch_fidelity(tmp_path, make_inception):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
