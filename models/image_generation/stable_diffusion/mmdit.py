@@ -74,7 +74,8 @@ MMDIT_PRESETS: dict[str, MMDiTConfig] = {
     "sd3-medium": MMDiTConfig(),  # 2 B
     "sd3.5-medium": MMDiTConfig(pos_embed_max_size=384, qk_norm=True, dual_attention_layers=tuple(range(13))),  # 2.5 B
     "sd3.5-large": MMDiTConfig(depth=38, num_heads=38, qk_norm=True),  # 8 B
-    "tiny": MMDiTConfig(depth=2, num_heads=2, head_dim=16, context_in_dim=32, adm_in_channels=32,
+    # Tests and offline runs: fits the tiny CLIP-L (32, projection 24), bigG (40, projection 32) and T5 (80).
+    "tiny": MMDiTConfig(depth=2, num_heads=2, head_dim=16, context_in_dim=80, adm_in_channels=56,
                         pos_embed_max_size=16, qk_norm=True, dual_attention_layers=(0,), sample_size=16),
 }
 

@@ -81,9 +81,9 @@ UNET_PRESETS: dict[str, UNetConfig] = {
     "sdxl-refiner": UNetConfig(model_channels=384, channel_mult=(1, 2, 4, 4), transformer_depth=(0, 4, 4, 0),
                                transformer_depth_middle=4, context_dim=1280, adm_in_channels=2560,
                                micro_conditioning="refiner"),
-    # Tests and offline runs: two levels, 32/64 channels, 8 groups.
+    # Tests and offline runs: two levels, 32/64 channels, 8 groups; fits the tiny CLIP-L (32) + bigG (40) encoders.
     "tiny": UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, transformer_depth=(1, 1),
-                       transformer_depth_middle=1, head_dim=8, context_dim=32, adm_in_channels=32 + 6 * 8,
+                       transformer_depth_middle=1, head_dim=8, context_dim=72, adm_in_channels=32 + 6 * 8,
                        norm_groups=8, addition_time_embed_dim=8),
 }
 

@@ -101,6 +101,6 @@ def test_full_size_official_keys(preset, diffusers_cfg):
 def test_size_errors():
     model = MMDiT(TINY)
     with pytest.raises(UserError, match="patch size"):
-        model(torch.zeros(1, 16, 7, 8), torch.tensor([1.0]), torch.zeros(1, 3, 32), torch.zeros(1, 32))
+        model(torch.zeros(1, 16, 7, 8), torch.tensor([1.0]), torch.zeros(1, 3, 80), torch.zeros(1, 56))
     with pytest.raises(UserError, match="too large"):
-        model(torch.zeros(1, 16, 40, 8), torch.tensor([1.0]), torch.zeros(1, 3, 32), torch.zeros(1, 32))
+        model(torch.zeros(1, 16, 40, 8), torch.tensor([1.0]), torch.zeros(1, 3, 80), torch.zeros(1, 56))

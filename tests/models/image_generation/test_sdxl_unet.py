@@ -130,4 +130,4 @@ def test_size_not_multiple_is_a_clear_error():
 
     model = SDXLUNet(TINY)
     with pytest.raises(UserError, match="multiple"):
-        model(torch.zeros(1, 4, 15, 16), torch.tensor([1.0]), torch.zeros(1, 3, 32), torch.zeros(1, 80))
+        model(torch.zeros(1, 4, 15, 16), torch.tensor([1.0]), torch.zeros(1, 3, 72), torch.zeros(1, 80))
