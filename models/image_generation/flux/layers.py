@@ -10,7 +10,8 @@ AdaLN modulate/gate) comes from `utils.nn`. What lives here is the FLUX-specific
 - `SingleStreamBlock`  one stream, attention and MLP computed in parallel from one fused projection;
 - `LastLayer`       AdaLN (shift, scale) then the linear that maps back to patch channels.
 
-Tensors are (batch, tokens, channels); attention works on (batch, heads, tokens, head_dim).
+Tensors are (batch, tokens, channels); q, k, v are token-major (batch, tokens, heads, head_dim) until
+the attention kernel, which gets (batch, heads, tokens, head_dim) views.
 """
 from __future__ import annotations
 
@@ -86,23 +87,36 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, L, dim) -> normalised q, k and v, each (B, heads, L, head_dim)."""
+        """(B, L, dim) -> normalised q, k and v, each token-major (B, L, heads, head_dim)."""
         return split_heads(self.qkv(x), self.num_heads, self.norm)
 
 
 def split_heads(qkv: torch.Tensor, num_heads: int, norm: QKNorm) -> tuple[torch.Tensor, ...]:
-    """A fused (B, L, 3 * heads * head_dim) projection -> RMS-normed q, k and v as (B, heads, L, head_dim)."""
+    """A fused (B, L, 3 * heads * head_dim) projection -> RMS-normed q, k and v as (B, L, heads, head_dim).
+
+    Token-major (B, L, heads, head_dim) keeps the norms, RoPE and the text/image concatenation on
+    contiguous memory; `rope_attention` hands (B, heads, L, head_dim) views to the attention kernel.
+    """
     b, length, _ = qkv.shape
-    q, k, v = qkv.view(b, length, 3, num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+    q, k, v = qkv.view(b, length, 3, num_heads, -1).unbind(2)
     q, k = norm(q, k)
     return q, k, v
 
 
+def rope_tables(pe: RopeTables) -> RopeTables:
+    """(B, L, D) or (L, D) RoPE tables -> broadcastable over token-major (B, L, heads, D) tensors."""
+    cos, sin = pe
+    if cos.ndim == 2:
+        cos, sin = cos[None], sin[None]
+    return cos[:, :, None], sin[:, :, None]
+
+
 def rope_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pe: RopeTables) -> torch.Tensor:
-    """Rotate q and k by the RoPE tables, attend (shared dispatcher), merge heads: (B, L, heads * head_dim)."""
+    """Token-major (B, L, heads, head_dim) q, k, v: rotate q and k by the RoPE tables (from `rope_tables`),
+    attend through the shared dispatcher, merge heads -> (B, L, heads * head_dim)."""
     cos, sin = pe
     q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-    out = attention(q, k, v.to(q.dtype))
+    out = attention(q.transpose(1, 2), k.transpose(1, 2), v.to(q.dtype).transpose(1, 2))
     return out.transpose(1, 2).flatten(2)
 
 
@@ -138,8 +152,8 @@ class DoubleStreamBlock(nn.Module):
             modulate(self.txt_norm1(txt), txt_attn_mod.shift, txt_attn_mod.scale))
 
         # Text first: the RoPE tables are built from cat(txt_ids, img_ids) in that order.
-        out = rope_attention(torch.cat((txt_q, img_q), dim=2), torch.cat((txt_k, img_k), dim=2),
-                             torch.cat((txt_v, img_v), dim=2), pe)
+        out = rope_attention(torch.cat((txt_q, img_q), dim=1), torch.cat((txt_k, img_k), dim=1),
+                             torch.cat((txt_v, img_v), dim=1), pe)
         n_txt = txt.shape[1]
         txt_out, img_out = out[:, :n_txt], out[:, n_txt:]
 
@@ -156,7 +170,7 @@ class SingleStreamBlock(nn.Module):
     """Parallel attention + MLP (ViT-22B style) on the concatenated text and image tokens.
 
     `linear1` projects to q, k, v and the MLP hidden at once; `linear2` maps cat(attention, GELU(mlp))
-    back, so each block costs two large matmuls.
+    back, so each block costs two large matmuls. The GELU is the tanh approximation.
     """
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0):
@@ -168,7 +182,6 @@ class SingleStreamBlock(nn.Module):
         self.linear2 = nn.Linear(hidden_size + self.mlp_hidden_dim, hidden_size)
         self.norm = QKNorm(hidden_size // num_heads)
         self.pre_norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.mlp_act = nn.GELU(approximate="tanh")
         self.modulation = Modulation(hidden_size, double=False)
 
     def forward(self, x: torch.Tensor, vec: torch.Tensor, pe: RopeTables) -> torch.Tensor:
@@ -176,8 +189,16 @@ class SingleStreamBlock(nn.Module):
         fused = self.linear1(modulate(self.pre_norm(x), mod.shift, mod.scale))
         qkv, mlp = fused.split((3 * self.hidden_size, self.mlp_hidden_dim), dim=-1)
         q, k, v = split_heads(qkv, self.num_heads, self.norm)
-        out = self.linear2(torch.cat((rope_attention(q, k, v, pe), self.mlp_act(mlp)), dim=2))
-        return gate(x, mod.gate, out)
+        # linear2 reads cat(attention, GELU(mlp)): both are written straight into one buffer, which
+        # saves the copy a torch.cat of the two would make (the MLP half is 4/5 of it).
+        # (out= has no autograd, so training takes the plain concatenation.)
+        attn = rope_attention(q, k, v, pe)
+        if torch.is_grad_enabled():
+            return gate(x, mod.gate, self.linear2(torch.cat((attn, F.gelu(mlp, approximate="tanh")), dim=2)))
+        merged = fused.new_empty(*x.shape[:2], self.hidden_size + self.mlp_hidden_dim)
+        torch.ops.aten.gelu.out(mlp, approximate="tanh", out=merged[..., self.hidden_size:])
+        merged[..., :self.hidden_size] = attn
+        return gate(x, mod.gate, self.linear2(merged))
 
 
 class LastLayer(nn.Module):
@@ -198,4 +219,4 @@ class LastLayer(nn.Module):
 
 
 __all__ = ["DoubleStreamBlock", "LastLayer", "MLPEmbedder", "Modulation", "QKNorm", "ScaledRMSNorm",
-           "SelfAttention", "SingleStreamBlock", "rope_attention", "split_heads"]
+           "SelfAttention", "SingleStreamBlock", "rope_attention", "rope_tables", "split_heads"]

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.image_generation.flux.layers import DoubleStreamBlock, LastLayer, MLPEmbedder, SingleStreamBlock
+from models.image_generation.flux.layers import DoubleStreamBlock, LastLayer, MLPEmbedder, SingleStreamBlock, rope_tables
 from utils.errors import UserError, did_you_mean
 from utils.nn import RotaryEmbedding, timestep_embedding
 
@@ -156,7 +156,7 @@ class FluxTransformer(nn.Module):
         x = self.img_in(img.to(dtype))
         ctx = self.txt_in(txt.to(dtype))
         ids = torch.cat((txt_ids, img_ids), dim=-2)
-        pe = self.pe_embedder(ids)
+        pe = rope_tables(self.pe_embedder(ids))
 
         ckpt = self.gradient_checkpointing and torch.is_grad_enabled()
         for block in self.double_blocks:
