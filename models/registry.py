@@ -93,6 +93,25 @@ MODELS: tuple[ModelSpec, ...] = (
     ),
     # -- new models go below this line, one ModelSpec each --
     ModelSpec(
+        modality="image", name="flux",
+        summary="FLUX.1 (Black Forest Labs 2024): 12B rectified-flow transformer; schnell, dev, Fill inpainting, "
+                "Canny and Depth control.",
+        pipeline="models.image_generation.flux.pipeline:FluxPipeline",
+        presets=("schnell", "dev", "fill", "canny", "depth", "tiny"), default_preset="schnell",
+        weights=(WeightsSource("schnell", "black-forest-labs/FLUX.1-schnell", "Apache-2.0",
+                               file="flux1-schnell.safetensors"),
+                 WeightsSource("dev", "black-forest-labs/FLUX.1-dev", "FLUX.1 [dev] Non-Commercial License",
+                               file="flux1-dev.safetensors", gated=True),
+                 WeightsSource("fill", "black-forest-labs/FLUX.1-Fill-dev", "FLUX.1 [dev] Non-Commercial License",
+                               file="flux1-fill-dev.safetensors", gated=True),
+                 WeightsSource("canny", "black-forest-labs/FLUX.1-Canny-dev", "FLUX.1 [dev] Non-Commercial License",
+                               file="flux1-canny-dev.safetensors", gated=True),
+                 WeightsSource("depth", "black-forest-labs/FLUX.1-Depth-dev", "FLUX.1 [dev] Non-Commercial License",
+                               file="flux1-depth-dev.safetensors", gated=True)),
+        aliases=("flux1", "flux.1", "flux-1"),
+        paper="https://github.com/black-forest-labs/flux",
+    ),
+    ModelSpec(
         modality="image", name="sdxl",
         summary="Stable Diffusion XL (Podell et al. 2023): base + refiner UNets, text-to-image, img2img, inpainting.",
         pipeline="models.image_generation.stable_diffusion.pipeline:SDXLPipeline",
