@@ -176,7 +176,7 @@ MODELS: tuple[ModelSpec, ...] = (
         weights=tuple(WeightsSource(f"biggan-deep-{r}", f"huggingface/biggan-deep-{r}", "Apache-2.0",
                                     layout="official") for r in (128, 256, 512)),
         aliases=("biggan-deep", "biggan_deep"),
-        paper="https://arxiv.org/abs/1809.11096",
+        paper="https://arxiv.org/abs/1809.11096", trainer="models.gan.biggan.training:recipe",
     ),
     ModelSpec(
         modality="gan", name="vqgan",
@@ -184,7 +184,7 @@ MODELS: tuple[ModelSpec, ...] = (
         pipeline="models.gan.vqgan.pipeline:VQGANPipeline",
         presets=("imagenet-f16-1024", "imagenet-f16-16384", "tiny"), default_preset="imagenet-f16-1024",
         aliases=("taming", "vq-gan"),
-        paper="https://arxiv.org/abs/2012.09841",
+        paper="https://arxiv.org/abs/2012.09841", trainer="models.gan.vqgan.training:recipe",
     ),
 )
 
