@@ -140,7 +140,8 @@ def estimate_depth(image: torch.Tensor, estimator=None) -> torch.Tensor:
     depth = F.interpolate(depth[:, None].float(), size=(h, w), mode="bicubic", align_corners=False)
     lo = depth.amin(dim=(2, 3), keepdim=True)
     hi = depth.amax(dim=(2, 3), keepdim=True)
-    unit = (depth - lo) / (hi - lo).clamp_min(1e-6)
+    span = hi - lo
+    unit = torch.where(span > 0, (depth - lo) / torch.where(span > 0, span, 1.0), torch.zeros_like(depth))
     return (unit * 2 - 1).expand(-1, 3, -1, -1).to(image.device, image.dtype).contiguous()
 
 
