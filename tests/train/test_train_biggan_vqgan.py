@@ -106,7 +106,7 @@ def test_biggan_trains_on_a_class_folder(tmp_path):
     assert len(s["history"]) == 1 and Path(s["generator"]).exists()
 
 
-def test_orthogonal_penalty_matches_the_model_regulariser():
+def test_biggan_orthogonal_penalty_matches_the_model_regulariser():
     from models.gan.biggan import orthogonal_regularization
     from models.gan.biggan.training import orthogonal_penalty
 
