@@ -228,3 +228,17 @@ def test_single_file_converter_at_full_width():
         {k: v.clone() for k, v in ours.state_dict().items()}), strict=True)
     x = inputs(p, batch=1, h=2, w=2, n_txt=3)
     assert (run_ref(ref, x) - run_ours(ours, x)).abs().max().item() <= 1e-4
+
+
+@pytest.mark.slow
+def test_compiled_blocks_match_eager():
+    """torch.compile of the blocks (the inference path with the fused GELU write included) gives the eager output."""
+    p = tiny()
+    torch.manual_seed(4)
+    model = FluxTransformer(p).eval()
+    x = inputs(p)
+    with torch.inference_mode():
+        expect = run_ours(model, x)
+        model.compile_blocks()
+        got = run_ours(model, x)
+    assert (got - expect).abs().max().item() <= 1e-4
