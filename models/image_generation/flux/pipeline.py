@@ -397,6 +397,8 @@ class FluxPipeline:
             raise UserError("a mask needs the image it applies to: pass image= (CLI: --image) as well")
         if variant != "fill" and variant not in ("canny", "depth") and control is not None:
             raise UserError(f"control images are for the canny and depth presets; this is FLUX.1 [{variant}]")
+        if mask is not None and variant in ("canny", "depth"):
+            raise UserError(f"FLUX.1 {variant.capitalize()} takes no mask: use the fill preset to inpaint")
         if variant == "fill" and (image is None or mask is None):
             raise UserError("FLUX.1 Fill inpaints: pass image= and mask= (white = repaint); CLI: --image --mask")
         if strength is not None and not 0.0 < strength <= 1.0:
