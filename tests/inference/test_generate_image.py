@@ -45,9 +45,21 @@ def test_same_seed_same_image(tmp_path):
     (["--dtype", "fp12"], "unknown dtype"),
     (["--image", "nope.png"], "--image file not found"),
 ])
-def test_user_errors_are_one_line_exit_2_no_output(tmp_path, argv, message):
-    res = _run(*argv, "--out", "out.png", cwd=tmp_path) if "--out" not in argv else _run(*argv, cwd=tmp_path)
-    assert res.returncode == 2, res.stderr
-    assert res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
-    assert "Traceback" not in res.stderr
+def test_user_errors_are_one_line_exit_2_no_output(tmp_path, monkeypatch, capsys, argv, message):
+    """In-process (the same main() the script runs), so the many cases stay fast."""
+    from inference.generate_image import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main([*argv] if "--out" in argv else [*argv, "--out", "out.png"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert err.count("\n") == 1 and message in err, err
     assert not any(p.is_file() for p in tmp_path.rglob("*")), "no partial output on error"
+
+
+def test_unknown_model_as_a_user_runs_it(tmp_path):
+    res = _run("--model", "no_such_model", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert "unknown model 'no_such_model'" in res.stderr and "dcgan" in res.stderr
