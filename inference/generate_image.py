@@ -56,6 +56,18 @@ CALL_OPTIONS = ("prompt", "negative_prompt", "num_images", "height", "width", "s
                 "image", "mask", "control", "strength")
 
 
+def check_options(spec, kwargs: dict) -> None:
+    """Refuse, before any weights load, an option the model's call does not name."""
+    import inspect
+
+    params = inspect.signature(spec.pipeline_class().__call__).parameters
+    named = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    for key in kwargs:
+        if key not in named:
+            flag = "--" + key.replace("_", "-")
+            raise UserError(f"{spec.name} does not take {flag}: leave it out (see the model's README for its options)")
+
+
 def main(argv: list[str] | None = None) -> None:
     with cli_errors("generate_image.py"):
         args = build_parser().parse_args(argv)
@@ -75,12 +87,14 @@ def main(argv: list[str] | None = None) -> None:
             if value is not None and not Path(value).is_file():
                 raise UserError(f"--{name} file not found: {value}")
 
+        kwargs = {k: getattr(args, k) for k in CALL_OPTIONS if getattr(args, k) is not None}
+        check_options(spec, kwargs)
+
         import models
 
         t0 = time.perf_counter()
         pipe = models.load(spec.modality, spec.name, weights=args.weights, preset=args.preset,
                            device=args.device, dtype=args.dtype)
-        kwargs = {k: getattr(args, k) for k in CALL_OPTIONS if getattr(args, k) is not None}
         result = pipe(seed=args.seed, **kwargs)
         written = result.save(out)
         where = written[0] if len(written) == 1 else out

@@ -63,3 +63,22 @@ def test_unknown_model_as_a_user_runs_it(tmp_path):
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
     assert "unknown model 'no_such_model'" in res.stderr and "dcgan" in res.stderr
+
+
+def test_options_a_model_does_not_take_are_refused_before_loading(tmp_path, monkeypatch, capsys):
+    from inference.generate_image import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["--model", "biggan", "--guidance", "3", "--out", "x.png"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "biggan does not take --guidance" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_biggan_prompt_is_a_class_name(tmp_path, monkeypatch):
+    from inference.generate_image import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["--model", "biggan", "--preset", "tiny", "--prompt", "3", "--num-images", "2", "--out", "b.png"])
+    assert Image.open(tmp_path / "b.png").size[0] > 0

@@ -153,9 +153,14 @@ class BigGANPipeline:
     @torch.inference_mode()
     def __call__(self, num_images: int = 4, class_labels: int | str | Sequence[int | str] | None = None,
                  truncation: float = 0.4, seed: int | None = None, latents: torch.Tensor | None = None,
-                 batch_size: int = 32, output_type: str = "pil") -> ImageOutput:
+                 batch_size: int = 32, output_type: str = "pil", prompt: str | None = None) -> ImageOutput:
         """Sample images. `latents` (B, z_dim) replaces the truncated noise (already scaled);
-        `truncation` in (0, 1] scales the noise and picks the batch-norm statistics."""
+        `truncation` in (0, 1] scales the noise and picks the batch-norm statistics. `prompt` is a
+        class name (or index) for every image, the CLI's `--prompt`."""
+        if prompt is not None:
+            if class_labels is not None:
+                raise UserError("give either a prompt (one class name) or class_labels, not both")
+            class_labels = int(prompt) if prompt.strip().isdigit() else prompt
         if not 0.0 < float(truncation) <= 1.0:
             raise UserError(f"truncation must be in (0, 1], got {truncation}: 0.4 is the usual value, 1.0 is none")
         gen = make_generator(seed)
