@@ -74,8 +74,6 @@ class TrainConfig:
     """Training views per step."""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Background colour composited behind the Gaussians (white for NeRF-synthetic)."""
-    random_background: bool = False
-    """Composite a random colour each step instead (discourages floaters; needs alpha images)."""
     seed: int = 0
     """Seed of the initialisation and of every step's randomness (resume is exact)."""
 

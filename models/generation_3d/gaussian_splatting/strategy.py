@@ -118,6 +118,17 @@ def _scaled_step(value: int, factor: float, minimum: int = 1) -> int:
     return max(minimum, round(value * factor))
 
 
+def _short_run_refine(every: int, start: int, steps: int) -> tuple[int, int]:
+    """Refinement interval and first step for a run of `steps`. Gradient statistics need a few
+    dozen views to mean anything and the first steps move every Gaussian a lot, so the interval
+    keeps a floor of 25 and the start one of 4 intervals, but the start stays in the first fifth
+    of the run so very short runs still refine."""
+    f = steps / REFERENCE_STEPS
+    every = _scaled_step(every, f, minimum=min(every, 25))
+    start = min(_scaled_step(start, f, minimum=min(start, 4 * every)), max(1, steps // 5))
+    return every, start
+
+
 # -- the original adaptive density control -------------------------------------------------------
 @dataclass(frozen=True)
 class DefaultStrategy:
@@ -148,11 +159,9 @@ class DefaultStrategy:
 
     def scaled_to(self, steps: int) -> "DefaultStrategy":
         f = steps / REFERENCE_STEPS
-        # gradient statistics need a few dozen views to mean anything, and the first steps move
-        # every Gaussian a lot: short runs keep a floor under both
-        every = _scaled_step(self.refine_every, f, minimum=min(self.refine_every, 25))
-        return replace(self, refine_start=_scaled_step(self.refine_start, f, minimum=min(self.refine_start, 4 * every)),
-                       refine_stop=_scaled_step(self.refine_stop, f), refine_every=every,
+        every, start = _short_run_refine(self.refine_every, self.refine_start, steps)
+        return replace(self, refine_start=start, refine_stop=max(_scaled_step(self.refine_stop, f), start + every),
+                       refine_every=every,
                        reset_every=_scaled_step(self.reset_every, f, minimum=min(self.reset_every, 4 * every)))
 
     def initial_state(self, n: int, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -280,9 +289,9 @@ class MCMCStrategy:
 
     def scaled_to(self, steps: int) -> "MCMCStrategy":
         f = steps / REFERENCE_STEPS
-        every = _scaled_step(self.refine_every, f, minimum=min(self.refine_every, 25))
-        return replace(self, refine_start=_scaled_step(self.refine_start, f, minimum=min(self.refine_start, 4 * every)),
-                       refine_stop=_scaled_step(self.refine_stop, f), refine_every=every)
+        every, start = _short_run_refine(self.refine_every, self.refine_start, steps)
+        return replace(self, refine_start=start, refine_stop=max(_scaled_step(self.refine_stop, f), start + 2 * every),
+                       refine_every=every)
 
     def initial_state(self, n: int, device: torch.device | str = "cpu") -> dict[str, Any]:
         return {"binoms": _binomials(self.n_max).to(device)}

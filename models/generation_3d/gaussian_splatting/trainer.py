@@ -87,9 +87,7 @@ class Trainer:
         lr0, lr1 = self.cfg.means_lr, self.cfg.means_lr_final
         return math.exp((1 - t) * math.log(lr0) + t * math.log(lr1)) * self.scene_scale
 
-    def background(self, gen: torch.Generator | None = None) -> torch.Tensor:
-        if self.cfg.random_background:
-            return torch.rand(3, generator=gen).to(self.device)
+    def background(self) -> torch.Tensor:
         return torch.tensor(self.cfg.background, device=self.device)
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -98,10 +96,7 @@ class Trainer:
         gen = seed_step(self.cfg.seed, step)
         idx = torch.randint(len(self.images), (self.cfg.batch_size,), generator=gen)
         cams, target = self.cameras[idx.to(self.cameras.viewmats.device)], self.images[idx.to(self.device)]
-        bg = self.background(gen)
-        if self.cfg.random_background and self.train_data.background is not None:
-            # images were composited on a known colour; without alpha we cannot recomposite
-            bg = torch.tensor(self.train_data.background, device=self.device)
+        bg = self.background()
         sh_degree = min(step // self.cfg.sh_degree_interval, self.mcfg.sh_degree)
         for g in self.optimizers["means"].param_groups:
             g["lr"] = self.means_lr_at(step)
@@ -199,7 +194,7 @@ class Trainer:
     @torch.no_grad()
     def render_views(self, cameras: Cameras, chunk: int = 4) -> torch.Tensor:
         """RGB renders (N, H, W, 3) in [0, 1] on the training background."""
-        bg = torch.tensor(self.cfg.background, device=self.device)
+        bg = self.background()
         outs = []
         for i in range(0, len(cameras), chunk):
             rgb, _, _ = self.model.render(cameras[i:i + chunk], background=bg)

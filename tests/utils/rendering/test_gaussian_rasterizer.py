@@ -109,7 +109,7 @@ def test_sorting_by_depth():
 
 
 def test_gradients_match_finite_differences():
-    means, quats, scales, opacities, sh = _scene(6, seed=3, dtype=torch.float64)
+    means, quats, scales, opacities, sh = _scene(3, seed=3, dtype=torch.float64)
     sh = sh[:, :4]
     cams = _cams(1, size=12, dtype=torch.float64)
     bg = torch.tensor([[0.3, 0.5, 0.7]], dtype=torch.float64)
@@ -121,7 +121,12 @@ def test_gradients_match_finite_differences():
         return (img * weights).sum()
 
     inputs = [t.clone().requires_grad_() for t in (means, quats, scales, opacities, sh)]
-    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # hundreds of tiny renders: threads only add synchronisation
+    try:
+        assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-3)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.cuda
