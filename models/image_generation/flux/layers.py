@@ -189,16 +189,16 @@ class SingleStreamBlock(nn.Module):
         fused = self.linear1(modulate(self.pre_norm(x), mod.shift, mod.scale))
         qkv, mlp = fused.split((3 * self.hidden_size, self.mlp_hidden_dim), dim=-1)
         q, k, v = split_heads(qkv, self.num_heads, self.norm)
-        # linear2 reads cat(attention, GELU(mlp)): both are written straight into one buffer, which
-        # saves the copy a torch.cat of the two would make (the MLP half is 4/5 of it).
-        # (out= has no autograd, so training takes the plain concatenation.)
         attn = rope_attention(q, k, v, pe)
         if torch.is_grad_enabled():
             return gate(x, mod.gate, self.linear2(torch.cat((attn, F.gelu(mlp, approximate="tanh")), dim=2)))
-        merged = fused.new_empty(*x.shape[:2], self.hidden_size + self.mlp_hidden_dim)
-        torch.ops.aten.gelu.out(mlp, approximate="tanh", out=merged[..., self.hidden_size:])
-        merged[..., :self.hidden_size] = attn
-        return gate(x, mod.gate, self.linear2(merged))
+        # Inference: `fused` holds [q | k | v | mlp] per token and linear2 reads [attention | GELU(mlp)].
+        # Once attention has read v, its columns take the attention output and GELU runs in place on
+        # the mlp columns, so linear2 reads fused[..., 2h:] directly: no concatenation, no new buffer.
+        h = self.hidden_size
+        fused[..., 2 * h:3 * h] = attn
+        torch.ops.aten.gelu_(mlp, approximate="tanh")
+        return gate(x, mod.gate, self.linear2(fused[..., 2 * h:]))
 
 
 class LastLayer(nn.Module):
