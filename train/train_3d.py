@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--downscale", type=int, default=1, help="shrink images by this factor on load")
     p.add_argument("--out", default=None, help="output folder (default outputs/gaussian_splatting/<scene>)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU intra-op threads; 1 by default: the CPU rasterizer's many small operations ran "
+                        "3.7x faster on 1 thread than on 2 on a shared 2-core machine (0: torch's default)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out/ckpts")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and of each step")
     p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (default steps/4)")
@@ -95,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     from utils.visualization.turntable import orbit_from_cameras, write_turntable
 
     device = resolve_device(args.device)
+    if device.type == "cpu" and args.threads > 0:
+        torch.set_num_threads(args.threads)
     train, test, scene, builtin = load_scene(args.data, args.downscale)
     steps = args.steps or (BUILTIN_STEPS if builtin else 30_000)
     model_cfg = get_config(args.preset or ("tiny" if builtin else "default"))

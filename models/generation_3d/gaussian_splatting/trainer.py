@@ -137,7 +137,7 @@ class Trainer:
             self.step = step + 1
             if step % log_every == 0 or self.step == self.cfg.steps:
                 history.append({"step": step, "loss": stats["loss"], "psnr": stats["psnr"], "n": stats["n"]})
-                bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", n=stats["n"])
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", n=str(stats["n"]))
                 if writer is not None:
                     for key in ("loss", "l1", "psnr", "n"):
                         writer.add_scalar(f"train/{key}", stats[key], step)
