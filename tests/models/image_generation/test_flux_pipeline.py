@@ -238,3 +238,35 @@ def test_facade_and_cli(tmp_path, capsys):
         main(["--model", "flux", "--preset", "tiny", "--prompt", "x", "--height", "100", "--out", str(target)])
     assert exc.value.code == 2
     assert "multiples of 16" in capsys.readouterr().err
+
+
+def test_default_preset_from_a_populated_hub_cache(tmp_path, monkeypatch):
+    """`--model flux` with nothing else: schnell from the hub cache (offline), the transformer from the
+    official single file and the encoders/VAE from the repo's diffusers folders."""
+    import os
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from models.image_generation.flux import FluxTransformer
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = cache / "models--black-forest-labs--FLUX.1-schnell"
+    snap = repo / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    ref = diffusers_pipeline(snap, guidance=False)
+    # the official single file holds the same transformer in the native layout
+    src = FluxTransformer.from_pretrained(snap / "transformer", device="cpu", dtype=torch.float32)
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, snap / "flux1-schnell.safetensors")
+    shutil.rmtree(snap / "transformer")  # so only the single file can provide it
+    pipe = FluxPipeline.from_pretrained(device="cpu", dtype=torch.float32)
+    assert pipe.variant == "schnell" and pipe.preset == "schnell" and pipe.max_sequence_length == 256
+    expect = ref(prompt="a cat", height=SIZE, width=SIZE, num_inference_steps=4, guidance_scale=0.0,
+                 generator=[torch.Generator().manual_seed(0)], max_sequence_length=256, output_type="np").images
+    out = pipe("a cat", height=SIZE, width=SIZE, seed=0, progress=False)
+    assert np.abs(out.extras["pixels"].permute(0, 2, 3, 1).numpy() - expect).max() <= 1e-3
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
