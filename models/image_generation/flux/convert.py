@@ -75,11 +75,10 @@ def detect_format(sd: Mapping[str, torch.Tensor]) -> str:
 # -- fp8 ------------------------------------------------------------------------------------------------
 
 
-def dequantize(sd: Mapping[str, torch.Tensor], dtype: torch.dtype | None) -> StateDict:
+def dequantize(sd: dict[str, torch.Tensor], dtype: torch.dtype | None) -> StateDict:
     """Cast every floating tensor to `dtype`; "scaled fp8" files (a `scale_weight` per weight and a
-    `scaled_fp8` marker) are multiplied out first. Tensors are converted one at a time and the source
-    dict is not kept, so the peak is one file plus one tensor."""
-    sd = dict(sd)
+    `scaled_fp8` marker) are multiplied out first. Tensors are popped from `sd` (which ends empty) and
+    converted one at a time, so a cast holds the file plus one converted tensor, not two copies."""
     out: StateDict = {}
     sd.pop("scaled_fp8", None)
     scales = {k[: -len(".scale_weight")]: sd.pop(k) for k in [k for k in sd if k.endswith(".scale_weight")]}
@@ -333,9 +332,10 @@ def locate(source: str | os.PathLike, preset: str | None = None) -> Path:
 
 
 def load_transformer_checkpoint(source: str | os.PathLike, preset: str | None = None,
-                                params: "FluxParams | None" = None,
-                                dtype: torch.dtype | None = None) -> tuple["FluxParams", StateDict]:
-    """(params, native state dict in `dtype`) for a FLUX file, diffusers folder or hub id."""
+                                params: "FluxParams | None" = None, dtype: torch.dtype | None = None,
+                                device: str | torch.device = "cpu") -> tuple["FluxParams", StateDict]:
+    """(params, native state dict in `dtype` on `device`) for a FLUX file, diffusers folder or hub id.
+    safetensors files are read straight to `device` (no host copy of a model bound for the GPU)."""
     from utils.weights import load_folder_state_dict, load_state_dict
 
     path = locate(source, preset)
@@ -344,15 +344,15 @@ def load_transformer_checkpoint(source: str | os.PathLike, preset: str | None = 
         folder = path if _is_diffusers_folder(path) else path / "transformer"
         if _is_diffusers_folder(folder):
             cfg_params = params_from_diffusers_config(json.loads((folder / "config.json").read_text()))
-            raw = load_folder_state_dict(folder)
+            raw = load_folder_state_dict(folder, device=device)
         else:
             single = _single_file_in(path)
             if single is None:
                 raise WeightsError(f"no FLUX transformer in {path}: expected a diffusers transformer/ folder "
                                    "(config.json + diffusion_pytorch_model.safetensors) or a flux1-*.safetensors file")
-            raw = load_state_dict(single)
+            raw = load_state_dict(single, device=device)
     else:
-        raw = load_state_dict(path)
+        raw = load_state_dict(path, device=device)
     native = to_native(raw)
     del raw
     native = dequantize(native, dtype)

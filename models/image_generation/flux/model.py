@@ -204,7 +204,7 @@ class FluxTransformer(nn.Module):
             with torch.device(dev):
                 model = cls(p)
             return model.to(dtype=dt).eval()
-        p, native = load_transformer_checkpoint(source, preset=preset, params=params, dtype=dt)
+        p, native = load_transformer_checkpoint(source, preset=preset, params=params, dtype=dt, device=dev)
         with torch.device("meta"):
             model = cls(p)
         load_into(model, native, what="FLUX transformer checkpoint")

@@ -234,7 +234,8 @@ class FluxPipeline:
             pipe.to(device=dev if offload is None else "cpu", dtype=dt)
         else:
             try:
-                pipe = cls._load(source, preset, dt, text_encoders, max_sequence_length)
+                pipe = cls._load(source, preset, dt, text_encoders, max_sequence_length,
+                                 dev if offload is None else torch.device("cpu"))
             except WeightsError as err:
                 raise WeightsError(_missing_weights_message(source, preset or "schnell", err)) from None
             if offload is None:
@@ -275,7 +276,8 @@ class FluxPipeline:
 
     @classmethod
     def _load(cls, source: str | os.PathLike | None, preset: str | None, dtype: torch.dtype,
-              text_encoders: str | os.PathLike | None, max_sequence_length: int | None) -> "FluxPipeline":
+              text_encoders: str | os.PathLike | None, max_sequence_length: int | None,
+              device: torch.device = torch.device("cpu")) -> "FluxPipeline":
         import json
 
         from utils.encoders.clip import CLIPTextEncoder
@@ -284,7 +286,8 @@ class FluxPipeline:
 
         if source is None:
             source = C.OFFICIAL[preset or "schnell"][0]
-        transformer = FluxTransformer.from_pretrained(source, preset=preset, device="cpu", dtype=dtype)
+        # the transformer is read straight to its device; the other parts are small and moved after
+        transformer = FluxTransformer.from_pretrained(source, preset=preset, device=device, dtype=dtype)
         found = C.variant_name(transformer.params)
         if preset is None:
             preset = found if found in VARIANTS else "canny"
