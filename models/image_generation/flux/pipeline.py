@@ -15,7 +15,6 @@ switches on true classifier-free guidance (`true_cfg`, two calls per step) as di
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
