@@ -79,7 +79,7 @@ def pack_mask_fill(mask: torch.Tensor, downscale: int) -> torch.Tensor:
 
 def _common():
     # The input helpers are shared with the SDXL/SD3 pipelines (one implementation in the zoo).
-    from models.image_generation.stable_diffusion import common
+    from utils.diffusion import pipeline_utils as common
 
     return common
 
@@ -255,7 +255,7 @@ class FluxPipeline:
     @classmethod
     def tiny(cls, variant: str = "dev", seed: int = 0) -> "FluxPipeline":
         """Random tiny components (transformer, CLIP, T5, VAE) with tokenizers built in code: runs offline."""
-        from models.image_generation.stable_diffusion.text import tiny_clip_tokenizer, tiny_t5_tokenizer
+        from utils.encoders.tiny_tokenizer import tiny_clip_tokenizer, tiny_t5_tokenizer
         from utils.encoders.clip import CLIPTextEncoder, CLIPTextEncoderConfig
         from utils.encoders.t5 import T5EncoderConfig, T5TextEncoder
         from utils.encoders.vae import AutoencoderKL, VAEConfig

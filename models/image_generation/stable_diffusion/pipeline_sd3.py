@@ -12,10 +12,11 @@ from typing import Any, Sequence
 
 import torch
 
-from models.image_generation.stable_diffusion import common
+from utils.diffusion import pipeline_utils as common
 from models.image_generation.stable_diffusion import convert as cv
 from models.image_generation.stable_diffusion.mmdit import MMDiT, MMDiTConfig
-from models.image_generation.stable_diffusion.text import encode_sd3, tiny_clip_tokenizer, tiny_t5_tokenizer
+from models.image_generation.stable_diffusion.text import encode_sd3
+from utils.encoders.tiny_tokenizer import tiny_clip_tokenizer, tiny_t5_tokenizer
 from models.outputs import ImageOutput
 from utils.diffusion import (InpaintBlend, cfg_model, get_scheduler, img2img_latents, img2img_start, randn, sample,
                              scheduler_from_diffusers_config)

@@ -172,7 +172,7 @@ def test_img2img_and_inpainting_with_dev(tmp_path):
 
 
 def pipe_image(photo):
-    from models.image_generation.stable_diffusion.common import load_image
+    from utils.data.image_inputs import load_image
 
     return load_image(photo, (80, 96))
 
@@ -191,7 +191,7 @@ def test_fill_and_control_variants():
     assert canny.variant == "canny" and canny.params.in_channels == 128
     a = canny("x", image=photo, steps=2, seed=0, progress=False)  # control computed from the photo
     from models.image_generation.flux.control import canny_control
-    from models.image_generation.stable_diffusion.common import load_image
+    from utils.data.image_inputs import load_image
 
     edges = canny_control(load_image(photo, (64, 64)))
     b = canny("x", control=(edges + 1) / 2, steps=2, seed=0, progress=False)

@@ -1,19 +1,17 @@
-"""Pieces the SDXL and SD3 pipelines share: inputs (prompts, sizes, images, masks), the partial
-schedules of the base/refiner hand-off, and turning decoded pixels into an ImageOutput."""
+"""Pieces every text-to-image diffusion pipeline shares: prompts and sizes, partial schedules (the
+SDXL base/refiner hand-off, img2img starts), stopping, and decoded pixels as an ImageOutput.
+Image and mask inputs live in utils.data.image_inputs."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from models.outputs import ImageOutput
 from utils.errors import UserError
 
-ImageInput = Any  # a path, a PIL image, or a (B, 3, H, W) tensor in [0, 1]
+from utils.data.image_inputs import ImageInput, load_image, load_mask  # noqa: F401 (re-exported)
 
 
 def as_prompts(prompt: str | Sequence[str] | None, num_images: int) -> list[str]:
@@ -37,46 +35,6 @@ def check_size(height: int, width: int, multiple: int, what: str) -> None:
         raise UserError(f"{what} generates sizes that are multiples of {multiple} pixels, got {height}x{width}: "
                         f"round to e.g. {max(multiple, round(height / multiple) * multiple)}x"
                         f"{max(multiple, round(width / multiple) * multiple)}")
-
-
-def load_image(image: ImageInput, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """(B, 3, H, W) in [-1, 1] from a path, PIL image or tensor in [0, 1]; resized to `size` (h, w)."""
-    if isinstance(image, torch.Tensor):
-        x = image.float()
-        if x.ndim == 3:
-            x = x[None]
-        x = x * 2 - 1
-    else:
-        from PIL import Image
-
-        if isinstance(image, (str, os.PathLike)):
-            if not Path(image).is_file():
-                raise UserError(f"image file not found: {image}")
-            image = Image.open(image)
-        arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
-        x = torch.from_numpy(arr).permute(2, 0, 1)[None]
-    if size is not None and tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
-    return x
-
-
-def load_mask(mask: ImageInput, size: tuple[int, int]) -> torch.Tensor:
-    """(B, 1, h, w) in {0, 1} at latent size `size`: 1 (white) = repaint, 0 = keep."""
-    if isinstance(mask, torch.Tensor):
-        m = mask.float()
-        m = m[None] if m.ndim == 2 else m
-        m = m[None] if m.ndim == 3 else m
-        m = m[:, :1]
-    else:
-        from PIL import Image
-
-        if isinstance(mask, (str, os.PathLike)):
-            if not Path(mask).is_file():
-                raise UserError(f"mask file not found: {mask}")
-            mask = Image.open(mask)
-        m = torch.from_numpy(np.asarray(mask.convert("L"), dtype=np.float32) / 255.0)[None, None]
-    m = F.interpolate(m, size=size, mode="nearest")
-    return (m > 0.5).float()
 
 
 def cutoff_steps(timesteps: torch.Tensor, fraction: float, num_train: int = 1000) -> int:
