@@ -1,17 +1,21 @@
 """Forward-pass speed of the SDXL UNet and the SD3 MMDiT against diffusers, measured in one run.
 
-    python -m benchmarks.stable_diffusion                    # CPU, fp32, mid-size configs
-    python -m benchmarks.stable_diffusion --device cuda      # CUDA, fp16 UNet / bf16 MMDiT, larger latents
-    python -m benchmarks.stable_diffusion --full             # the full-size sdxl-base / sd3-medium shapes
+    python -m benchmarks.stable_diffusion --threads 1 --repeat 15   # CPU, fp32, mid-size configs
+    python -m benchmarks.stable_diffusion --device cuda             # CUDA, fp16 UNet / bf16 MMDiT, larger latents
+    python -m benchmarks.stable_diffusion --full                    # the full-size sdxl-base / sd3-medium shapes
 
-Both sides get the same weights (ours converted from diffusers') and the same inputs; ours and theirs
-alternate, and the median of `--repeat` timed calls after `--warmup` calls is reported with the ratio
-ours / diffusers (below 1.0: ours is faster). Outputs are checked to agree before timing. On a shared
-or loaded machine `--stat min` (best of the repeats) is the steadier figure.
+Both sides get the same weights (ours converted from diffusers') and the same inputs, and their outputs are
+checked to agree before timing. After `--warmup` calls of each, `--repeat` timed calls of each are
+interleaved, the order flipping every round (ours-theirs, theirs-ours, ...), so that a load change or an
+after-effect of the previous call hits both alike. Printed: the min and the median of each side and the
+ratio of the minima, ours / diffusers (below 1.0: ours is faster). On a shared or loaded machine the
+minimum is the figure to compare (the median shows how much the load moved); give the CPU one thread
+(`--threads 1`) when other jobs run, as more threads than free cores make every run wait on the slowest.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from typing import Callable
@@ -35,25 +39,40 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fns: dict[str, Callable[[], torch.Tensor]], device: torch.device, warmup: int, repeat: int,
-          stat: str = "median") -> dict:
+def _load() -> str:
+    """The 1 / 5 / 15-minute load averages (how busy the machine was: timings on a shared CPU depend on it)."""
+    return " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def _time(fns: dict[str, Callable[[], torch.Tensor]], device: torch.device, warmup: int, repeat: int) -> dict:
+    """{name: list of seconds per call}: warm up each, then interleave, flipping the order every round."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():  # alternate, so load changes hit both sides alike
+    names = list(fns)
+    for i in range(repeat):
+        for name in names if i % 2 == 0 else names[::-1]:
             _sync(device)
             t0 = time.perf_counter()
-            fn()
+            fns[name]()
             _sync(device)
             times[name].append(time.perf_counter() - t0)
-    pick = statistics.median if stat == "median" else min
-    return {k: pick(v) for k, v in times.items()}
+    return times
+
+
+def summarize(times: dict[str, list[float]]) -> dict:
+    """Min and median of each side, the ratio of the minima and of the medians (ours / diffusers)."""
+    out: dict = {}
+    for name, ts in times.items():
+        out[f"{name}_min"], out[f"{name}_median"] = min(ts), statistics.median(ts)
+    out["ratio"] = out["ours_min"] / out["diffusers_min"]
+    out["ratio_median"] = out["ours_median"] / out["diffusers_median"]
+    return out
 
 
 def bench_unet(cfg: UNetConfig, device: torch.device, dtype: torch.dtype, batch: int, latent: int,
-               warmup: int, repeat: int, stat: str = "median") -> dict:
+               warmup: int, repeat: int) -> dict:
     from diffusers import UNet2DConditionModel
 
     import warnings
@@ -79,12 +98,12 @@ def bench_unet(cfg: UNetConfig, device: torch.device, dtype: torch.dtype, batch:
         fns = {"ours": lambda: ours(x, t, ctx, y),
                "diffusers": lambda: ref(x, t, ctx, added_cond_kwargs={"text_embeds": pooled, "time_ids": ids}).sample}
         diff = (fns["ours"]().float() - fns["diffusers"]().float()).abs().max().item()
-        res = _time(fns, device, warmup, repeat, stat)
+        res = summarize(_time(fns, device, warmup, repeat))
     return {**res, "max_abs_diff": diff}
 
 
 def bench_mmdit(cfg: MMDiTConfig, device: torch.device, dtype: torch.dtype, batch: int, latent: int,
-                warmup: int, repeat: int, stat: str = "median") -> dict:
+                warmup: int, repeat: int) -> dict:
     from diffusers import SD3Transformer2DModel
 
     torch.manual_seed(0)
@@ -101,7 +120,7 @@ def bench_mmdit(cfg: MMDiTConfig, device: torch.device, dtype: torch.dtype, batc
     with torch.inference_mode():
         fns = {"ours": lambda: ours(x, t, ctx, y), "diffusers": lambda: ref(x, ctx, y, t).sample}
         diff = (fns["ours"]().float() - fns["diffusers"]().float()).abs().max().item()
-        res = _time(fns, device, warmup, repeat, stat)
+        res = summarize(_time(fns, device, warmup, repeat))
     return {**res, "max_abs_diff": diff}
 
 
@@ -111,15 +130,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--full", action="store_true", help="full-size sdxl-base and sd3-medium (slow on CPU)")
     p.add_argument("--batch", type=int, default=2, help="batch (2 = one classifier-free-guidance call)")
     p.add_argument("--latent", type=int, default=None, help="latent side (default: 32 on CPU, 128 on CUDA)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--stat", choices=("median", "min"), default="median", help="how repeats are summarised")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls of each model first")
+    p.add_argument("--repeat", type=int, default=10, help="timed calls of each model, interleaved")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a shared machine)")
     args = p.parse_args(argv)
-    from utils.errors import cli_errors
+    from utils.errors import UserError, cli_errors
     from utils.torch_utils import resolve_device
 
     with cli_errors("benchmarks.stable_diffusion"):
+        if args.repeat < 1 or args.warmup < 0:
+            raise UserError(f"--repeat must be at least 1 and --warmup at least 0, got {args.repeat} and "
+                            f"{args.warmup}: pass e.g. --repeat 15 --warmup 2")
         device = resolve_device(args.device)
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -127,18 +148,24 @@ def main(argv: list[str] | None = None) -> None:
         latent = args.latent or (128 if cuda else 32)
         unet_cfg = UNetConfig.preset("sdxl-base") if args.full else UNET_MID
         mmdit_cfg = MMDiTConfig.preset("sd3-medium") if args.full else MMDIT_MID
-        where = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
-        print(f"device: {where}; batch {args.batch}, latent {latent}x{latent}, {args.stat} of {args.repeat}")
+        where = (torch.cuda.get_device_name(device) if cuda else
+                 f"CPU ({os.cpu_count()} cores, load average {_load()}), {torch.get_num_threads()} threads")
+        print(f"device: {where}; batch {args.batch}, latent {latent}x{latent}; "
+              f"{args.repeat} interleaved calls each after {args.warmup} warm-up")
         rows = [("SDXL UNet" + (" (sdxl-base)" if args.full else " (mid)"),
                  bench_unet(unet_cfg, device, torch.float16 if cuda else torch.float32, args.batch, latent,
-                            args.warmup, args.repeat, args.stat)),
+                            args.warmup, args.repeat)),
                 ("SD3 MMDiT" + (" (sd3-medium)" if args.full else " (mid)"),
                  bench_mmdit(mmdit_cfg, device, torch.bfloat16 if cuda else torch.float32, args.batch, latent,
-                             args.warmup, args.repeat, args.stat))]
-        print(f"{'model':24s} {'ours (s)':>10s} {'diffusers (s)':>14s} {'ratio':>7s} {'max diff':>10s}")
+                             args.warmup, args.repeat))]
+        print(f"{'model':20s} {'ours min/med (s)':>17s} {'diffusers min/med (s)':>22s} {'ratio min':>9s} "
+              f"{'ratio med':>9s} {'max diff':>9s}")
         for name, r in rows:
-            print(f"{name:24s} {r['ours']:10.4f} {r['diffusers']:14.4f} {r['ours'] / r['diffusers']:7.3f} "
-                  f"{r['max_abs_diff']:10.2e}")
+            print(f"{name:20s} {r['ours_min']:8.4f}/{r['ours_median']:<8.4f} "
+                  f"{r['diffusers_min']:13.4f}/{r['diffusers_median']:<8.4f} {r['ratio']:9.3f} "
+                  f"{r['ratio_median']:9.3f} {r['max_abs_diff']:9.2e}")
+        if not cuda:
+            print(f"load average at the end: {_load()}")
 
 
 if __name__ == "__main__":

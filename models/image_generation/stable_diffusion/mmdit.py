@@ -225,7 +225,9 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_channels, dim, patch, stride=patch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
+        # Row-major (B, L, dim) tokens: left as the transposed view of the conv output, that layout would
+        # carry through every residual add of the image stream (strided, slow) and make each layer norm copy.
+        return self.proj(x).flatten(2).transpose(1, 2).contiguous()
 
 
 # -- the model ------------------------------------------------------------------------------------

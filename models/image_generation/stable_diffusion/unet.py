@@ -100,6 +100,12 @@ class GroupNorm32(nn.GroupNorm):
         return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
 
 
+def _inference() -> bool:
+    # No graph is recorded: activations may be overwritten in place (saves an allocation and a pass
+    # over memory per op; the values are those of the out-of-place ops).
+    return not torch.is_grad_enabled()
+
+
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv, add the projected timestep embedding, GroupNorm-SiLU-conv, residual."""
 
@@ -113,9 +119,15 @@ class ResBlock(nn.Module):
         self.skip_connection = nn.Identity() if channels == out_channels else nn.Conv2d(channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.in_layers(x)
-        h = h + self.emb_layers(emb)[:, :, None, None].to(h.dtype)
-        return self.skip_connection(x) + self.out_layers(h)
+        fast = _inference()
+        norm1, _, conv1 = self.in_layers
+        norm2, _, _, conv2 = self.out_layers  # the Dropout(0.0) at index 2 is the identity
+        h = conv1(F.silu(norm1(x), inplace=fast))
+        e = self.emb_layers(emb)[:, :, None, None].to(h.dtype)
+        h = h.add_(e) if fast else h + e
+        h = conv2(F.silu(norm2(h), inplace=fast))
+        skip = self.skip_connection(x)
+        return h.add_(skip) if fast else skip + h
 
 
 class Downsample(nn.Module):
@@ -155,7 +167,7 @@ class CrossAttention(nn.Module):
         k = self.to_k(ctx).view(b, ctx.shape[1], self.heads, -1).transpose(1, 2)
         v = self.to_v(ctx).view(b, ctx.shape[1], self.heads, -1).transpose(1, 2)
         out = attention(q, k, v)
-        return self.to_out(out.transpose(1, 2).reshape(b, x.shape[1], -1))
+        return self.to_out[0](out.transpose(1, 2).reshape(b, x.shape[1], -1))  # to_out[1]: Dropout(0.0)
 
 
 class GEGLU(nn.Module):
@@ -167,7 +179,7 @@ class GEGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate_ = self.proj(x).chunk(2, dim=-1)
-        return value * F.gelu(gate_)
+        return F.gelu(gate_).mul_(value) if _inference() else value * F.gelu(gate_)
 
 
 class FeedForward(nn.Module):
@@ -176,7 +188,7 @@ class FeedForward(nn.Module):
         self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Dropout(0.0), nn.Linear(dim * mult, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net[2](self.net[0](x))  # net[1]: Dropout(0.0)
 
 
 class BasicTransformerBlock(nn.Module):
@@ -192,6 +204,10 @@ class BasicTransformerBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        if _inference():  # residual adds into the fresh branch outputs (a + b == b + a exactly)
+            x = self.attn1(self.norm1(x)).add_(x)
+            x = self.attn2(self.norm2(x), context).add_(x)
+            return self.ff(self.norm3(x)).add_(x)
         x = x + self.attn1(self.norm1(x))
         x = x + self.attn2(self.norm2(x), context)
         return x + self.ff(self.norm3(x))
@@ -214,12 +230,15 @@ class SpatialTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
+        # (B, HW, C) tokens; a view, free of copies, when x is channels-last.
         tokens = self.norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
         tokens = self.proj_in(tokens)
         for block in self.transformer_blocks:
             tokens = block(tokens, context)
-        tokens = self.proj_out(tokens)
-        return x + tokens.reshape(b, h, w, c).permute(0, 3, 1, 2)
+        out = self.proj_out(tokens).reshape(b, h, w, c).permute(0, 3, 1, 2)  # channels-last memory
+        if _inference() and x.is_contiguous(memory_format=torch.channels_last):
+            return out.add_(x)
+        return x + out  # takes x's memory format
 
 
 class TimestepEmbedSequential(nn.Sequential):
@@ -290,6 +309,9 @@ class SDXLUNet(nn.Module):
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
         self.out = nn.Sequential(GroupNorm32(groups, ch), nn.SiLU(), nn.Conv2d(ch, cfg.out_channels, 3, padding=1))
+        self.channels_last: bool | None = None
+        """Run in channels-last memory (None: on CPU only, where oneDNN's convolutions are faster with it and
+        the transformers' token reshapes become free views)."""
 
     @property
     def dtype(self) -> torch.dtype:
@@ -312,7 +334,7 @@ class SDXLUNet(nn.Module):
         t_emb = timestep_embedding(timesteps, self.config.model_channels, flip_sin_to_cos=True,
                                    downscale_freq_shift=0).to(dtype)
         emb = self.time_embed(t_emb) + self.label_emb(y.to(dtype))
-        h = x.to(dtype)
+        h = self._memory_format(x.to(dtype))
         context = context.to(dtype)
         skips = []
         for block in self.input_blocks:
@@ -321,7 +343,18 @@ class SDXLUNet(nn.Module):
         h = self.middle_block(h, emb, context)
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
-        return self.out(h)
+        norm, _, conv = self.out
+        return conv(F.silu(norm(h), inplace=_inference())).contiguous()
+
+    def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        """x in the memory format the model runs in; the conv weights follow once (same values and names)."""
+        use = self.channels_last if self.channels_last is not None else x.device.type == "cpu"
+        if not use:
+            return x
+        probe = self.out[2].weight
+        if not probe.is_meta and not probe.is_contiguous(memory_format=torch.channels_last):
+            self.to(memory_format=torch.channels_last)
+        return x.contiguous(memory_format=torch.channels_last)
 
 
 __all__ = ["SDXLUNet", "UNetConfig", "UNET_PRESETS"]
