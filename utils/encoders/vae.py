@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.errors import UserError, did_you_mean
+from utils.nn.memory_format import to_channels_last
 
 try:  # the zoo's attention dispatch (SDPA / xformers / flash); plain SDPA when it is not there
     from utils.nn.attention import attention as _attention
@@ -386,14 +387,7 @@ class AutoencoderKL(nn.Module):
         return self
 
     def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
-        """Put x (and, once, the conv weights) in the memory format the convs run fastest in."""
-        use = self.channels_last if self.channels_last is not None else x.device.type == "cpu"
-        if not use:
-            return x
-        probe = self.decoder.conv_in.weight
-        if not probe.is_meta and not probe.is_contiguous(memory_format=torch.channels_last):
-            self.to(memory_format=torch.channels_last)  # same values and names, other strides
-        return x.contiguous(memory_format=torch.channels_last)
+        return to_channels_last(self, x, self.channels_last, self.decoder.conv_in.weight)
 
     # -- latents --------------------------------------------------------------------------------
 

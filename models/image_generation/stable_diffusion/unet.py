@@ -27,6 +27,7 @@ from torch import nn
 
 from utils.errors import UserError, did_you_mean
 from utils.nn import attention, timestep_embedding
+from utils.nn.memory_format import to_channels_last
 
 
 @dataclass(frozen=True)
@@ -347,14 +348,7 @@ class SDXLUNet(nn.Module):
         return conv(F.silu(norm(h), inplace=_inference())).contiguous()
 
     def _memory_format(self, x: torch.Tensor) -> torch.Tensor:
-        """x in the memory format the model runs in; the conv weights follow once (same values and names)."""
-        use = self.channels_last if self.channels_last is not None else x.device.type == "cpu"
-        if not use:
-            return x
-        probe = self.out[2].weight
-        if not probe.is_meta and not probe.is_contiguous(memory_format=torch.channels_last):
-            self.to(memory_format=torch.channels_last)
-        return x.contiguous(memory_format=torch.channels_last)
+        return to_channels_last(self, x, self.channels_last, self.out[2].weight)
 
 
 __all__ = ["SDXLUNet", "UNetConfig", "UNET_PRESETS"]
