@@ -775,7 +775,9 @@ class FlowMatchEuler(Scheduler):
             sig = time_shift(sig, mu, self.time_shift_type)
         else:
             sig = self.shift * sig / (1 + (self.shift - 1) * sig)
-        if self.shift_terminal:
+        if self.shift_terminal and float(sig[-1]) < 1:
+            # stretch so the last step lands on shift_terminal; a schedule whose last level is pure
+            # noise (one step from sigma 1) has nothing to stretch, and diffusers' formula gives NaN there
             one_minus = 1 - sig
             sig = 1 - one_minus / (one_minus[-1] / (1 - self.shift_terminal))
         sig_t = torch.from_numpy(np.asarray(sig)).float()
