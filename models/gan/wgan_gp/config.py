@@ -3,14 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.gan.dcgan.config import DCGANConfig
+
 
 @dataclass(frozen=True)
-class WGANGPConfig:
-    """Field names match DCGANConfig, so the DCGAN generator is reused as is."""
+class WGANGPConfig(DCGANConfig):
+    """DCGAN's configuration (its generator is reused as is) with the authors' CIFAR sizes and a critic norm.
+
+    The WGAN-GP models here are unconditional: `num_classes` stays 0.
+    """
 
     image_size: int = 32
-    """Output side in pixels: a power of two, at least 16."""
-    channels: int = 3
     latent_dim: int = 128
     ngf: int = 128
     """Width of the generator's last hidden layer (DIM in the authors' gan_cifar.py); earlier layers double it."""
@@ -18,17 +21,6 @@ class WGANGPConfig:
     """Width of the critic's first layer; later layers double it."""
     critic_norm: str = "none"
     """'none' (the paper's CIFAR critic) or 'layer' (layer norm, the paper's drop-in for batch norm)."""
-    num_classes: int = 0
-    """Always 0: the WGAN-GP models here are unconditional (kept for the shared generator)."""
-    class_embed_dim: int = 32
-    class_names: tuple[str, ...] = ()
-
-    @property
-    def num_upsamplings(self) -> int:
-        n = self.image_size.bit_length() - 1
-        if 2**n != self.image_size or n < 4:
-            raise ValueError(f"image_size must be a power of two >= 16, got {self.image_size}")
-        return n - 2
 
 
 PRESETS: dict[str, WGANGPConfig] = {
