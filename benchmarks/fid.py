@@ -18,7 +18,7 @@ from utils.errors import cli_errors
 
 
 def _random_state_dict(seed: int = 0) -> dict:
-    from evaluate.inception import FIDInceptionV3
+    from utils.metrics.inception import FIDInceptionV3
 
     torch.manual_seed(seed)
     model = FIDInceptionV3()
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     with cli_errors("benchmarks.fid"):
         import pytorch_fid.inception as pfi
 
-        from evaluate.inception import FIDInceptionV3
+        from utils.metrics.inception import FIDInceptionV3
         from utils.torch_utils import resolve_device
 
         if args.threads:

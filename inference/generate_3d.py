@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.out) if args.out else Path("outputs") / "generate_3d" / name
     out.save(folder / "turntable.mp4")
     out.save(folder / "scene.ply")
-    from models.outputs import ImageOutput
+    from utils.outputs import ImageOutput
 
     ImageOutput(out.renders).save(folder / "renders")
     print(f"{len(out.renders)} views of {out.extras['n_gaussians']} Gaussians -> {folder}/turntable.mp4, renders/")

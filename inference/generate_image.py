@@ -16,7 +16,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo importable without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.outputs import IMAGE_SUFFIXES
+from utils.outputs import IMAGE_SUFFIXES
 from models.registry import find_spec, specs
 from utils.cli import ArgumentParser
 from utils.errors import UserError, cli_errors

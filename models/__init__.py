@@ -14,7 +14,18 @@ from typing import Any
 from models.registry import MODALITIES, MODELS, ModelSpec, WeightsSource, find_spec, get_spec, specs
 
 __all__ = ["MODALITIES", "MODELS", "ModelSpec", "WeightsSource", "available", "generate", "load",
-           "get_spec", "find_spec", "clear_cache"]
+           "get_spec", "find_spec", "clear_cache", "ImageOutput", "VideoOutput", "Output3D"]
+
+_OUTPUTS = ("ImageOutput", "VideoOutput", "Output3D")
+
+
+def __getattr__(name: str) -> Any:
+    """The typed outputs (utils/outputs.py), imported on first use so `import models` stays light."""
+    if name in _OUTPUTS:
+        import utils.outputs
+
+        return getattr(utils.outputs, name)
+    raise AttributeError(f"module 'models' has no attribute '{name}'")
 
 _cache: dict[tuple, Any] = {}
 _lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""Test-wide settings: never touch the network, small thread counts, a private hub cache."""
+"""Test-wide settings: never touch the network, small thread counts, private hub and torch hub caches."""
 from __future__ import annotations
 
 import os
@@ -27,3 +27,13 @@ def _private_hub_cache(tmp_path_factory, monkeypatch):
 def seed():
     torch.manual_seed(0)
     return 0
+
+
+@pytest.fixture(autouse=True)
+def _private_torch_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("torch_home")
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(home / "hub"))
+    yield home
+    torch.hub.set_dir(old)

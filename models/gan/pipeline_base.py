@@ -6,56 +6,21 @@ is handled here once.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 from torch import nn
 
-from models.outputs import ImageOutput
+from utils.outputs import ImageOutput
 from models.registry import get_spec
 from utils.errors import UserError, did_you_mean
 from utils.torch_utils import make_generator, randn, resolve_device, resolve_dtype
 from utils.visualization.grid import to_pil
-from utils.weights import load_into, load_state_dict, resolve
+from utils.weights import load_into, load_state_dict, read_safetensors_config, resolve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def config_to_json(config: Any) -> str:
-    return json.dumps(asdict(config), sort_keys=True)
-
-
-def config_from_json(cls: type, text: str) -> Any:
-    data = json.loads(text)
-    names = {f.name for f in fields(cls)}
-    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
-    return cls(**data)
-
-
-def read_safetensors_config(path: Path, cls: type) -> Any | None:
-    """The config stored in a native safetensors file's metadata, if any."""
-    if path.suffix != ".safetensors":
-        return None
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return config_from_json(cls, meta["config"]) if "config" in meta else None
-
-
-def save_native(path: str | Path, state_dict: dict[str, torch.Tensor], config: Any) -> Path:
-    """Write a native checkpoint: safetensors with the config json in its metadata."""
-    from safetensors.torch import save_file
-
-    from utils.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(tmp),
-                  metadata={"config": config_to_json(config), "format": "cv-generative"})
-    return Path(path)
 
 
 class LatentGANPipeline:

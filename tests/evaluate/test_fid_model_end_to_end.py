@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_fid_of_the_shipped_dcgan_against_saved_digit_stats(tmp_path):
-    from evaluate.inception import FIDInceptionV3
+    from utils.metrics.inception import FIDInceptionV3
     from utils.data.digits import digits_tensor
     from utils.visualization.grid import to_pil
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 import models
 from models.gan.pipeline_base import LatentGANPipeline
-from models.outputs import ImageOutput, Output3D, VideoOutput
+from utils.outputs import ImageOutput, Output3D, VideoOutput
 from models.registry import MODELS
 
 IMAGE = Image.new("RGB", (32, 32), (120, 30, 60))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import models
-from train.common import load_checkpoint
+from utils.training import load_checkpoint
 from train.train_gan import parse_args, train
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from train.common import load_checkpoint
-from train.gan.losses import get_loss
+from utils.training import load_checkpoint
+from utils.gan.losses import get_loss
 from train.train_gan import parse_args, train
 
 ROOT = Path(__file__).resolve().parents[2]

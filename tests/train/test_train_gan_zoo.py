@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
-from train.common import load_checkpoint
-from train.train_gan import lr_factor, parse_args, train
+from utils.training import load_checkpoint
+from train.train_gan import parse_args, train
+from utils.gan.trainer import lr_factor
 
 
 def _run(out: Path, model: str, steps: int, *extra: str) -> dict:

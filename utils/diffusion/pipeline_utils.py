@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from models.outputs import ImageOutput
+from utils.outputs import ImageOutput
 from utils.errors import UserError
 
 from utils.data.image_inputs import ImageInput, load_image, load_mask  # noqa: F401 (re-exported)

@@ -10,7 +10,7 @@ import torch
 from models.gan.biggan.config import PRESETS, BigGANConfig
 from models.gan.biggan.convert import convert_state_dict, infer_config
 from models.gan.biggan.generator import BigGANGenerator
-from models.outputs import ImageOutput
+from utils.outputs import ImageOutput
 from utils.errors import UserError, did_you_mean
 from utils.torch_utils import make_generator, resolve_device, resolve_dtype
 from utils.visualization.grid import to_pil

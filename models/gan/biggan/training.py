@@ -20,7 +20,7 @@ from models.gan.biggan.config import PRESETS, BigGANDiscriminatorConfig
 from models.gan.biggan.discriminator import BigGANDiscriminator, ortho_params
 from models.gan.biggan.generator import BigGANGenerator
 from models.gan.biggan.layers import BatchNorm, ConditionalBatchNorm
-from train.gan.recipe import GANRecipe, StepContext
+from utils.gan.recipe import GANRecipe, StepContext
 from utils.errors import UserError
 
 ORTHO_BETA = 1e-4
@@ -157,8 +157,8 @@ def recipe(preset: str = "tiny", ortho_beta: float = ORTHO_BETA) -> GANRecipe:
         return data
 
     def train_step(ctx: StepContext) -> dict[str, float]:
-        from train.gan import get_loss
-        from train.train_gan import match_channels
+        from utils.gan import get_loss
+        from utils.gan.trainer import match_channels
 
         loss = get_loss(ctx.settings.loss)
         G, D, acc, gen, dev = ctx.G, ctx.D, ctx.accelerator, ctx.generator, ctx.device

@@ -10,7 +10,7 @@ from PIL import Image
 from models.gan.cyclegan.config import PRESETS, CycleGANConfig
 from models.gan.cyclegan.convert import convert_generator, infer_generator_config
 from models.gan.cyclegan.model import ResnetGenerator
-from models.outputs import ImageOutput
+from utils.outputs import ImageOutput
 from utils.errors import UserError, did_you_mean
 from utils.torch_utils import resolve_device, resolve_dtype
 
@@ -36,7 +36,8 @@ class CycleGANPipeline:
     def from_pretrained(cls, source: str | Path | None = None, preset: str | None = None, device: str | None = None,
                         dtype: str | torch.dtype | None = None, direction: str = "AtoB") -> "CycleGANPipeline":
         """Random weights for `preset='tiny'`; else a generator checkpoint (original .pth or native safetensors)."""
-        from models.gan.pipeline_base import LatentGANPipeline, read_safetensors_config
+        from models.gan.pipeline_base import LatentGANPipeline
+        from utils.weights import read_safetensors_config
         from utils.weights import load_into, load_state_dict
 
         dev = resolve_device(device)

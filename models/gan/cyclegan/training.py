@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from models.gan.cyclegan.config import PRESETS
 from models.gan.cyclegan.model import CycleDiscriminators, CycleGenerators
-from train.gan.recipe import GANRecipe, StepContext
+from utils.gan.recipe import GANRecipe, StepContext
 
 LAMBDA_CYCLE = 10.0
 """lambda_A = lambda_B of the original."""
@@ -39,8 +39,8 @@ def recipe(preset: str = "digits", lambda_cycle: float = LAMBDA_CYCLE, lambda_id
         return data
 
     def train_step(ctx: StepContext) -> dict[str, float]:
-        from train.gan import get_loss
-        from train.train_gan import match_channels
+        from utils.gan import get_loss
+        from utils.gan.trainer import match_channels
 
         loss = get_loss(ctx.settings.loss)
         # the original's LSGAN generator term is MSE(D(fake), 1), twice the toolkit's 0.5-weighted form

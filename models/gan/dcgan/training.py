@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from models.gan.dcgan.config import PRESETS
 from models.gan.dcgan.model import Discriminator, Generator
-from train.gan.recipe import GANRecipe
+from utils.gan.recipe import GANRecipe
 
 
 def recipe(preset: str = "digits") -> GANRecipe:

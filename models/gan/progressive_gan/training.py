@@ -18,7 +18,7 @@ import torch
 from models.gan.progressive_gan.config import PRESETS
 from models.gan.progressive_gan.layers import downsample2x, upsample2x
 from models.gan.progressive_gan.model import Discriminator, Generator
-from train.gan.recipe import GANRecipe, StepContext
+from utils.gan.recipe import GANRecipe, StepContext
 
 DRIFT = 0.001
 """eps_drift of the paper (epsilonD of pytorch_GAN_zoo)."""
@@ -86,8 +86,8 @@ def recipe(preset: str = "digits-32") -> GANRecipe:
     fixed_z = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(12345))
 
     def train_step(ctx: StepContext) -> dict[str, float]:
-        from train.gan import get_loss, gradient_penalty
-        from train.train_gan import match_channels
+        from utils.gan import get_loss, gradient_penalty
+        from utils.gan.trainer import match_channels
 
         s = ctx.settings
         depth, alpha = schedule.scaled(s.steps).at(ctx.step)

@@ -12,7 +12,7 @@ from PIL import Image
 from models.gan.vqgan.config import PRESETS, VQGANConfig
 from models.gan.vqgan.convert import config_from_diffusers, convert_state_dict, detect_layout, infer_config
 from models.gan.vqgan.model import VQGAN
-from models.outputs import ImageOutput
+from utils.outputs import ImageOutput
 from utils.errors import UserError, WeightsError, did_you_mean
 from utils.torch_utils import make_generator, resolve_device, resolve_dtype
 from utils.visualization.grid import to_pil

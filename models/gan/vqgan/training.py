@@ -109,8 +109,8 @@ def make_optimizers(model: VQGAN, discriminator: torch.nn.Module, lr: float = 4.
 
 
 def default_perceptual(device: str | torch.device | None = None) -> Perceptual:
-    """LPIPS(vgg) with its ImageNet backbone (evaluate.lpips), frozen, as taming uses."""
-    from evaluate.lpips import LPIPS
+    """LPIPS(vgg) with its ImageNet backbone (utils.metrics.lpips), frozen, as taming uses."""
+    from utils.metrics.lpips import LPIPS
 
     return LPIPS.from_pretrained("vgg", device=device).requires_grad_(False).eval()
 
@@ -130,7 +130,7 @@ def _build_perceptual(mode: str, device: torch.device) -> tuple[Perceptual | Non
     """(the perceptual module or None, a note for the log) for a PERCEPTUAL_MODES value."""
     import logging
 
-    from evaluate.lpips import LPIPS
+    from utils.metrics.lpips import LPIPS
     from utils.errors import WeightsError
 
     if mode == "none":
@@ -163,7 +163,7 @@ def recipe(preset: str = "tiny", disc_start: int | None = None, perceptual: str 
 
     from models.gan.vqgan.config import PRESETS
     from models.gan.vqgan.discriminator import PatchDiscriminator
-    from train.gan.recipe import GANRecipe, StepContext
+    from utils.gan.recipe import GANRecipe, StepContext
     from utils.errors import UserError
 
     if preset not in PRESETS:
@@ -189,7 +189,7 @@ def recipe(preset: str = "tiny", disc_start: int | None = None, perceptual: str 
         return data
 
     def train_step(ctx: StepContext) -> dict[str, float]:
-        from train.train_gan import match_channels
+        from utils.gan.trainer import match_channels
 
         if "perceptual" not in state:
             state["perceptual"], state["perceptual_note"] = _build_perceptual(perceptual, ctx.device)
@@ -214,7 +214,7 @@ def recipe(preset: str = "tiny", disc_start: int | None = None, perceptual: str 
 
     def sampler(net: torch.nn.Module) -> torch.Tensor:
         """Rows of 8: fixed images, their reconstructions (twice over for a 4-row grid)."""
-        from train.train_gan import match_channels
+        from utils.gan.trainer import match_channels
 
         p = next(net.parameters())
         x = match_channels(state["shown"], config.in_channels).to(p.device, p.dtype)

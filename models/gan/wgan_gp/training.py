@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from models.gan.wgan_gp.config import PRESETS
 from models.gan.wgan_gp.model import Critic, Generator
-from train.gan.recipe import GANRecipe
+from utils.gan.recipe import GANRecipe
 
 PAPER = dict(loss="wasserstein", gp_weight=10.0, n_critic=5, lr_g=1e-4, lr_d=1e-4, betas=(0.0, 0.9), batch_size=64)
 

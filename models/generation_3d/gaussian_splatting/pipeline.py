@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.outputs import Output3D
+from utils.outputs import Output3D
 from utils.errors import UserError
 from utils.rendering.cameras import Cameras, orbit_cameras
 from utils.rendering.sh import sh_to_rgb

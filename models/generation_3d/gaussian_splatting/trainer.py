@@ -32,7 +32,7 @@ def scene_scale(cameras: Cameras) -> float:
 def gs_loss(render: torch.Tensor, target: torch.Tensor, lambda_dssim: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(1 - lambda) L1 + lambda (1 - SSIM), SSIM zero-padded as in the 3DGS code; also returns L1.
     Images are (B, H, W, 3)."""
-    from evaluate.image_metrics import ssim
+    from utils.metrics.image_metrics import ssim
 
     l1 = (render - target).abs().mean()
     if lambda_dssim == 0:
@@ -91,7 +91,7 @@ class Trainer:
         return torch.tensor(self.cfg.background, device=self.device)
 
     def train_step(self, step: int) -> dict[str, float]:
-        from train.common import seed_step
+        from utils.training import seed_step
 
         gen = seed_step(self.cfg.seed, step)
         idx = torch.randint(len(self.images), (self.cfg.batch_size,), generator=gen)
@@ -117,7 +117,7 @@ class Trainer:
     def fit(self, resume: bool = False, progress: bool = True, log_every: int = 10) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
-        from train.common import checkpoint_path, latest_checkpoint, prune_checkpoints
+        from utils.training import checkpoint_path, latest_checkpoint, prune_checkpoints
 
         ckpt_dir = self.out_dir / "ckpts"
         if resume:
@@ -170,12 +170,12 @@ class Trainer:
         }
 
     def save_state(self, path: Path) -> Path:
-        from train.common import save_checkpoint
+        from utils.training import save_checkpoint
 
         return save_checkpoint(path, self.state_dict())
 
     def load_state(self, path: Path) -> None:
-        from train.common import load_checkpoint
+        from utils.training import load_checkpoint
 
         ckpt = load_checkpoint(path, map_location=self.device)
         if ckpt.get("strategy") != type(self.strategy).__name__:
@@ -203,7 +203,7 @@ class Trainer:
 
     def evaluate(self, write_dir: Path | None = None) -> dict[str, Any]:
         """PSNR, SSIM and LPIPS (alex) on the held-out views; writes the renders when asked."""
-        from evaluate.image_metrics import psnr, ssim
+        from utils.metrics.image_metrics import psnr, ssim
 
         data = self.test_data if self.test_data is not None and len(self.test_data) else self.train_data
         preds = self.render_views(data.cameras)
@@ -229,14 +229,14 @@ class Trainer:
 def _lpips(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, Any]:
     """LPIPS (AlexNet) when its weights are available offline, else null with the reason."""
     try:
-        from evaluate.lpips import LPIPS
+        from utils.metrics.lpips import LPIPS
 
         net = LPIPS.from_pretrained("alex")
         with torch.no_grad():
             value = net(pred * 2 - 1, gt * 2 - 1)
         return {"lpips": float(torch.as_tensor(value).mean())}
     except ImportError as err:
-        return {"lpips": None, "lpips_note": f"evaluate.lpips is not available ({err})"}
+        return {"lpips": None, "lpips_note": f"utils.metrics.lpips is not available ({err})"}
     except UserError as err:
         return {"lpips": None, "lpips_note": str(err)}
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from models.image_generation.flux import convert as C
 from models.image_generation.flux.model import PRESETS, FluxParams, FluxTransformer
-from models.outputs import ImageOutput
+from utils.outputs import ImageOutput
 from utils.diffusion import FlowMatchEuler, InpaintBlend, cfg_combine, get_scheduler, sample
 from utils.errors import UserError, WeightsError
 from utils.nn import attention_backend, grid_ids

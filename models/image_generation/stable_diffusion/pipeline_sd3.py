@@ -17,7 +17,7 @@ from models.image_generation.stable_diffusion import convert as cv
 from models.image_generation.stable_diffusion.mmdit import MMDiT, MMDiTConfig
 from models.image_generation.stable_diffusion.text import encode_sd3
 from utils.encoders.tiny_tokenizer import tiny_clip_tokenizer, tiny_t5_tokenizer
-from models.outputs import ImageOutput
+from utils.outputs import ImageOutput
 from utils.diffusion import (InpaintBlend, cfg_model, get_scheduler, img2img_latents, img2img_start, randn, sample,
                              scheduler_from_diffusers_config)
 from utils.errors import UserError

@@ -18,7 +18,7 @@ from models.image_generation.stable_diffusion.conditioning import sdxl_time_ids,
 from models.image_generation.stable_diffusion.text import encode_sdxl
 from utils.encoders.tiny_tokenizer import tiny_clip_tokenizer
 from models.image_generation.stable_diffusion.unet import SDXLUNet, UNetConfig
-from models.outputs import ImageOutput
+from utils.outputs import ImageOutput
 from utils.diffusion import (InpaintBlend, cfg_model, get_scheduler, img2img_latents, img2img_start, randn, sample,
                              scheduler_from_diffusers_config)
 from utils.errors import UserError

@@ -141,7 +141,7 @@ def test_translate_folder_cli_and_facade(tmp_path):
 
 def test_native_training_file_runs_both_directions(tmp_path):
     from models.gan.cyclegan import CycleGenerators
-    from models.gan.pipeline_base import save_native
+    from utils.weights import save_native
 
     config = PRESETS["tiny"]
     torch.manual_seed(0)

@@ -79,7 +79,7 @@ def test_patch_discriminator_layout_and_output():
 
 
 def _lpips_vgg():
-    LPIPS = pytest.importorskip("evaluate.lpips").LPIPS
+    LPIPS = pytest.importorskip("utils.metrics.lpips").LPIPS
     torch.manual_seed(0)
     return LPIPS(net="vgg").requires_grad_(False).eval()  # random backbone: no download
 

@@ -7,7 +7,7 @@ import torch
 from models.gan.wgan_gp import PRESETS, Critic, Generator, WGANGPPipeline
 from models.gan.wgan_gp.config import WGANGPConfig
 from models.gan.wgan_gp.training import recipe
-from train.gan.penalties import gradient_penalty
+from utils.gan.penalties import gradient_penalty
 
 
 @pytest.mark.parametrize("norm", ["none", "layer"])
@@ -52,7 +52,7 @@ def test_recipe_follows_the_paper():
 
 def test_pipeline_and_native_round_trip(tmp_path):
     from models import generate
-    from models.gan.pipeline_base import save_native
+    from utils.weights import save_native
 
     out = generate("gan", "wgan_gp", preset="tiny", num_images=3, seed=1, output_type="pt")
     assert out.extras["images"].shape == (3, 3, 16, 16)

@@ -167,7 +167,7 @@ def test_pipeline_renders_and_saves(tmp_path):
 
 def test_facade_generate(tmp_path):
     import models
-    from models.outputs import Output3D
+    from utils.outputs import Output3D
 
     write_splat_ply(tmp_path / "scene.ply", _splats(16, 0))
     out = models.generate("3d", "gaussian_splatting", ply=str(tmp_path / "scene.ply"), n_views=2, width=16)

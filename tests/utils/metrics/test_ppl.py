@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from evaluate.lpips import LPIPS
-from evaluate.ppl import filter_percentiles, lerp, perceptual_path_length, slerp, stylegan_crop
+from utils.metrics.lpips import LPIPS
+from utils.metrics.ppl import filter_percentiles, lerp, perceptual_path_length, slerp, stylegan_crop
 
 
 def test_slerp_endpoints_and_norm():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from evaluate.inception import resize_299
-from evaluate.inception_score import LogitsExtractor, inception_score
+from utils.metrics.inception import resize_299
+from utils.metrics.inception_score import LogitsExtractor, inception_score
 from utils.errors import UserError
 
 fidelity_isc = pytest.importorskip("torch_fidelity.metric_isc")

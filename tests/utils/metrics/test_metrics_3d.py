@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluate.image_metrics import psnr, ssim
-from evaluate.lpips import LPIPS
-from evaluate.metrics_3d import chamfer_distance, f_score, render_lpips, render_psnr, render_ssim, voxel_iou
+from utils.metrics.image_metrics import psnr, ssim
+from utils.metrics.lpips import LPIPS
+from utils.metrics.metrics_3d import chamfer_distance, f_score, render_lpips, render_psnr, render_ssim, voxel_iou
 
 
 def test_render_metrics_reuse_image_metrics():

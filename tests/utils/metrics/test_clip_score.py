@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluate.clip_score import CLIPScorer
+from utils.metrics.clip_score import CLIPScorer
 from utils.errors import UserError, WeightsError
 
 open_clip = pytest.importorskip("open_clip")

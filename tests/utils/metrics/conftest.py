@@ -1,20 +1,10 @@
-"""Fixtures of the evaluate tests: an empty private torch hub cache, so no test sees real weights."""
+"""Fixtures of the metric tests: random-weight TF-Inception networks."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from evaluate.inception import FIDInceptionV3
-
-
-@pytest.fixture(autouse=True)
-def _private_torch_home(tmp_path_factory, monkeypatch):
-    home = tmp_path_factory.mktemp("torch_home")
-    monkeypatch.setenv("TORCH_HOME", str(home))
-    old = torch.hub.get_dir()
-    torch.hub.set_dir(str(home / "hub"))
-    yield home
-    torch.hub.set_dir(old)
+from utils.metrics.inception import FIDInceptionV3
 
 
 # -- random-weight TF-Inception networks (FID / KID / IS tests) ------------------------------------

@@ -19,7 +19,7 @@ class GANRecipe:
     config: Any
     """The model's config dataclass: stored in checkpoints and exported weights."""
     loss: str = "non_saturating"
-    """One of train.gan.losses.LOSSES: non_saturating, hinge, wasserstein, lsgan."""
+    """One of utils.gan.losses.LOSSES: non_saturating, hinge, wasserstein, lsgan."""
     lr_g: float = 2e-4
     """Generator learning rate (TTUR: may differ from lr_d)."""
     lr_d: float = 2e-4

@@ -86,7 +86,7 @@ def perceptual_path_length(generator: Callable[[torch.Tensor], torch.Tensor], la
     if space == "w" and mapping is None:
         raise UserError("PPL in w space needs the mapping network (mapping=...)")
     if lpips is None:
-        from evaluate.lpips import LPIPS
+        from utils.metrics.lpips import LPIPS
 
         lpips = LPIPS.from_pretrained("vgg", device=device)
     gen = torch.Generator().manual_seed(seed)

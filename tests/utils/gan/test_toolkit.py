@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train.gan import EMA, AdaptiveAugment, diff_augment, get_loss, gradient_penalty, r1_penalty
-from train.gan.spectral import apply_spectral_norm
+from utils.gan import EMA, AdaptiveAugment, diff_augment, get_loss, gradient_penalty, r1_penalty
+from utils.gan.spectral import apply_spectral_norm
 from utils.errors import UserError
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.outputs import ImageOutput, Output3D, VideoOutput
+from utils.outputs import ImageOutput, Output3D, VideoOutput
 from utils.errors import UserError
 
 

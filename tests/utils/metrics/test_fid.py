@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 
 from evaluate import fid_score
-from evaluate.fid_score import (FeatureExtractor, frechet_distance, kernel_inception_distance, load_stats,
+from utils.metrics.fid import (FeatureExtractor, frechet_distance, kernel_inception_distance, load_stats,
                                 save_stats, statistics)
-from evaluate.inception import FIDInceptionV3, convert_inception_state_dict, load_inception, resize_299
+from utils.metrics.inception import FIDInceptionV3, convert_inception_state_dict, load_inception, resize_299
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SIZE = 75  # the smallest input the Inception grid reductions accept; keeps CPU tests fast
 
 
@@ -264,7 +264,7 @@ def test_cli_dataset_stats_and_model(tmp_path, weights_file, capsys, monkeypatch
     assert "4 images" in capsys.readouterr().out
 
     import models
-    from models.outputs import ImageOutput
+    from utils.outputs import ImageOutput
 
     calls = []
 
@@ -281,5 +281,7 @@ def test_cli_dataset_stats_and_model(tmp_path, weights_file, capsys, monkeypatch
     monkeypatch.setattr(models, "load", fake_load)
     assert fid_score.main(["--model", "dcgan", "--preset", "tiny", "--ref-stats", str(stats), "--num-samples", "5",
                            "--batch-size", "2", *common]) == 0
-    assert calls == [(2, 0), (2, 1), (1, 2)]
+    # each batch starts at the seed after the images already drawn: image i of a call uses seed + i, so
+    # no image is drawn twice
+    assert calls == [(2, 0), (2, 2), (1, 4)]
     assert float(capsys.readouterr().out.split("FID:")[1].split()[0]) > 0

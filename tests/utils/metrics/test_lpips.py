@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from evaluate.lpips import LPIPS, backbone_cache_path, convert_lpips_state_dict, shipped_heads_path
+from utils.metrics.lpips import LPIPS, backbone_cache_path, convert_lpips_state_dict, shipped_heads_path
 from utils.errors import UserError, WeightsError
 
 lpips = pytest.importorskip("lpips")

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from evaluate.image_metrics import psnr, ssim
+from utils.metrics.image_metrics import psnr, ssim
 from utils.errors import UserError
 
 warnings.filterwarnings("ignore", category=FutureWarning)

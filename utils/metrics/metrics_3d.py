@@ -1,7 +1,7 @@
 """Metrics of 3D generation and reconstruction.
 
 Renders (B, C, H, W) in [0, 1]: `render_psnr`, `render_ssim`, `render_lpips` (the image metrics of
-`evaluate.image_metrics` and `evaluate.lpips`, with the conventions NeRF / 3DGS papers report).
+`utils.metrics.image_metrics` and `utils.metrics.lpips`, with the conventions NeRF / 3DGS papers report).
 Point clouds (N, 3) or (B, N, 3): `chamfer_distance`, `f_score` at a distance threshold.
 Voxels (..., D, H, W): `voxel_iou` of occupancy grids.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from evaluate.image_metrics import psnr, ssim
+from utils.metrics.image_metrics import psnr, ssim
 from utils.errors import UserError
 
 __all__ = ["render_psnr", "render_ssim", "render_lpips", "chamfer_distance", "f_score", "voxel_iou",
@@ -32,9 +32,9 @@ _lpips_cache: dict = {}
 def render_lpips(render: torch.Tensor, target: torch.Tensor, net: str = "vgg", model=None) -> torch.Tensor:
     """LPIPS per view of renders in [0, 1] (VGG by default, as NeRF / 3DGS papers report).
 
-    `model` is an `evaluate.lpips.LPIPS`; by default the pretrained one (cached per net and device).
+    `model` is an `utils.metrics.lpips.LPIPS`; by default the pretrained one (cached per net and device).
     """
-    from evaluate.lpips import LPIPS
+    from utils.metrics.lpips import LPIPS
 
     if model is None:
         key = (net, str(render.device))
