@@ -34,7 +34,7 @@ def bench_backend(backend: str, device: torch.device, n: int, size: int, iters: 
     from models.generation_3d.gaussian_splatting.model import GaussianSplatting
     from models.generation_3d.gaussian_splatting.trainer import gs_loss
     from utils.data.synthetic_scene import ground_truth_gaussians
-    from utils.rendering.cameras import intrinsics_from_fov, orbit_cameras
+    from utils.rendering.cameras import orbit_cameras
     from utils.rendering.splatting import RasterConfig, rasterization
 
     gt = ground_truth_gaussians(0)

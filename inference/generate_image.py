@@ -72,11 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     with cli_errors("generate_image.py"):
         args = build_parser().parse_args(argv)
         spec = find_spec(args.model, MODALITIES)
-        preset = args.preset or spec.default_preset
-        if preset not in spec.presets:
-            from utils.errors import did_you_mean
-
-            raise UserError(f"{spec.name} has no preset '{preset}': {did_you_mean(preset, spec.presets)}")
+        preset = spec.check_preset(args.preset)
         out = Path(args.out or f"outputs/images/{spec.name}_{preset}_seed{args.seed}.png")
         if out.suffix and out.suffix.lower() not in IMAGE_SUFFIXES:
             raise UserError(f"--out must end in one of {', '.join(sorted(IMAGE_SUFFIXES))}, or be a folder")

@@ -50,10 +50,7 @@ def load(modality: str, model: str, weights: str | None = None, preset: str | No
     the preset (or random weights for `preset='tiny'`).
     """
     spec = get_spec(modality, model)
-    if preset is not None and preset not in spec.presets:
-        from utils.errors import UserError, did_you_mean
-
-        raise UserError(f"{spec.name} has no preset '{preset}': {did_you_mean(preset, spec.presets)}")
+    spec.check_preset(preset)
     key = (spec.modality, spec.name, weights, preset, str(device), str(dtype))
     with _lock:
         if cache and key in _cache:

@@ -23,13 +23,9 @@ def _weights(spec: ModelSpec) -> str:
 def markdown_table() -> str:
     rows = ["| modality | model | presets | weights (licence) | what it is |", "|---|---|---|---|---|"]
     for s in MODELS:
-        readme = f"models/{_folder(s)}/{s.name}/README.md"
+        readme = s.readme.as_posix()
         rows.append(f"| {s.modality} | [{s.name}]({readme}) | {', '.join(s.presets)} | {_weights(s)} | {s.summary} |")
     return "\n".join(rows)
-
-
-def _folder(spec: ModelSpec) -> str:
-    return spec.pipeline.split(":")[0].split(".")[1]
 
 
 def readme_block() -> str:

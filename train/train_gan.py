@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable witho
 
 from models.registry import find_spec, specs
 from utils.cli import ArgumentParser
-from utils.errors import UserError, cli_errors
+from utils.errors import cli_errors
 from utils.gan.trainer import GANTrainer, Settings, TrainerOptions
 
 
@@ -58,11 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def settings_from(args: argparse.Namespace) -> tuple[Settings, Any]:
     spec = find_spec(args.model, ("gan",))
-    preset = args.preset or spec.default_preset
-    if preset not in spec.presets:
-        from utils.errors import did_you_mean
-
-        raise UserError(f"{spec.name} has no preset '{preset}': {did_you_mean(preset, spec.presets)}")
+    preset = spec.check_preset(args.preset)
     recipe = spec.training_recipe(preset)
     pick = lambda a, r: r if a is None else a  # noqa: E731
     s = Settings(model=spec.name, preset=preset, dataset=args.dataset, steps=pick(args.steps, recipe.steps),

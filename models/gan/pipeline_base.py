@@ -56,8 +56,7 @@ class LatentGANPipeline:
         spec = get_spec("gan", cls.model_name)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        if preset is not None and preset not in cls.presets:
-            raise UserError(f"{cls.model_name} has no preset '{preset}': {did_you_mean(preset, cls.presets)}")
+        spec.check_preset(preset)
         if source is None:
             preset = preset or spec.default_preset
             if preset == "tiny":

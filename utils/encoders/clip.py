@@ -12,15 +12,14 @@ truncated with a `PromptTruncatedWarning`.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from utils.encoders.text import (TextEncoderOutput, find_component, finish_meta_model, is_component_folder,
-                                 resolve_tokenizer_source, tokenize, tokenizer_folder_for)
+from utils.encoders.text import (TextEncoderOutput, find_component, finish_meta_model, resolve_tokenizer_source, tokenize, tokenizer_folder_for)
 from utils.errors import UserError, did_you_mean
 
 

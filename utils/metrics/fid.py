@@ -24,10 +24,9 @@ read and write.
 from __future__ import annotations
 
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
@@ -235,7 +234,6 @@ class FeatureExtractor:
     def features(self, source: Source, num_samples: int | None = None, value_range: tuple[float, float] = (0.0, 1.0),
                  desc: str = "Inception features") -> np.ndarray:
         """(N, 2048) float64 features of `source` (see `Source`); `num_samples` is required for callables."""
-        from PIL import Image
 
         out: list[np.ndarray] = []
         if isinstance(source, (str, os.PathLike)):

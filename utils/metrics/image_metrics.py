@@ -15,7 +15,6 @@ only in how they treat the border, so the choice is explicit:
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F

@@ -1,11 +1,19 @@
 """BigGAN-deep (Brock, Donahue & Simonyan 2018): class-conditional ImageNet GAN at 128, 256 and 512 px."""
-from models.gan.biggan.config import PRESETS, BigGANConfig, BigGANDiscriminatorConfig
-from models.gan.biggan.convert import convert_pretrained_biggan, convert_state_dict, reference_key_map
-from models.gan.biggan.discriminator import (BigGANDiscriminator, hinge_d_loss, hinge_g_loss, orthogonal_regularization,
-                                             ortho_params)
-from models.gan.biggan.generator import BigGANGenerator
-from models.gan.biggan.pipeline import BigGANPipeline, truncated_noise
+from utils.lazy import lazy_exports
 
-__all__ = ["PRESETS", "BigGANConfig", "BigGANDiscriminator", "BigGANDiscriminatorConfig", "BigGANGenerator",
-           "BigGANPipeline", "convert_pretrained_biggan", "convert_state_dict", "hinge_d_loss", "hinge_g_loss",
-           "ortho_params", "orthogonal_regularization", "reference_key_map", "truncated_noise"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "PRESETS": "config:PRESETS",
+    "BigGANConfig": "config:BigGANConfig",
+    "BigGANDiscriminatorConfig": "config:BigGANDiscriminatorConfig",
+    "convert_pretrained_biggan": "convert:convert_pretrained_biggan",
+    "convert_state_dict": "convert:convert_state_dict",
+    "reference_key_map": "convert:reference_key_map",
+    "BigGANDiscriminator": "discriminator:BigGANDiscriminator",
+    "hinge_d_loss": "discriminator:hinge_d_loss",
+    "hinge_g_loss": "discriminator:hinge_g_loss",
+    "orthogonal_regularization": "discriminator:orthogonal_regularization",
+    "ortho_params": "discriminator:ortho_params",
+    "BigGANGenerator": "generator:BigGANGenerator",
+    "BigGANPipeline": "pipeline:BigGANPipeline",
+    "truncated_noise": "pipeline:truncated_noise",
+})

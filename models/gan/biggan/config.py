@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from utils.errors import UserError, did_you_mean
+from models.gan.biggan.spec import SPEC
 
 # Each generator block is (upsample?, input width, output width); widths are multiples of `ch`.
 # These are the layer lists of the DeepMind BigGAN-deep TF Hub modules (as ported by
@@ -100,9 +100,7 @@ PRESETS: dict[str, BigGANConfig] = {
 
 
 def preset(name: str) -> BigGANConfig:
-    if name not in PRESETS:
-        raise UserError(f"biggan has no preset '{name}': {did_you_mean(name, PRESETS)}")
-    return PRESETS[name]
+    return PRESETS[SPEC.check_preset(name)]
 
 
 def config_dict(config: Any) -> dict[str, Any]:

@@ -10,13 +10,14 @@ import torch
 from models.gan.biggan.config import PRESETS, BigGANConfig
 from models.gan.biggan.convert import convert_state_dict, infer_config
 from models.gan.biggan.generator import BigGANGenerator
+from models.gan.biggan.spec import SPEC
 from utils.outputs import ImageOutput
 from utils.errors import UserError, did_you_mean
 from utils.torch_utils import make_generator, resolve_device, resolve_dtype
 from utils.visualization.grid import to_pil
 from utils.weights import load_into, load_state_dict, resolve
 
-DEFAULT_PRESET = "biggan-deep-128"
+DEFAULT_PRESET = SPEC.default_preset
 HUB_IDS = {f"biggan-deep-{r}": f"huggingface/biggan-deep-{r}" for r in (128, 256, 512)}
 WEIGHTS_FILES = ("pytorch_model.bin", "model.safetensors", "biggan.safetensors")
 
@@ -83,8 +84,7 @@ class BigGANPipeline:
         (huggingface/biggan-deep-128...). Without a source, `preset` names the weights; `tiny` is random."""
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        if preset is not None and preset not in PRESETS:
-            raise UserError(f"biggan has no preset '{preset}': {did_you_mean(preset, PRESETS)}")
+        SPEC.check_preset(preset)
         if source is None:
             preset = preset or DEFAULT_PRESET
             if preset == "tiny":

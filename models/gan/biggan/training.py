@@ -132,8 +132,9 @@ def standing_stats(generator: BigGANGenerator, batch_size: int = 64, accumulatio
 def recipe(preset: str = "tiny", ortho_beta: float = ORTHO_BETA) -> GANRecipe:
     """BigGAN-deep's recipe for `preset`; the small presets keep everything but the scale (batch 64,
     the baseline TTUR learning rates, a shorter run)."""
-    if preset not in PRESETS:
-        raise UserError(f"biggan has no preset '{preset}'")
+    from models.gan.biggan.spec import SPEC
+
+    SPEC.check_preset(preset)
     config = PRESETS[preset]
     G = orthogonal_init(BigGANGenerator(config))
     D = orthogonal_init(BigGANDiscriminator(BigGANDiscriminatorConfig.mirror(config)))

@@ -1,10 +1,14 @@
 """CycleGAN (Zhu et al. 2017): unpaired image-to-image translation."""
-from models.gan.cyclegan.config import PRESETS, CycleGANConfig
-from models.gan.cyclegan.model import (CycleDiscriminators, CycleGenerators, ImagePool, PatchDiscriminator,
-                                       ResnetGenerator)
-from models.gan.cyclegan.pipeline import CycleGANPipeline
+from utils.lazy import lazy_exports
 
-CycleGAN = CycleGANPipeline
-
-__all__ = ["CycleGAN", "CycleGANPipeline", "CycleGANConfig", "CycleDiscriminators", "CycleGenerators", "ImagePool",
-           "PatchDiscriminator", "ResnetGenerator", "PRESETS"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "PRESETS": "config:PRESETS",
+    "CycleGANConfig": "config:CycleGANConfig",
+    "CycleDiscriminators": "model:CycleDiscriminators",
+    "CycleGenerators": "model:CycleGenerators",
+    "ImagePool": "model:ImagePool",
+    "PatchDiscriminator": "model:PatchDiscriminator",
+    "ResnetGenerator": "model:ResnetGenerator",
+    "CycleGANPipeline": "pipeline:CycleGANPipeline",
+    "CycleGAN": "pipeline:CycleGANPipeline",
+})

@@ -10,8 +10,9 @@ from PIL import Image
 from models.gan.cyclegan.config import PRESETS, CycleGANConfig
 from models.gan.cyclegan.convert import convert_generator, infer_generator_config
 from models.gan.cyclegan.model import ResnetGenerator
+from models.gan.cyclegan.spec import SPEC
 from utils.outputs import ImageOutput
-from utils.errors import UserError, did_you_mean
+from utils.errors import UserError
 from utils.torch_utils import resolve_device, resolve_dtype
 
 ImageInput = str | Path | Image.Image | torch.Tensor
@@ -42,8 +43,7 @@ class CycleGANPipeline:
 
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        if preset is not None and preset not in PRESETS:
-            raise UserError(f"cyclegan has no preset '{preset}': {did_you_mean(preset, PRESETS)}")
+        SPEC.check_preset(preset)
         if source is None:
             if preset == "tiny":
                 torch.manual_seed(0)

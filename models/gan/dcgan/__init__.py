@@ -1,8 +1,11 @@
 """DCGAN (Radford et al. 2015)."""
-from models.gan.dcgan.config import PRESETS, DCGANConfig
-from models.gan.dcgan.model import Discriminator, Generator
-from models.gan.dcgan.pipeline import DCGANPipeline
+from utils.lazy import lazy_exports
 
-DCGAN = DCGANPipeline
-
-__all__ = ["DCGAN", "DCGANConfig", "DCGANPipeline", "Discriminator", "Generator", "PRESETS"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "PRESETS": "config:PRESETS",
+    "DCGANConfig": "config:DCGANConfig",
+    "Discriminator": "model:Discriminator",
+    "Generator": "model:Generator",
+    "DCGANPipeline": "pipeline:DCGANPipeline",
+    "DCGAN": "pipeline:DCGANPipeline",
+})

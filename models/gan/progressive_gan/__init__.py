@@ -1,8 +1,11 @@
 """Progressive GAN (Karras et al. 2017): grown from 4x4, equalized learning rate, pixel norm, minibatch std."""
-from models.gan.progressive_gan.config import PRESETS, ProGANConfig
-from models.gan.progressive_gan.model import Discriminator, Generator
-from models.gan.progressive_gan.pipeline import ProgressiveGANPipeline
+from utils.lazy import lazy_exports
 
-ProgressiveGAN = ProgressiveGANPipeline
-
-__all__ = ["ProgressiveGAN", "ProgressiveGANPipeline", "ProGANConfig", "Discriminator", "Generator", "PRESETS"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "PRESETS": "config:PRESETS",
+    "ProGANConfig": "config:ProGANConfig",
+    "Discriminator": "model:Discriminator",
+    "Generator": "model:Generator",
+    "ProgressiveGANPipeline": "pipeline:ProgressiveGANPipeline",
+    "ProgressiveGAN": "pipeline:ProgressiveGANPipeline",
+})

@@ -1,8 +1,11 @@
 """The original GAN (Goodfellow et al. 2014), with MLPs."""
-from models.gan.vanilla_gan.config import PRESETS, VanillaGANConfig
-from models.gan.vanilla_gan.model import Discriminator, Generator
-from models.gan.vanilla_gan.pipeline import VanillaGANPipeline
+from utils.lazy import lazy_exports
 
-VanillaGAN = VanillaGANPipeline
-
-__all__ = ["VanillaGAN", "VanillaGANConfig", "VanillaGANPipeline", "Discriminator", "Generator", "PRESETS"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "PRESETS": "config:PRESETS",
+    "VanillaGANConfig": "config:VanillaGANConfig",
+    "Discriminator": "model:Discriminator",
+    "Generator": "model:Generator",
+    "VanillaGANPipeline": "pipeline:VanillaGANPipeline",
+    "VanillaGAN": "pipeline:VanillaGANPipeline",
+})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from utils.errors import UserError, did_you_mean
+from models.gan.vqgan.spec import SPEC
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,4 @@ PRESETS: dict[str, VQGANConfig] = {
 
 
 def preset(name: str) -> VQGANConfig:
-    if name not in PRESETS:
-        raise UserError(f"vqgan has no preset '{name}': {did_you_mean(name, PRESETS)}")
-    return PRESETS[name]
+    return PRESETS[SPEC.check_preset(name)]

@@ -12,13 +12,14 @@ from PIL import Image
 from models.gan.vqgan.config import PRESETS, VQGANConfig
 from models.gan.vqgan.convert import config_from_diffusers, convert_state_dict, detect_layout, infer_config
 from models.gan.vqgan.model import VQGAN
+from models.gan.vqgan.spec import SPEC
 from utils.outputs import ImageOutput
-from utils.errors import UserError, WeightsError, did_you_mean
+from utils.errors import UserError, WeightsError
 from utils.torch_utils import make_generator, resolve_device, resolve_dtype
 from utils.visualization.grid import to_pil
 from utils.weights import load_folder_state_dict, load_into, load_state_dict, resolve
 
-DEFAULT_PRESET = "imagenet-f16-1024"
+DEFAULT_PRESET = SPEC.default_preset
 OFFICIAL_LINKS = {
     "imagenet-f16-1024": "https://heibox.uni-heidelberg.de/d/8088892a516d4e3baf92/",
     "imagenet-f16-16384": "https://heibox.uni-heidelberg.de/d/a7530b09fed84f80a887/",
@@ -77,8 +78,7 @@ class VQGANPipeline:
         a native .safetensors, or a hub id of a diffusers VQModel. `preset='tiny'` without a source is random."""
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        if preset is not None and preset not in PRESETS:
-            raise UserError(f"vqgan has no preset '{preset}': {did_you_mean(preset, PRESETS)}")
+        SPEC.check_preset(preset)
         if source is None:
             preset = preset or DEFAULT_PRESET
             if preset == "tiny":

@@ -166,8 +166,9 @@ def recipe(preset: str = "tiny", disc_start: int | None = None, perceptual: str 
     from utils.gan.recipe import GANRecipe, StepContext
     from utils.errors import UserError
 
-    if preset not in PRESETS:
-        raise UserError(f"vqgan has no preset '{preset}'")
+    from models.gan.vqgan.spec import SPEC
+
+    SPEC.check_preset(preset)
     if perceptual not in PERCEPTUAL_MODES:
         raise UserError(f"unknown perceptual mode '{perceptual}': use one of {', '.join(PERCEPTUAL_MODES)}")
     config = PRESETS[preset]

@@ -1,8 +1,11 @@
 """WGAN-GP (Gulrajani et al. 2017): Wasserstein GAN with a gradient penalty."""
-from models.gan.wgan_gp.config import PRESETS, WGANGPConfig
-from models.gan.wgan_gp.model import Critic, Generator
-from models.gan.wgan_gp.pipeline import WGANGPPipeline
+from utils.lazy import lazy_exports
 
-WGANGP = WGANGPPipeline
-
-__all__ = ["WGANGP", "WGANGPConfig", "WGANGPPipeline", "Critic", "Generator", "PRESETS"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "PRESETS": "config:PRESETS",
+    "WGANGPConfig": "config:WGANGPConfig",
+    "Critic": "model:Critic",
+    "Generator": "model:Generator",
+    "WGANGPPipeline": "pipeline:WGANGPPipeline",
+    "WGANGP": "pipeline:WGANGPPipeline",
+})

@@ -1,16 +1,14 @@
 """3D Gaussian splatting (Kerbl et al. 2023): train, render and export radiance-field splats."""
-from models.generation_3d.gaussian_splatting.config import PRESETS, GaussianSplattingConfig, TrainConfig
-from models.generation_3d.gaussian_splatting.model import SPLAT_KEYS, GaussianSplatting
-from models.generation_3d.gaussian_splatting.strategy import DefaultStrategy, MCMCStrategy, make_strategy
+from utils.lazy import lazy_exports
 
-__all__ = ["GaussianSplatting", "GaussianSplattingConfig", "TrainConfig", "PRESETS", "SPLAT_KEYS",
-           "DefaultStrategy", "MCMCStrategy", "make_strategy", "GaussianSplattingPipeline"]
-
-
-def __getattr__(name: str):
-    # the pipeline pulls in file formats and video writers: import it on first use
-    if name == "GaussianSplattingPipeline":
-        from models.generation_3d.gaussian_splatting.pipeline import GaussianSplattingPipeline
-
-        return GaussianSplattingPipeline
-    raise AttributeError(name)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "PRESETS": "config:PRESETS",
+    "GaussianSplattingConfig": "config:GaussianSplattingConfig",
+    "TrainConfig": "config:TrainConfig",
+    "SPLAT_KEYS": "model:SPLAT_KEYS",
+    "GaussianSplatting": "model:GaussianSplatting",
+    "DefaultStrategy": "strategy:DefaultStrategy",
+    "MCMCStrategy": "strategy:MCMCStrategy",
+    "make_strategy": "strategy:make_strategy",
+    "GaussianSplattingPipeline": "pipeline:GaussianSplattingPipeline",
+})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from utils.errors import UserError, did_you_mean
+from models.generation_3d.gaussian_splatting.spec import SPEC
 from utils.rendering.splatting import RasterConfig
 
 __all__ = ["GaussianSplattingConfig", "TrainConfig", "PRESETS", "get_config"]
@@ -39,10 +39,7 @@ PRESETS: dict[str, GaussianSplattingConfig] = {
 
 
 def get_config(preset: str | None) -> GaussianSplattingConfig:
-    name = preset or "default"
-    if name not in PRESETS:
-        raise UserError(f"gaussian_splatting has no preset '{name}': {did_you_mean(name, PRESETS)}")
-    return PRESETS[name]
+    return PRESETS[SPEC.check_preset(preset)]
 
 
 @dataclass(frozen=True)

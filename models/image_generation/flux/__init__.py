@@ -1,5 +1,10 @@
 """FLUX.1 (Black Forest Labs): dev, schnell, Fill, Canny and Depth; see README.md."""
-from models.image_generation.flux.model import PRESETS, Flux, FluxParams, FluxTransformer
-from models.image_generation.flux.pipeline import FluxPipeline
+from utils.lazy import lazy_exports
 
-__all__ = ["Flux", "FluxParams", "FluxPipeline", "FluxTransformer", "PRESETS"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "PRESETS": "model:PRESETS",
+    "Flux": "model:Flux",
+    "FluxParams": "model:FluxParams",
+    "FluxTransformer": "model:FluxTransformer",
+    "FluxPipeline": "pipeline:FluxPipeline",
+})

@@ -23,6 +23,7 @@ from typing import Mapping
 
 import torch
 
+from models.image_generation.flux.spec import SPEC
 from utils.errors import ConversionError, UserError, WeightsError
 from utils.weights import key_report
 
@@ -30,14 +31,8 @@ StateDict = dict[str, torch.Tensor]
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 
-# preset -> (hub repo, official single file, gated)
-OFFICIAL: dict[str, tuple[str, str, bool]] = {
-    "dev": ("black-forest-labs/FLUX.1-dev", "flux1-dev.safetensors", True),
-    "schnell": ("black-forest-labs/FLUX.1-schnell", "flux1-schnell.safetensors", False),
-    "fill": ("black-forest-labs/FLUX.1-Fill-dev", "flux1-fill-dev.safetensors", True),
-    "canny": ("black-forest-labs/FLUX.1-Canny-dev", "flux1-canny-dev.safetensors", True),
-    "depth": ("black-forest-labs/FLUX.1-Depth-dev", "flux1-depth-dev.safetensors", True),
-}
+# preset -> (hub repo, official single file, gated), read off the spec
+OFFICIAL: dict[str, tuple[str, str, bool]] = {w.preset: (w.source, w.file, w.gated) for w in SPEC.weights}
 
 # -- format detection --------------------------------------------------------------------------------
 

@@ -24,23 +24,20 @@ from torch import nn
 
 from models.image_generation.flux import convert as C
 from models.image_generation.flux.model import PRESETS, FluxParams, FluxTransformer
+from models.image_generation.flux.spec import SPEC
 from utils.outputs import ImageOutput
 from utils.diffusion import FlowMatchEuler, InpaintBlend, cfg_combine, get_scheduler, sample
 from utils.errors import UserError, WeightsError
 from utils.nn import attention_backend, grid_ids
 from utils.torch_utils import make_generator, resolve_device, resolve_dtype
 
-VARIANTS = ("schnell", "dev", "fill", "canny", "depth")
+VARIANTS = tuple(p for p in SPEC.presets if p != "tiny")
 
 # Scheduler configs of the hub repos (scheduler/scheduler_config.json).
 SCHEDULER_DEV = {"num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True, "base_shift": 0.5,
                  "max_shift": 1.15, "base_image_seq_len": 256, "max_image_seq_len": 4096}
 SCHEDULER_SCHNELL = {"num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifting": False}
 
-DEFAULT_STEPS = {"schnell": 4, "dev": 50, "fill": 50, "canny": 50, "depth": 50, "tiny": 4}
-DEFAULT_GUIDANCE = {"dev": 3.5, "fill": 30.0, "canny": 30.0, "depth": 10.0, "tiny": 3.5}
-DEFAULT_TRUE_CFG = 4.0
-MAX_SEQUENCE_LENGTH = {"schnell": 256, "dev": 512, "fill": 512, "canny": 512, "depth": 512, "tiny": 32}
 
 ImageInput = Any  # a path, a PIL image, or a (B, 3, H, W) tensor in [0, 1]
 
@@ -121,7 +118,7 @@ class FluxPipeline:
         p = transformer.params
         default_sched = SCHEDULER_DEV if p.guidance_embed else SCHEDULER_SCHNELL
         self.scheduler_config = dict(scheduler_config or default_sched)
-        self.max_sequence_length = max_sequence_length or MAX_SEQUENCE_LENGTH.get(preset, 512)
+        self.max_sequence_length = max_sequence_length or SPEC.default(preset, "max_sequence_length", 512)
         self._vae_runner = _VAERunner(vae)
         self._execution_device: torch.device | None = None
         self.attention: str | None = None
@@ -222,10 +219,7 @@ class FluxPipeline:
         (default: the preset's hub repo). `offload`: None, "model" or "sequential" (accelerate).
         `dtype`: default bf16 on CUDA, fp32 on CPU.
         """
-        if preset is not None and preset not in (*VARIANTS, "tiny"):
-            from utils.errors import did_you_mean
-
-            raise UserError(f"FLUX has no preset '{preset}': {did_you_mean(preset, (*VARIANTS, 'tiny'))}")
+        SPEC.check_preset(preset)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev, default_cuda=torch.bfloat16)
         if source is None and preset == "tiny":
@@ -265,13 +259,13 @@ class FluxPipeline:
         p = base.with_(in_channels=in_ch, guidance_embed=variant != "schnell")
         torch.manual_seed(seed)
         clip_cfg = CLIPTextEncoderConfig.preset("tiny").with_(hidden_size=p.vec_in_dim)
-        t5_cfg = T5EncoderConfig.preset("tiny").with_(d_model=p.context_in_dim, max_length=MAX_SEQUENCE_LENGTH["tiny"])
+        t5_cfg = T5EncoderConfig.preset("tiny").with_(d_model=p.context_in_dim, max_length=SPEC.default("tiny", "max_sequence_length"))
         vae_cfg = VAEConfig.preset("tiny-16").with_(channel_mult=(1, 1, 1, 1))  # downscale 8, as the real VAE
         return cls(FluxTransformer(p).eval(), AutoencoderKL(vae_cfg).eval(),
                    CLIPTextEncoder(clip_cfg, tokenizer=tiny_clip_tokenizer(clip_cfg)),
                    T5TextEncoder(t5_cfg, tokenizer=tiny_t5_tokenizer(t5_cfg)),
                    preset="tiny" if variant in ("dev", "tiny") else variant,
-                   max_sequence_length=MAX_SEQUENCE_LENGTH["tiny"])
+                   max_sequence_length=SPEC.default("tiny", "max_sequence_length"))
 
     @classmethod
     def _load(cls, source: str | os.PathLike | None, preset: str | None, dtype: torch.dtype,
@@ -298,7 +292,7 @@ class FluxPipeline:
             rest = C.OFFICIAL.get(preset, C.OFFICIAL["dev"])[0]
         else:
             rest = source
-        max_len = max_sequence_length or MAX_SEQUENCE_LENGTH.get(preset, 512)
+        max_len = max_sequence_length or SPEC.default(preset, "max_sequence_length", 512)
         clip = CLIPTextEncoder.from_pretrained(rest, preset="clip-l", device="cpu", dtype=dtype, subfolder="text_encoder")
         t5 = T5TextEncoder.from_pretrained(rest, preset="t5-xxl", device="cpu", dtype=dtype, subfolder="text_encoder_2",
                                            max_length=max_len)
@@ -388,13 +382,14 @@ class FluxPipeline:
             num_images = len(prompt)
         prompts = _common().as_prompts(prompt, num_images)
         b = len(prompts)
-        n = int(steps if steps is not None else DEFAULT_STEPS.get(self.preset, DEFAULT_STEPS.get(variant, 28)))
+        n = int(steps if steps is not None else SPEC.default(self.preset, "steps", SPEC.default(variant, "steps", 28)))
         if n < 1:
             raise UserError(f"steps must be at least 1, got {n}")
         if variant == "schnell" and guidance is not None:
             raise UserError("FLUX.1 [schnell] is timestep-distilled and takes no guidance scale: leave --guidance "
                             "out (or use a negative prompt with true_cfg for classifier-free guidance)")
-        g = float(guidance if guidance is not None else DEFAULT_GUIDANCE.get(self.preset, DEFAULT_GUIDANCE.get(variant, 3.5)))
+        g = float(guidance if guidance is not None else SPEC.default(self.preset, "guidance",
+                                                                    SPEC.default(variant, "guidance", 3.5)))
         if mask is not None and image is None:
             raise UserError("a mask needs the image it applies to: pass image= (CLI: --image) as well")
         if variant != "fill" and variant not in ("canny", "depth") and control is not None:
@@ -417,7 +412,7 @@ class FluxPipeline:
             neg = None
             if negative_prompt is not None:
                 neg = self.encode_prompt(common.as_prompts(negative_prompt, b), max_sequence_length)
-            cfg = float(true_cfg if true_cfg is not None else (DEFAULT_TRUE_CFG if neg is not None else 1.0))
+            cfg = float(true_cfg if true_cfg is not None else (SPEC.default(self.preset, "true_cfg") if neg is not None else 1.0))
 
             # initial noise, drawn on the CPU per image: a seed gives the same image on any device
             if latents is not None:

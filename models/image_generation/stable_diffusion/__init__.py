@@ -1,5 +1,11 @@
 """Stable Diffusion family: SDXL (base + refiner UNets) and SD3 / SD3.5 (MMDiT), official layouts."""
-from models.image_generation.stable_diffusion.mmdit import MMDIT_PRESETS, MMDiT, MMDiTConfig
-from models.image_generation.stable_diffusion.unet import UNET_PRESETS, SDXLUNet, UNetConfig
+from utils.lazy import lazy_exports
 
-__all__ = ["MMDIT_PRESETS", "MMDiT", "MMDiTConfig", "SDXLUNet", "UNET_PRESETS", "UNetConfig"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "MMDIT_PRESETS": "mmdit:MMDIT_PRESETS",
+    "MMDiT": "mmdit:MMDiT",
+    "MMDiTConfig": "mmdit:MMDiTConfig",
+    "UNET_PRESETS": "unet:UNET_PRESETS",
+    "SDXLUNet": "unet:SDXLUNet",
+    "UNetConfig": "unet:UNetConfig",
+})

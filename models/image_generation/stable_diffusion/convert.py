@@ -30,6 +30,7 @@ from models.image_generation.stable_diffusion.convert_mmdit import (infer_mmdit_
 from models.image_generation.stable_diffusion.convert_unet import (infer_unet_config, unet_config_from_diffusers,
                                                                    unet_diffusers_to_native)
 from models.image_generation.stable_diffusion.mmdit import MMDiT, MMDiTConfig
+from models.image_generation.stable_diffusion.spec import SPECS
 from models.image_generation.stable_diffusion.unet import SDXLUNet, UNetConfig
 from utils.errors import ConversionError, UserError, WeightsError
 
@@ -44,14 +45,8 @@ SD3_SCHEDULER: dict[str, Any] = {"_class_name": "FlowMatchEulerDiscreteScheduler
                                  "shift": 3.0}
 
 # Hub repos in the diffusers layout (each also holds the official single file).
-HUB_REPOS = {
-    "sdxl-base": "stabilityai/stable-diffusion-xl-base-1.0",
-    "sdxl-refiner": "stabilityai/stable-diffusion-xl-refiner-1.0",
-    "sd3-medium": "stabilityai/stable-diffusion-3-medium-diffusers",
-    "sd3.5-medium": "stabilityai/stable-diffusion-3.5-medium",
-    "sd3.5-large": "stabilityai/stable-diffusion-3.5-large",
-}
-GATED = {"sd3-medium", "sd3.5-medium", "sd3.5-large"}
+HUB_REPOS = {w.preset: w.source for spec in SPECS for w in spec.weights}
+GATED = {w.preset for spec in SPECS for w in spec.weights if w.gated}
 
 _COMMON_PATTERNS = ["model_index.json", "scheduler/*", "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
                     "text_encoder/config.json", "text_encoder/model.safetensors", "tokenizer/*",

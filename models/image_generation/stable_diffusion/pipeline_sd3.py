@@ -15,6 +15,7 @@ import torch
 from utils.diffusion import pipeline_utils as common
 from models.image_generation.stable_diffusion import convert as cv
 from models.image_generation.stable_diffusion.mmdit import MMDiT, MMDiTConfig
+from models.image_generation.stable_diffusion.spec import SD3
 from models.image_generation.stable_diffusion.text import encode_sd3
 from utils.encoders.tiny_tokenizer import tiny_clip_tokenizer, tiny_t5_tokenizer
 from utils.outputs import ImageOutput
@@ -23,9 +24,7 @@ from utils.diffusion import (InpaintBlend, cfg_model, get_scheduler, img2img_lat
 from utils.errors import UserError
 from utils.torch_utils import make_generator, resolve_device, resolve_dtype
 
-PRESETS = ("sd3-medium", "sd3.5-medium", "sd3.5-large", "tiny")
-DEFAULT_GUIDANCE = {"sd3-medium": 7.0, "sd3.5-medium": 4.5, "sd3.5-large": 4.5, "tiny": 5.0}
-DEFAULT_STEPS = {"sd3-medium": 28, "sd3.5-medium": 40, "sd3.5-large": 28, "tiny": 3}
+PRESETS = SD3.presets
 
 
 class SD3Pipeline:
@@ -79,10 +78,7 @@ class SD3Pipeline:
         diffusers repo). `t5=False` never loads T5 (zeros stand in); None loads it when present.
         `tokenizers`: [clip-l, clip-g, t5] folders/ids/objects for single files.
         """
-        if preset is not None and preset not in PRESETS:
-            from utils.errors import did_you_mean
-
-            raise UserError(f"sd3 has no preset '{preset}': {did_you_mean(preset, PRESETS)}")
+        SD3.check_preset(preset)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev, default_cuda=torch.bfloat16)
         if source is None and preset is None:
@@ -236,8 +232,8 @@ class SD3Pipeline:
             height, width = height or probe.shape[-2], width or probe.shape[-1]
         height, width = height or self.default_size, width or self.default_size
         common.check_size(height, width, self.pixel_multiple, "SD3")
-        steps = steps or DEFAULT_STEPS.get(self.preset, 28)
-        guidance = DEFAULT_GUIDANCE.get(self.preset, 7.0) if guidance is None else float(guidance)
+        steps = steps or SD3.default(self.preset, "steps")
+        guidance = SD3.default(self.preset, "guidance") if guidance is None else float(guidance)
         gen = generator if generator is not None else make_generator(seed)
         device, dtype = self.device, self.dtype
 

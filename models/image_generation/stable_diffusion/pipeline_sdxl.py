@@ -17,6 +17,7 @@ from models.image_generation.stable_diffusion import convert as cv
 from models.image_generation.stable_diffusion.conditioning import sdxl_time_ids, sdxl_vector
 from models.image_generation.stable_diffusion.text import encode_sdxl
 from utils.encoders.tiny_tokenizer import tiny_clip_tokenizer
+from models.image_generation.stable_diffusion.spec import SDXL
 from models.image_generation.stable_diffusion.unet import SDXLUNet, UNetConfig
 from utils.outputs import ImageOutput
 from utils.diffusion import (InpaintBlend, cfg_model, get_scheduler, img2img_latents, img2img_start, randn, sample,
@@ -24,7 +25,7 @@ from utils.diffusion import (InpaintBlend, cfg_model, get_scheduler, img2img_lat
 from utils.errors import UserError
 from utils.torch_utils import make_generator, resolve_device, resolve_dtype
 
-PRESETS = ("sdxl-base", "sdxl-refiner", "tiny")
+PRESETS = SDXL.presets
 
 
 class SDXLPipeline:
@@ -85,10 +86,7 @@ class SDXLPipeline:
         replacement VAE (e.g. madebyollin/sdxl-vae-fp16-fix, which decodes in fp16 without upcasting).
         `tokenizers`: folders, hub ids ('repo:subfolder') or tokenizer objects for single files.
         """
-        if preset is not None and preset not in PRESETS:
-            from utils.errors import did_you_mean
-
-            raise UserError(f"sdxl has no preset '{preset}': {did_you_mean(preset, PRESETS)}")
+        SDXL.check_preset(preset)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev, default_cuda=torch.float16)
         if source is None and preset is None:
@@ -246,8 +244,8 @@ class SDXLPipeline:
             height, width = height or probe.shape[-2], width or probe.shape[-1]
         height, width = height or self.default_size, width or self.default_size
         common.check_size(height, width, self.pixel_multiple, "SDXL")
-        steps = steps or (30 if self.preset != "tiny" else 3)
-        guidance = 5.0 if guidance is None else float(guidance)
+        steps = steps or SDXL.default(self.preset, "steps")
+        guidance = SDXL.default(self.preset, "guidance") if guidance is None else float(guidance)
         gen = generator if generator is not None else make_generator(seed)
         device, dtype = self.device, self.dtype
 

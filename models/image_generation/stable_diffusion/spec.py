@@ -1,0 +1,40 @@
+"""Stable Diffusion XL and 3 / 3.5: presets, weights and their licences, per-preset defaults (torch-free; the registry reads it)."""
+from models.spec import ModelSpec, WeightsSource
+
+_SD3_LICENCE = "Stability AI Community License"
+_SDXL_LICENCE = "CreativeML Open RAIL++-M"
+
+SDXL = ModelSpec(
+    modality="image", name="sdxl", package=__package__,
+    summary="Stable Diffusion XL (Podell et al. 2023): base + refiner UNets, text-to-image, img2img, inpainting.",
+    pipeline="models.image_generation.stable_diffusion.pipeline:SDXLPipeline",
+    presets=("sdxl-base", "sdxl-refiner", "tiny"), default_preset="sdxl-base",
+    weights=(WeightsSource("sdxl-base", "stabilityai/stable-diffusion-xl-base-1.0", _SDXL_LICENCE,
+                           file="sd_xl_base_1.0.safetensors"),
+             WeightsSource("sdxl-refiner", "stabilityai/stable-diffusion-xl-refiner-1.0", _SDXL_LICENCE,
+                           file="sd_xl_refiner_1.0.safetensors")),
+    aliases=("stable-diffusion-xl", "sd-xl"),
+    paper="https://arxiv.org/abs/2307.01952",
+    defaults={"*": {"steps": 30, "guidance": 5.0}, "tiny": {"steps": 3}},
+)
+
+SD3 = ModelSpec(
+    modality="image", name="sd3", package=__package__,
+    summary="Stable Diffusion 3 / 3.5 (Esser et al. 2024): MMDiT rectified-flow transformer, CLIP-L + CLIP-G + T5.",
+    pipeline="models.image_generation.stable_diffusion.pipeline:SD3Pipeline",
+    presets=("sd3-medium", "sd3.5-medium", "sd3.5-large", "tiny"), default_preset="sd3.5-medium",
+    weights=(WeightsSource("sd3-medium", "stabilityai/stable-diffusion-3-medium-diffusers", _SD3_LICENCE, gated=True,
+                           layout="diffusers"),
+             WeightsSource("sd3.5-medium", "stabilityai/stable-diffusion-3.5-medium", _SD3_LICENCE,
+                           file="sd3.5_medium.safetensors", gated=True),
+             WeightsSource("sd3.5-large", "stabilityai/stable-diffusion-3.5-large", _SD3_LICENCE,
+                           file="sd3.5_large.safetensors", gated=True)),
+    aliases=("stable-diffusion-3", "sd3.5", "sd35"),
+    paper="https://arxiv.org/abs/2403.03206",
+    # the model cards' steps and guidance
+    defaults={"*": {"steps": 28, "guidance": 7.0},
+              "sd3.5-medium": {"steps": 40, "guidance": 4.5}, "sd3.5-large": {"steps": 28, "guidance": 4.5},
+              "tiny": {"steps": 3, "guidance": 5.0}},
+)
+
+SPECS = (SDXL, SD3)
