@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("dcgan", "vanilla_gan"):
         pipe = models.load("gan", name, preset="digits", device=args.device)
         out = pipe(num_images=args.num_images, seed=1, output_type="pt")
-        acc = class_accuracy(clf, out.extras["images"], out.extras["labels"])
+        acc = class_accuracy(clf, out.pixels * 2 - 1, out.labels)
         print(f"| {name} | {acc:.3f} | {throughput(pipe):.0f} |")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
 

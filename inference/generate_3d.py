@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.outputs import ImageOutput
 
     ImageOutput(out.renders).save(folder / "renders")
-    print(f"{len(out.renders)} views of {out.extras['n_gaussians']} Gaussians -> {folder}/turntable.mp4, renders/")
+    print(f"{len(out.renders)} views of {len(out.points)} Gaussians -> {folder}/turntable.mp4, renders/")
     return 0
 
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 from utils.errors import UserError
 from utils.io import atomic_path
@@ -21,10 +24,30 @@ VIDEO_SUFFIXES = {".mp4", ".gif", ".webm"}
 
 @dataclass
 class ImageOutput:
-    """Generated images, plus whatever the pipeline wants to return beside them (latents, labels)."""
+    """Generated images, and the tensors they were made from."""
 
     images: list[Image.Image]
-    extras: dict[str, Any] = field(default_factory=dict)
+    """The images as PIL (8-bit); empty when a diffusion pipeline was asked for latents only."""
+    pixels: torch.Tensor | None = None
+    """(B, C, H, W) float32 on the CPU, in [0, 1]: the images before 8-bit rounding."""
+    latents: torch.Tensor | None = None
+    """What the images were made from: a GAN's z, or a diffusion model's final latents (B, C, h, w)."""
+    labels: torch.Tensor | None = None
+    """(B,) class labels of a class-conditional model."""
+    indices: torch.Tensor | None = None
+    """(B, h, w) codebook indices of a vector-quantised model."""
+    names: list[str] | None = None
+    """The input each image was made from, for image-to-image models."""
+
+    @classmethod
+    def from_tensor(cls, images: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0),
+                    **fields: Any) -> "ImageOutput":
+        """Images (B, C, H, W) in `value_range` -> PIL images and `pixels` in [0, 1] (clipped)."""
+        from utils.visualization.grid import to_pil
+
+        lo, hi = value_range
+        pixels = ((images.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1)
+        return cls(to_pil(pixels, value_range=(0.0, 1.0)), pixels=pixels, **fields)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -59,8 +82,9 @@ class VideoOutput:
     """Frames of one or more videos at `fps`. `frames[v][t]` is frame t of video v."""
 
     frames: list[list[Image.Image]]
+    """frames[v][t]: frame t of video v."""
     fps: float = 8.0
-    extras: dict[str, Any] = field(default_factory=dict)
+    """Frames per second of playback."""
 
     def save(self, path: str | Path) -> list[Path]:
         """`.mp4`/`.webm`/`.gif` writes the first video (or `name_{v}` for several); else frame folders."""
@@ -99,7 +123,8 @@ class Output3D:
     voxels: np.ndarray | None = None
     writers: dict[str, Callable[[Path], None]] = field(default_factory=dict)
     fps: float = 24.0
-    extras: dict[str, Any] = field(default_factory=dict)
+    cameras: Any = None
+    """The cameras of `renders`, in order."""
 
     def save(self, path: str | Path) -> list[Path]:
         path = Path(path)

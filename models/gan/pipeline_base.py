@@ -17,7 +17,6 @@ from utils.outputs import ImageOutput
 from models.registry import get_spec
 from utils.errors import UserError, did_you_mean
 from utils.torch_utils import make_generator, randn, resolve_device, resolve_dtype
-from utils.visualization.grid import to_pil
 from utils.weights import load_into, load_state_dict, read_safetensors_config, resolve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +136,7 @@ class LatentGANPipeline:
     def __call__(self, num_images: int = 16, seed: int | None = None, prompt: str | None = None,
                  labels: Sequence[int] | int | None = None, latents: torch.Tensor | None = None,
                  height: int | None = None, width: int | None = None, batch_size: int = 256,
-                 steps: int | None = None, output_type: str = "pil") -> ImageOutput:
+                 steps: int | None = None) -> ImageOutput:
         """Generate `num_images` images; the same seed gives the same images on any device."""
         if steps is not None:
             raise UserError(f"{self.model_name} is a GAN and generates in one forward pass: --steps does not apply")
@@ -154,8 +153,4 @@ class LatentGANPipeline:
             z = latents[i:i + batch_size].to(self.device, self.dtype)
             yy = None if y is None else y[i:i + batch_size].to(self.device)
             chunks.append(self.generator(z, yy).float().cpu())
-        images = torch.cat(chunks)
-        extras = {"latents": latents, "labels": y}
-        if output_type == "pt":
-            extras["images"] = images
-        return ImageOutput(to_pil(images), extras)
+        return ImageOutput.from_tensor(torch.cat(chunks), latents=latents, labels=y)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from utils.outputs import ImageOutput
@@ -71,18 +70,12 @@ class StopAfter:
         return self.user.is_set() if hasattr(self.user, "is_set") else bool(self.user())
 
 
-def to_output(pixels: torch.Tensor | None, latents: torch.Tensor, extras: dict | None = None) -> ImageOutput:
-    """Pixels in [-1, 1] -> PIL images; the [0, 1] tensor and the latents ride along in `extras`."""
-    from PIL import Image
-
-    extras = dict(extras or {})
-    extras["latents"] = latents
+def to_output(pixels: torch.Tensor | None, latents: torch.Tensor) -> ImageOutput:
+    """Decoded pixels in [-1, 1] -> an ImageOutput (PIL images, `pixels` in [0, 1], `latents`);
+    no pixels (latent output) gives an output with the latents only."""
     if pixels is None:
-        return ImageOutput(images=[], extras=extras)
-    unit = (pixels.float() / 2 + 0.5).clamp(0, 1).cpu()
-    extras["pixels"] = unit
-    arr = (unit.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-    return ImageOutput(images=[Image.fromarray(a) for a in arr], extras=extras)
+        return ImageOutput(images=[], latents=latents)
+    return ImageOutput.from_tensor(pixels, latents=latents)
 
 
 __all__ = ["ImageInput", "StopAfter", "as_prompts", "check_size", "cutoff_steps", "load_image", "load_mask",

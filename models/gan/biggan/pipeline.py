@@ -14,7 +14,6 @@ from models.gan.biggan.spec import SPEC
 from utils.outputs import ImageOutput
 from utils.errors import UserError, did_you_mean
 from utils.torch_utils import make_generator, resolve_device, resolve_dtype
-from utils.visualization.grid import to_pil
 from utils.weights import load_into, load_state_dict, resolve
 
 DEFAULT_PRESET = SPEC.default_preset
@@ -153,7 +152,7 @@ class BigGANPipeline:
     @torch.inference_mode()
     def __call__(self, num_images: int = 4, class_labels: int | str | Sequence[int | str] | None = None,
                  truncation: float = 0.4, seed: int | None = None, latents: torch.Tensor | None = None,
-                 batch_size: int = 32, output_type: str = "pil", prompt: str | None = None) -> ImageOutput:
+                 batch_size: int = 32, prompt: str | None = None) -> ImageOutput:
         """Sample images. `latents` (B, z_dim) replaces the truncated noise (already scaled);
         `truncation` in (0, 1] scales the noise and picks the batch-norm statistics. `prompt` is a
         class name (or index) for every image, the CLI's `--prompt`."""
@@ -176,8 +175,4 @@ class BigGANPipeline:
         for i in range(0, n, batch_size):
             z = latents[i:i + batch_size].to(self.device, self.dtype)
             chunks.append(self.generator(z, y[i:i + batch_size].to(self.device), float(truncation)).float().cpu())
-        images = torch.cat(chunks)
-        extras = {"latents": latents, "class_labels": y, "truncation": float(truncation)}
-        if output_type == "pt":
-            extras["images"] = images
-        return ImageOutput(to_pil(images), extras)
+        return ImageOutput.from_tensor(torch.cat(chunks), latents=latents, labels=y)

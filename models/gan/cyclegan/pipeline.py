@@ -105,7 +105,7 @@ class CycleGANPipeline:
     @torch.inference_mode()
     def __call__(self, image: ImageInput | Sequence[ImageInput] | None = None, seed: int | None = None,
                  size: int | None = None, height: int | None = None, width: int | None = None,
-                 output_type: str = "pil", **unused: Any) -> ImageOutput:
+                 **unused: Any) -> ImageOutput:
         """Translate one image, a list, or a folder. The generator is deterministic: `seed` changes nothing."""
         if image is None:
             raise UserError("cyclegan translates images: pass image=<file, folder or PIL image> (--image on the CLI)")
@@ -124,9 +124,7 @@ class CycleGANPipeline:
             y = self.generator(x[None].to(self.device, self.dtype)).float().cpu()
             outputs.append(y[0])
             names.append(name)
-        from utils.visualization.grid import to_pil
-
-        extras: dict[str, Any] = {"names": names}
-        if output_type == "pt":
-            extras["images"] = outputs
-        return ImageOutput([to_pil(o)[0] for o in outputs], extras)
+        if len({o.shape for o in outputs}) == 1:
+            return ImageOutput.from_tensor(torch.stack(outputs), names=names)
+        parts = [ImageOutput.from_tensor(o[None]) for o in outputs]  # inputs of different sizes
+        return ImageOutput([p.images[0] for p in parts], names=names)

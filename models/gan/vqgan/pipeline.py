@@ -16,7 +16,6 @@ from models.gan.vqgan.spec import SPEC
 from utils.outputs import ImageOutput
 from utils.errors import UserError, WeightsError
 from utils.torch_utils import make_generator, resolve_device, resolve_dtype
-from utils.visualization.grid import to_pil
 from utils.weights import load_folder_state_dict, load_into, load_state_dict, resolve
 
 DEFAULT_PRESET = SPEC.default_preset
@@ -151,9 +150,8 @@ class VQGANPipeline:
 
     @torch.inference_mode()
     def __call__(self, image: ImageInput | Sequence[ImageInput] | None = None, indices: torch.Tensor | None = None,
-                 seed: int | None = None, size: int | None = None, num_images: int = 1,
-                 output_type: str = "pil") -> ImageOutput:
-        """Reconstruct `image` (returns the reconstructions and, in extras, the code indices), or
+                 seed: int | None = None, size: int | None = None, num_images: int = 1) -> ImageOutput:
+        """Reconstruct `image` (returns the reconstructions and their code `indices`), or
         decode `indices`. With neither, decodes uniformly random codes drawn from `seed` (a smoke
         test: VQGAN alone is not a sampler; a transformer over the codes is)."""
         if image is not None and indices is not None:
@@ -169,7 +167,4 @@ class VQGANPipeline:
                                         generator=make_generator(seed))
             images = self.decode(indices)
             idx = torch.as_tensor(indices)
-        extras = {"indices": idx}
-        if output_type == "pt":
-            extras["images"] = images
-        return ImageOutput(to_pil(images.clamp(-1, 1)), extras)
+        return ImageOutput.from_tensor(images, indices=idx)

@@ -98,4 +98,4 @@ class GaussianSplattingPipeline:
         colors = sh_to_rgb(splats["sh0"][:, 0]).clamp(0, 1).numpy()
         return Output3D(renders=renders, points=points, colors=colors, fps=fps,
                         writers={".ply": lambda path: write_splat_ply(path, splats)},
-                        extras={"cameras": cameras, "n_gaussians": len(points)})
+                        cameras=cameras)

@@ -484,7 +484,7 @@ class FluxPipeline:
                        model_time=lambda t: (t / 1000.0).to(dev), inpaint=inpaint)
             z = unpack_latents(x.float(), h, w)
             if output_type == "latent":
-                return ImageOutput(images=[], extras={"latents": z})
+                return ImageOutput(images=[], latents=z)
             vae_dtype = next(self.vae.parameters()).dtype
             pixels = self._vae_runner(z.to(self.device, vae_dtype), op="decode")
         return common.to_output(pixels, z)

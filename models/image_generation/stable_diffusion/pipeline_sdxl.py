@@ -216,7 +216,7 @@ class SDXLPipeline:
                  progress: bool = True) -> ImageOutput:
         """Generate. With `image`: img2img (`strength`), with `mask` too: inpainting (white = repaint).
         `image` may also be latents (B, 4, h, w) from a base run with `denoising_end` (then pass
-        `denoising_start`). `output_type='latent'` skips decoding (extras['latents'])."""
+        `denoising_start`). `output_type='latent'` skips decoding (the output's `latents`)."""
         if control is not None:
             raise UserError("SDXL here has no ControlNet: drop --control (use --image for img2img)")
         if mask is not None and image is None:

@@ -17,6 +17,7 @@ from models.gan.biggan import (PRESETS, BigGANDiscriminator, BigGANDiscriminator
 from models.gan.biggan.convert import to_pretrained_biggan  # noqa: E402
 from utils.errors import ConversionError, UserError, WeightsError  # noqa: E402
 from utils.weights import load_into  # noqa: E402
+from tests.helpers.images import signed
 
 TINY = PRESETS["tiny"]
 
@@ -136,14 +137,14 @@ def test_pipeline_loads_release_folder_and_matches_reference(tmp_path):
     ref = reference_model()
     folder = _save_release_folder(tmp_path, ref)
     pipe = BigGANPipeline.from_pretrained(str(folder), device="cpu")
-    out = pipe(num_images=3, class_labels=[2, 5, 8], truncation=0.4, seed=7, output_type="pt")
+    out = pipe(num_images=3, class_labels=[2, 5, 8], truncation=0.4, seed=7)
     with torch.no_grad():
-        expected = ref(out.extras["latents"], torch.eye(10)[[2, 5, 8]], 0.4)
-    assert (out.extras["images"] - expected).abs().max() <= 1e-4
+        expected = ref(out.latents, torch.eye(10)[[2, 5, 8]], 0.4)
+    assert (signed(out) - expected).abs().max() <= 1e-4
     # the file itself, with config.json beside it, loads the same
     pipe2 = BigGANPipeline.from_pretrained(str(folder / "pytorch_model.bin"), device="cpu")
-    out2 = pipe2(num_images=3, class_labels=[2, 5, 8], truncation=0.4, seed=7, output_type="pt")
-    assert torch.equal(out.extras["images"], out2.extras["images"])
+    out2 = pipe2(num_images=3, class_labels=[2, 5, 8], truncation=0.4, seed=7)
+    assert torch.equal(signed(out), signed(out2))
     assert len(out.images) == 3 and out.images[0].size == (16, 16)
 
 
@@ -163,13 +164,13 @@ def test_pipeline_offline_hub_id_is_a_clear_error():
 
 def test_pipeline_inputs():
     pipe = BigGANPipeline.from_pretrained(preset="tiny", device="cpu")
-    a = pipe(num_images=2, seed=3, output_type="pt")
-    b = pipe(num_images=2, seed=3, output_type="pt")
-    assert torch.equal(a.extras["images"], b.extras["images"])
-    assert a.extras["latents"].abs().max() <= 2 * 0.4 + 1e-6
+    a = pipe(num_images=2, seed=3)
+    b = pipe(num_images=2, seed=3)
+    assert torch.equal(signed(a), signed(b))
+    assert a.latents.abs().max() <= 2 * 0.4 + 1e-6
     lat = torch.zeros(2, TINY.z_dim)
     c = pipe(latents=lat, class_labels=1, truncation=1.0)
-    assert len(c) == 2 and c.extras["class_labels"].tolist() == [1, 1]
+    assert len(c) == 2 and c.labels.tolist() == [1, 1]
     with pytest.raises(UserError, match="truncation"):
         pipe(truncation=0.0)
     with pytest.raises(UserError, match="out of range"):

@@ -16,6 +16,7 @@ from models.gan.cyclegan.config import CycleGANConfig
 from models.gan.cyclegan.convert import infer_generator_config
 from models.gan.cyclegan.data import digits_domains, unpaired_dataset
 from utils.errors import ConversionError, UserError
+from tests.helpers.images import signed
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "cyclegan_keys.json").read_text())
@@ -100,12 +101,12 @@ def test_original_checkpoint_loads_and_translates(tmp_path):
     pipe = CycleGANPipeline.from_pretrained(str(tmp_path / "latest_net_G_A.pth"), device="cpu")
     assert pipe.config.n_blocks == 1 and pipe.config.ngf == 4
     img = Image.fromarray((np.random.default_rng(0).random((24, 20, 3)) * 255).astype(np.uint8))
-    out = pipe(image=img, output_type="pt")
+    out = pipe(image=img)
     assert out.images[0].size == (20, 24)
     from utils.data.augmentations import to_tensor
 
     with torch.no_grad():
-        torch.testing.assert_close(out.extras["images"][0], ref(to_tensor(img)[None])[0], rtol=0, atol=1e-6)
+        torch.testing.assert_close(signed(out)[0], ref(to_tensor(img)[None])[0], rtol=0, atol=1e-6)
     assert pipe(image=img, size=32).images[0].size == (32, 32)
     with pytest.raises(UserError, match="multiple of 4"):
         pipe(image=img, size=30)
@@ -151,7 +152,7 @@ def test_native_training_file_runs_both_directions(tmp_path):
     for direction, net in (("AtoB", both.G_A), ("BtoA", both.G_B)):
         pipe = CycleGANPipeline.from_pretrained(str(tmp_path / "generator.safetensors"), direction=direction)
         with torch.no_grad():
-            torch.testing.assert_close(pipe(image=x, output_type="pt").extras["images"][0], net(x)[0])
+            torch.testing.assert_close(signed(pipe(image=x))[0], net(x)[0])
 
 
 def test_builtin_unpaired_digits_and_folder_layout(tmp_path):

@@ -69,7 +69,7 @@ def test_text_to_image_parity_with_diffusers(dev_folder, steps):
                  generator=gens, max_sequence_length=SEQ, output_type="np").images
     out = ours(prompts, height=SIZE, width=SIZE, steps=steps, guidance=3.5, seed=[7, 8], max_sequence_length=SEQ,
                progress=False)
-    got = out.extras["pixels"].permute(0, 2, 3, 1).numpy()
+    got = out.pixels.permute(0, 2, 3, 1).numpy()
     assert got.shape == expect.shape
     assert np.abs(got - expect).max() <= 1e-3
     # the same initial latents: diffusers' packed noise equals ours for the same per-image seeds
@@ -86,7 +86,7 @@ def test_schnell_parity_and_defaults(tmp_path):
     expect = ref(prompt="a cat", height=SIZE, width=SIZE * 2, num_inference_steps=4, guidance_scale=0.0,
                  generator=[torch.Generator().manual_seed(3)], max_sequence_length=SEQ, output_type="np").images
     out = ours("a cat", height=SIZE, width=SIZE * 2, seed=3, max_sequence_length=SEQ, progress=False)
-    assert np.abs(out.extras["pixels"].permute(0, 2, 3, 1).numpy() - expect).max() <= 1e-3
+    assert np.abs(out.pixels.permute(0, 2, 3, 1).numpy() - expect).max() <= 1e-3
     with pytest.raises(UserError, match="takes no guidance"):
         ours("a cat", guidance=3.5, progress=False)
 
@@ -106,7 +106,7 @@ def test_img2img_parity_with_diffusers(dev_folder):
         # diffusers draws the VAE sample before the noise; ours draws the noise first, so pass theirs
         out = ours("a fox", image=photo, strength=strength, steps=4, guidance=3.5, seed=5,
                    max_sequence_length=SEQ, progress=False, latents=_i2i_noise(ref_i2i, photo, 5))
-        assert np.abs(out.extras["pixels"].permute(0, 2, 3, 1).numpy() - expect).max() <= 1e-3
+        assert np.abs(out.pixels.permute(0, 2, 3, 1).numpy() - expect).max() <= 1e-3
 
 
 def _i2i_noise(ref, photo, seed: int) -> torch.Tensor:
@@ -130,14 +130,14 @@ def test_tiny_runs_and_is_reproducible():
     b = pipe("a red fox", seed=1, progress=False)
     c = pipe("a red fox", seed=2, progress=False)
     assert a.images[0].size == (64, 64)
-    assert torch.equal(a.extras["latents"], b.extras["latents"])
-    assert not torch.equal(a.extras["latents"], c.extras["latents"])
+    assert torch.equal(a.latents, b.latents)
+    assert not torch.equal(a.latents, c.latents)
     # image i depends only on its own seed, not on the batch
     batch = pipe(["a red fox", "a blue car"], seed=[1, 5], progress=False)
-    assert torch.allclose(batch.extras["latents"][:1], a.extras["latents"], atol=1e-5)
+    assert torch.allclose(batch.latents[:1], a.latents, atol=1e-5)
     # a negative prompt runs true CFG (two branches)
     neg = pipe("a red fox", negative_prompt="blurry", seed=1, progress=False)
-    assert not torch.equal(neg.extras["latents"], a.extras["latents"])
+    assert not torch.equal(neg.latents, a.latents)
 
 
 def test_size_and_input_errors():
@@ -163,7 +163,7 @@ def test_img2img_and_inpainting_with_dev(tmp_path):
     mask.paste(255, (0, 0, 48, 80))
     inp = pipe("x", image=photo, mask=mask, steps=4, seed=0, progress=False)
     # kept region: the clean latents of the photo exactly (the last step puts them back)
-    z = inp.extras["latents"]
+    z = inp.latents
     g = torch.Generator().manual_seed(0)
     torch.randn((1, 16, 10, 12), generator=g)  # the pipeline draws the noise first, then the VAE sample
     with torch.inference_mode():
@@ -195,7 +195,7 @@ def test_fill_and_control_variants():
 
     edges = canny_control(load_image(photo, (64, 64)))
     b = canny("x", control=(edges + 1) / 2, steps=2, seed=0, progress=False)
-    assert torch.allclose(a.extras["latents"], b.extras["latents"], atol=1e-5)
+    assert torch.allclose(a.latents, b.latents, atol=1e-5)
     with pytest.raises(UserError, match="needs a control image"):
         canny("x", progress=False)
     depth = FluxPipeline.tiny("depth")
@@ -208,11 +208,11 @@ def test_fill_and_control_variants():
 def test_offload_matches_plain_run():
     pytest.importorskip("accelerate")
     pipe = FluxPipeline.tiny()
-    expect = pipe("a red fox", seed=0, steps=2, progress=False).extras["latents"]
+    expect = pipe("a red fox", seed=0, steps=2, progress=False).latents
     off = FluxPipeline.tiny().enable_model_cpu_offload("cpu")
-    assert torch.allclose(off("a red fox", seed=0, steps=2, progress=False).extras["latents"], expect, atol=1e-6)
+    assert torch.allclose(off("a red fox", seed=0, steps=2, progress=False).latents, expect, atol=1e-6)
     seq = FluxPipeline.tiny().enable_sequential_cpu_offload("cpu")
-    assert torch.allclose(seq("a red fox", seed=0, steps=2, progress=False).extras["latents"], expect, atol=1e-6)
+    assert torch.allclose(seq("a red fox", seed=0, steps=2, progress=False).latents, expect, atol=1e-6)
 
 
 def test_missing_weights_message(monkeypatch, tmp_path):
@@ -268,5 +268,5 @@ def test_default_preset_from_a_populated_hub_cache(tmp_path, monkeypatch):
     expect = ref(prompt="a cat", height=SIZE, width=SIZE, num_inference_steps=4, guidance_scale=0.0,
                  generator=[torch.Generator().manual_seed(0)], max_sequence_length=256, output_type="np").images
     out = pipe("a cat", height=SIZE, width=SIZE, seed=0, progress=False)
-    assert np.abs(out.extras["pixels"].permute(0, 2, 3, 1).numpy() - expect).max() <= 1e-3
+    assert np.abs(out.pixels.permute(0, 2, 3, 1).numpy() - expect).max() <= 1e-3
     assert os.environ["HF_HUB_OFFLINE"] == "1"

@@ -49,7 +49,7 @@ def _photo(seed: int) -> Image.Image:
 
 
 def _pixels(out) -> np.ndarray:
-    return out.extras["pixels"].permute(0, 2, 3, 1).numpy()
+    return out.pixels.permute(0, 2, 3, 1).numpy()
 
 
 def test_fill_parity_with_diffusers(tmp_path):

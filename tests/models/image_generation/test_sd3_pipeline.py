@@ -67,7 +67,7 @@ def folder(tmp_path_factory):
 
 
 def _pixels(out):
-    return out.extras["pixels"].permute(0, 2, 3, 1).numpy()
+    return out.pixels.permute(0, 2, 3, 1).numpy()
 
 
 @pytest.mark.parametrize("with_t5", [True, False], ids=["t5", "no-t5-zeros"])

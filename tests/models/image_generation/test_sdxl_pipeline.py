@@ -70,7 +70,7 @@ def base_folder(tmp_path_factory):
 
 
 def _pixels(out):
-    return out.extras["pixels"].permute(0, 2, 3, 1).numpy()
+    return out.pixels.permute(0, 2, 3, 1).numpy()
 
 
 @pytest.mark.parametrize("negative", [None, "blurry, low quality"], ids=["zeros-negative", "negative-prompt"])
@@ -176,7 +176,7 @@ def test_tiny_preset_runs_offline_with_every_mode():
     assert len(out.images) == 2 and out.images[0].size == (32, 32)
     again = pipe("a red fox", negative_prompt="blurry", num_images=2, scheduler="dpm++2m-karras", seed=0,
                  progress=False)
-    assert torch.equal(out.extras["pixels"], again.extras["pixels"])
+    assert torch.equal(out.pixels, again.pixels)
     assert pipe("x", image=out.images[0], strength=0.5, seed=0, scheduler="ddim", progress=False).images
     assert pipe("x", image=out.images[0], mask=torch.ones(32, 32), seed=0, scheduler="heun", progress=False).images
     pipe.refiner = SDXLPipeline.from_pretrained(preset="tiny", device="cpu")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import diffusers
-from utils.diffusion import get_scheduler, sample, scheduler_from_diffusers_config
+from utils.diffusion import sample, scheduler_from_diffusers_config
 from utils.diffusion.noise import randn
 
 TOL = 1e-5

@@ -1,7 +1,6 @@
 """PSNR and SSIM against torchmetrics."""
 from __future__ import annotations
 
-import math
 import warnings
 
 import pytest

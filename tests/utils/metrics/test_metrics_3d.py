@@ -1,7 +1,6 @@
 """3D metrics: renders reuse the image metrics; Chamfer / F-score / IoU on hand-checkable cases."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from utils.metrics.image_metrics import psnr, ssim
