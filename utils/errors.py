@@ -58,3 +58,8 @@ def cli_errors(prog: str | None = None) -> Iterator[None]:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def short_reason(err: BaseException, limit: int = 160) -> str:
+    """An exception's message on one line, cut to `limit` characters (for the '(why)' of a user error)."""
+    return " ".join(str(err).split())[:limit] or type(err).__name__
