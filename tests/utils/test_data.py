@@ -346,7 +346,7 @@ def test_get_dataset_folder(tmp_path):
 
 
 def test_get_dataset_digits():
-    pytest.importorskip("sklearn")
+    import sklearn  # noqa: F401 - a hard dependency: a broken install fails here
     from utils.data.digits import DigitsDataset
 
     ds = get_dataset("digits")

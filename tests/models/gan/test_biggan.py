@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("pytorch_pretrained_biggan")
+import pytorch_pretrained_biggan  # noqa: F401 - a hard dependency: a broken install fails here
 from pytorch_pretrained_biggan import BigGAN as RefBigGAN  # noqa: E402
 from pytorch_pretrained_biggan import BigGANConfig as RefConfig  # noqa: E402
 

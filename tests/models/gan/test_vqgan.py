@@ -80,7 +80,7 @@ def test_patch_discriminator_layout_and_output():
 
 
 def _lpips_vgg():
-    LPIPS = pytest.importorskip("utils.metrics.lpips").LPIPS
+    from utils.metrics.lpips import LPIPS
     torch.manual_seed(0)
     return LPIPS(net="vgg").requires_grad_(False).eval()  # random backbone: no download
 

@@ -12,7 +12,7 @@ from models.image_generation.flux import convert as C
 from utils.errors import ConversionError, UserError
 from utils.nn import grid_ids
 
-diffusers = pytest.importorskip("diffusers")
+import diffusers
 from diffusers import FluxTransformer2DModel  # noqa: E402
 from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers  # noqa: E402
 

@@ -31,8 +31,8 @@ from utils.encoders.clip import CLIPTextEncoderConfig
 from utils.encoders.vae import VAEConfig
 from utils.errors import UserError
 
-diffusers = pytest.importorskip("diffusers")
-transformers = pytest.importorskip("transformers")
+import diffusers
+import transformers
 PROMPT = "a watercolor painting of a red fox"
 REFINER_CFG = UNetConfig.preset("tiny").with_(context_dim=40, adm_in_channels=32 + 5 * 8, micro_conditioning="refiner")
 

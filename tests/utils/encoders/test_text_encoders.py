@@ -14,7 +14,7 @@ from utils.encoders.t5 import T5EncoderConfig, T5TextEncoder
 from utils.encoders.text import PromptTruncatedWarning
 from utils.errors import ConversionError
 
-transformers = pytest.importorskip("transformers")
+import transformers
 PROMPTS = ["a photograph of an astronaut riding a horse", "a red fox in a snowy forest, watercolor"]
 
 
@@ -73,7 +73,7 @@ def test_clip_single_file_hf_layout_with_prefix(tmp_path):
 
 
 def _open_clip_text_model(cfg: CLIPTextEncoderConfig, seed: int = 0):
-    open_clip = pytest.importorskip("open_clip")
+    import open_clip
     torch.manual_seed(seed)
     text_cfg = dict(context_length=cfg.max_length, vocab_size=cfg.vocab_size, width=cfg.hidden_size,
                     heads=cfg.num_heads, layers=cfg.num_layers)

@@ -9,7 +9,7 @@ from PIL import Image
 from utils.metrics.clip_score import CLIPScorer
 from utils.errors import UserError, WeightsError
 
-open_clip = pytest.importorskip("open_clip")
+import open_clip
 
 
 @pytest.fixture(scope="module")

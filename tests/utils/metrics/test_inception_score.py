@@ -10,7 +10,7 @@ from utils.metrics.inception import resize_299
 from utils.metrics.inception_score import LogitsExtractor, inception_score
 from utils.errors import UserError
 
-fidelity_isc = pytest.importorskip("torch_fidelity.metric_isc")
+import torch_fidelity.metric_isc as fidelity_isc
 
 
 @pytest.mark.parametrize("n,splits,shuffle", [(100, 10, True), (37, 4, False), (50, 1, True)])
