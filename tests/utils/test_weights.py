@@ -11,6 +11,7 @@ import os
 import pickle
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,9 +23,11 @@ from huggingface_hub import constants as hub_constants
 from safetensors.torch import save_file
 
 from utils.errors import ConversionError, WeightsError
-from utils.weights import (PickledObject, check_keys, flatten_tensors, key_report, load_folder_state_dict,
-                           load_into, load_legacy_pickle, load_state_dict, load_torch_zip_restricted,
-                           resolve)
+from utils.weights import (PickledObject, check_keys, flatten_tensors, is_offline, key_report,
+                           load_folder_state_dict, load_into, load_legacy_pickle, load_state_dict,
+                           load_torch_zip_restricted, resolve)
+from utils.weights import hub
+from utils.weights.hub import MissingHubFile, fetch_url, reachable
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
@@ -97,6 +100,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.files: dict[str, dict[str, bytes]] = {}  # repo id -> {path: bytes}, branch main = COMMIT
         self.gated: set[str] = set()
+        self.access: dict[str, set[str]] = {}  # gated repo id -> tokens whose account accepted its terms
         self.requests: list[str] = []
         self.url = ""
 
@@ -137,8 +141,12 @@ class FakeHub:
                 repo, kind, revision, rel = "/".join(parts[:2]), parts[2], parts[3], "/".join(parts[4:])
                 if repo not in hub.files:
                     return self.error(401, "RepoNotFound")  # the hub answers 401 for unknown and private repos
-                if repo in hub.gated and not self.headers.get("authorization"):
-                    return self.error(401, "GatedRepo")
+                if repo in hub.gated:
+                    auth = self.headers.get("authorization") or ""
+                    if not auth:
+                        return self.error(401, "GatedRepo")
+                    if auth.removeprefix("Bearer ") not in hub.access.get(repo, set()):
+                        return self.error(403, "GatedRepo")  # a valid token whose account has no access
                 if revision not in ("main", COMMIT):
                     return self.error(404, "RevisionNotFound")
                 if api and kind == "revision":
@@ -289,8 +297,27 @@ def test_hub_repo_not_found(fake_hub, filename):
 def test_hub_gated_repo_without_token(tmp_path, fake_hub, filename):
     fake_hub.files["org/gated"] = {"model.safetensors": st_bytes(tiny_sd(), tmp_path)}
     fake_hub.gated.add("org/gated")
-    with one_line(WeightsError, "org/gated is a gated repo", "HF_TOKEN", f"{fake_hub.url}/org/gated"):
+    with one_line(WeightsError, "org/gated is a gated repo", "no Hugging Face token was found", "HF_TOKEN",
+                  f"{fake_hub.url}/org/gated"):
         resolve("org/gated", filename=filename)
+
+
+@pytest.mark.parametrize("filename", [None, "model.safetensors"])
+def test_hub_gated_repo_with_a_token_that_lacks_access(tmp_path, fake_hub, monkeypatch, filename):
+    sd = tiny_sd()
+    fake_hub.files["org/gated"] = {"model.safetensors": st_bytes(sd, tmp_path)}
+    fake_hub.gated.add("org/gated")
+    fake_hub.access["org/gated"] = {"hf_granted"}
+    monkeypatch.setenv("HF_TOKEN", "hf_refused")
+    with one_line(WeightsError, "org/gated is a gated repo", "the token in use (from HF_TOKEN) has no access",
+                  f"{fake_hub.url}/org/gated") as info:
+        resolve("org/gated", filename=filename)
+    assert "no Hugging Face token was found" not in str(info.value)
+    with one_line(WeightsError, "the token in use (passed in) has no access"):
+        resolve("org/gated", filename=filename, token="hf_other")
+    # the same call with a token whose account accepted the terms downloads
+    got = resolve("org/gated", filename=filename, token="hf_granted")
+    assert_same(load_state_dict(got if filename else got / "model.safetensors"), sd)
 
 
 @pytest.mark.parametrize("filename", [None, "model.safetensors"])
@@ -302,26 +329,117 @@ def test_hub_missing_revision(tmp_path, fake_hub, filename):
 
 def test_hub_missing_file_in_repo(tmp_path, fake_hub):
     fake_hub.files["owner/name"] = {"model.safetensors": st_bytes(tiny_sd(), tmp_path)}
-    with one_line(WeightsError, "'vae.bin' is not a file of owner/name", f"{fake_hub.url}/owner/name"):
+    # MissingHubFile (a WeightsError) lets a caller try another file name, as open_clip's weights need
+    with one_line(MissingHubFile, "'vae.bin' is not a file of owner/name", f"{fake_hub.url}/owner/name"):
         resolve("owner/name", filename="vae.bin")
 
 
-def test_hub_unreachable_and_nothing_cached(monkeypatch):
-    import huggingface_hub.utils._http as hub_http
-
-    # The hub client retries a refused connection 5 times with a growing back-off (~23 s); the
-    # retries stay, only their sleeps are skipped.
-    sleeps: list[float] = []
-    monkeypatch.setattr(hub_http.time, "sleep", sleeps.append)
+def _closed_port() -> int:
     with socket.socket() as s:  # a port that was free a moment ago: connections are refused
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _point_hub_at(monkeypatch, f"http://127.0.0.1:{port}")
+        return s.getsockname()[1]
+
+
+def test_hub_unreachable_and_nothing_cached(monkeypatch):
+    # Without the connect probe, the hub client retries a refused connection 5 times with a growing
+    # back-off (~23 s) before failing; nothing is patched here, so the clock measures the real path.
+    _point_hub_at(monkeypatch, f"http://127.0.0.1:{_closed_port()}")
+    start = time.perf_counter()
     with one_line(WeightsError, "owner/name/model.safetensors", "not in the local cache", "cannot be reached"):
         resolve("owner/name", filename="model.safetensors")
-    assert sleeps  # the real retry loop ran
     with one_line(WeightsError, "owner/name is not in the local cache", "cannot be reached"):
         resolve("owner/name")
+    assert time.perf_counter() - start < 5
+
+
+def test_hub_unreachable_reads_the_cache(tmp_path, monkeypatch):
+    sd = tiny_sd()
+    root = cache_repo("owner/name", {"model.safetensors": st_bytes(sd, tmp_path)})
+    _point_hub_at(monkeypatch, f"http://127.0.0.1:{_closed_port()}")
+    start = time.perf_counter()
+    got = resolve("owner/name", filename="model.safetensors")
+    assert got == root / "snapshots" / COMMIT / "model.safetensors"
+    assert_same(load_state_dict(got), sd)
+    assert resolve("owner/name") == root / "snapshots" / COMMIT
+    assert time.perf_counter() - start < 5
+
+
+def test_probe_gives_up_on_a_stalled_name_lookup(monkeypatch):
+    release = threading.Event()
+    looked_up: list[str] = []
+
+    def stalled(host, *args, **kwargs):  # a resolver that never answers (no network, a dead DNS server)
+        looked_up.append(host)
+        release.wait(30)
+        raise socket.gaierror("no answer")
+
+    monkeypatch.setattr(socket, "getaddrinfo", stalled)
+    monkeypatch.setattr(hub, "_stalled", {})
+    try:
+        start = time.perf_counter()
+        assert not reachable("https://hub.invalid/some/file", timeout=0.3)
+        assert 0.25 < time.perf_counter() - start < 2
+        start = time.perf_counter()  # remembered: the next call does not wait again
+        assert not reachable("https://hub.invalid/other", timeout=0.3)
+        assert time.perf_counter() - start < 0.1 and looked_up == ["hub.invalid"]
+    finally:
+        release.set()
+
+
+def test_probe_answers(fake_hub):
+    assert reachable(fake_hub.url)
+    assert not reachable(f"http://127.0.0.1:{_closed_port()}")
+
+
+def test_probe_goes_to_the_proxy(monkeypatch, fake_hub):
+    # a client behind a proxy connects to the proxy, not to the host: so does the probe
+    monkeypatch.setenv("https_proxy", fake_hub.url)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert reachable(f"https://127.0.0.1:{_closed_port()}/file")
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{_closed_port()}")
+    assert not reachable(fake_hub.url.replace("http://", "https://"))
+
+
+@pytest.mark.parametrize("env, expected", [("1", True), ("true", True), ("ON", True), ("yes", True), ("0", False),
+                                           ("false", False), ("", False)])
+def test_offline_rule_is_huggingface_hubs(monkeypatch, env, expected):
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", env)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    assert is_offline() is expected
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", env)  # huggingface_hub's fallback variable
+    assert is_offline() is expected
+    monkeypatch.setenv("CVG_OFFLINE", "1")  # no variable of our own
+    assert is_offline() is expected
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)  # huggingface_hub's constant, as read at import
+    assert is_offline()
+
+
+# -- downloads by URL (LPIPS backbone, FID Inception) ----------------------------------------------
+
+
+def test_fetch_url_downloads_once(tmp_path, fake_hub):
+    fake_hub.files["owner/name"] = {"net.pth": b"weights"}
+    url = f"{fake_hub.url}/owner/name/resolve/main/net.pth"
+    target = tmp_path / "checkpoints" / "net.pth"
+    assert fetch_url(url, target, "the net") == target and target.read_bytes() == b"weights"
+    n = len(fake_hub.requests)
+    assert fetch_url(url, target, "the net", download=False) == target  # cached: no request, even offline
+    assert len(fake_hub.requests) == n
+    assert list(target.parent.iterdir()) == [target]  # no temporary file left behind
+
+
+def test_fetch_url_offline_and_unreachable_are_one_line(tmp_path, monkeypatch, offline):
+    target = tmp_path / "checkpoints" / "net.pth"
+    with one_line(WeightsError, "the net is not in", "offline", "https://example.invalid/net.pth", "or pass X"):
+        fetch_url("https://example.invalid/net.pth", target, "the net", instead="or pass X")
+    url = f"http://127.0.0.1:{_closed_port()}/net.pth"
+    start = time.perf_counter()
+    with one_line(WeightsError, "the net is not in", "127.0.0.1 cannot be reached", url):
+        fetch_url(url, target, "the net", download=True)
+    assert time.perf_counter() - start < 5 and not target.parent.exists()
 
 
 # -- loading formats ------------------------------------------------------------------------------

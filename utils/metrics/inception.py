@@ -342,36 +342,20 @@ def find_inception_weights() -> Path | None:
     return next((folder / f for f in WEIGHTS_FILES if (folder / f).exists()), None)
 
 
-def _is_offline() -> bool:
-    from utils.weights import is_offline
-
-    return is_offline()
-
-
 def load_inception(weights: str | os.PathLike | None = None, device: str | torch.device | None = "cpu",
                    resize: str = "pytorch-fid", download: bool | None = None, fuse: bool = True,
                    need_logits: bool = False) -> FIDInceptionV3:
     """Build the network and load `weights` (a path), or the cached file, or download it when allowed
-    (`download=None`: unless HF_HUB_OFFLINE is set). `fuse` folds batch norms for speed."""
+    (`download=None`: the zoo's offline rule, `utils.weights.is_offline`). `fuse` folds batch norms for speed."""
     from utils.weights import check_keys, load_state_dict
 
     if weights is None:
         path = find_inception_weights()
         if path is None:
-            target = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILES[0]
-            if download is None:
-                download = not _is_offline()
-            if not download:
-                raise WeightsError(f"the FID Inception weights {WEIGHTS_FILES[0]} are not in {target.parent} and "
-                                   f"downloading is off (offline): get them from {WEIGHTS_URL} into that folder, "
-                                   "or pass --weights PATH")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                torch.hub.download_url_to_file(WEIGHTS_URL, str(target), progress=True)
-            except OSError as err:
-                raise WeightsError(f"could not download {WEIGHTS_URL} ({' '.join(str(err).split())[:120]}): "
-                                   f"check the network, or put the file in {target.parent}") from None
-            path = target
+            from utils.weights.hub import fetch_url
+
+            path = fetch_url(WEIGHTS_URL, Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILES[0],
+                             f"the FID Inception weights {WEIGHTS_FILES[0]}", download, instead="or pass --weights PATH")
     else:
         path = Path(weights)
         if not path.exists():

@@ -66,12 +66,6 @@ def backbone_cache_path(net: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONES[_net_name(net)].file
 
 
-def _is_offline() -> bool:
-    from utils.weights import is_offline
-
-    return is_offline() or os.environ.get("CVG_OFFLINE", "").lower() in {"1", "true", "yes"}
-
-
 def convert_lpips_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The `lpips` package's layout (heads file or a whole `lpips.LPIPS` state dict) -> ours.
 
@@ -206,21 +200,10 @@ class LPIPS(nn.Module):
 
 
 def ensure_backbone(net: str, download: bool | None = None) -> Path:
-    """The cached ImageNet backbone checkpoint, downloading it when allowed."""
+    """The cached ImageNet backbone checkpoint, downloaded when allowed (`download=None`: the zoo's
+    offline rule, `utils.weights.is_offline`)."""
+    from utils.weights.hub import fetch_url
+
     spec = BACKBONES[_net_name(net)]
-    path = backbone_cache_path(net)
-    if path.exists():
-        return path
-    if download is None:
-        download = not _is_offline()
-    if not download:
-        raise WeightsError(f"LPIPS-{net} needs torchvision's ImageNet {spec.builder} weights, which are not in "
-                           f"{path.parent} and downloading is off (offline): fetch {spec.url} into that folder, "
-                           "or pass backbone_weights=<path>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(spec.url, str(path), progress=True)
-    except OSError as err:
-        raise WeightsError(f"could not download {spec.url} ({' '.join(str(err).split())[:120]}): check the "
-                           f"network, or put the file in {path.parent}") from None
-    return path
+    return fetch_url(spec.url, backbone_cache_path(net), f"LPIPS-{_net_name(net)} backbone {spec.file} "
+                     f"(torchvision's ImageNet {spec.builder})", download, instead="or pass backbone_weights=<path>")

@@ -1,12 +1,14 @@
 """CLIP score: the stated formula through open_clip's own encoders; offline failure is one line."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from utils.metrics.clip_score import CLIPScorer
+from utils.metrics.clip_score import CLIPScorer, _open_clip_arguments
 from utils.errors import UserError, WeightsError
 
 import open_clip
@@ -41,3 +43,39 @@ def test_offline_without_cache_is_one_line():
     assert "\n" not in str(info.value) and "RN50/openai" in str(info.value)
     with pytest.raises(UserError):
         CLIPScorer("NoSuchNet")
+
+
+def _cache_file(repo_id: str, filename: str, data: bytes) -> Path:
+    """One file in huggingface_hub's cache layout (models--org--name/snapshots/<commit>/file)."""
+    import os
+
+    root = Path(os.environ["HF_HUB_CACHE"]) / ("models--" + repo_id.replace("/", "--"))
+    commit = "0" * 40
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(commit)
+    path = root / "snapshots" / commit / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_a_tag_resolves_through_the_hub_cache_with_its_preprocessing():
+    cfg = open_clip.get_pretrained_cfg("RN50", "openai")
+    repo = cfg["hf_hub"].rstrip("/")
+    bin_file = _cache_file(repo, "open_clip_pytorch_model.bin", b"bin")
+    name, kwargs = _open_clip_arguments("RN50", "openai")
+    assert name == "RN50" and kwargs["pretrained"] == str(bin_file)
+    # the OpenAI weights were trained with QuickGELU: the model must be built with it
+    assert kwargs["force_quick_gelu"] is True
+    assert tuple(kwargs["image_mean"]) == tuple(cfg["mean"]) and kwargs["image_interpolation"] == cfg["interpolation"]
+    safe = _cache_file(repo, "open_clip_model.safetensors", b"st")  # safetensors first when both exist
+    assert _open_clip_arguments("RN50", "openai")[1]["pretrained"] == str(safe)
+
+
+def test_local_folder_and_bad_names():
+    with pytest.raises(WeightsError, match="open_clip_config.json"):
+        _open_clip_arguments(str(Path(__file__).parent), None)
+    with pytest.raises(UserError, match="hf download"):
+        _open_clip_arguments("hf-hub:org/repo", None)
+    with pytest.raises(WeightsError, match="neither a file nor a pretrained tag of RN50"):
+        _open_clip_arguments("RN50", "no-such-tag")
