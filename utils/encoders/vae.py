@@ -8,9 +8,11 @@ over latents; the decoder mirrors it. SD/SDXL use 4 latent channels and 1x1 `qua
 Diffusion models work on normalised latents: `(z - shift_factor) * scaling_factor`
 (`scale_latents`), and decoding undoes it (`unscale_latents`).
 
-The native parameter names are those of the original (ldm / official single-file) release:
-`encoder.down.0.block.0.norm1.weight`, `encoder.mid.attn_1.q.weight` (a 1x1 conv), `decoder.up.3...`,
-`quant_conv`, `post_quant_conv`. `utils.encoders.vae_convert` maps the diffusers layout onto it.
+The encoder and decoder are the conv autoencoder trunk of `utils.nn.conv_autoencoder` (shared with
+VQGAN); this module holds the KL head around it. Parameter names are those of the original (ldm /
+official single-file) release: `encoder.down.0.block.0.norm1.weight`, `encoder.mid.attn_1.q.weight`
+(a 1x1 conv), `decoder.up.3...`, `quant_conv`, `post_quant_conv`. `utils.encoders.vae_convert` finds
+the VAE in a file and maps the diffusers layout onto it.
 """
 from __future__ import annotations
 
@@ -20,17 +22,11 @@ from dataclasses import dataclass, fields, replace
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from utils.errors import UserError, did_you_mean
+from utils.nn.conv_autoencoder import Decoder, Encoder, TrunkConfig
 from utils.nn.memory_format import to_channels_last
-
-try:  # the zoo's attention dispatch (SDPA / xformers / flash); plain SDPA when it is not there
-    from utils.nn.attention import attention as _attention
-except ImportError:  # pragma: no cover - only while utils.nn is being written
-    def _attention(q, k, v, mask=None, scale=None):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -41,22 +37,41 @@ class VAEConfig:
     """Sizes of an AutoencoderKL and how its latents are normalised."""
 
     in_channels: int = 3
+    """Image channels."""
     out_channels: int = 3
+    """Channels of the decoded image."""
     base_channels: int = 128
+    """Width of the full-resolution level."""
     channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+    """Level widths as multiples of base_channels; each level but the last halves the resolution."""
     num_res_blocks: int = 2
+    """ResNet blocks per encoder level (the decoder has one more)."""
     latent_channels: int = 4
+    """Channels of the latent: 4 for SD/SDXL, 16 for SD3/FLUX."""
     norm_groups: int = 32
+    """GroupNorm groups (not stored in the weights: 32 in every release)."""
     use_quant_conv: bool = True
+    """A 1x1 conv on the moments after the encoder (SD/SDXL; not SD3/FLUX)."""
     use_post_quant_conv: bool = True
+    """A 1x1 conv on the latent before the decoder."""
     scaling_factor: float = 0.18215
+    """Normalised latents are (z - shift_factor) * scaling_factor (not stored in the weights)."""
     shift_factor: float = 0.0
+    """See scaling_factor."""
     force_upcast: bool = False
     """Decode in float32 even when the weights are float16 (SDXL's VAE overflows in fp16)."""
 
     @property
     def block_channels(self) -> tuple[int, ...]:
         return tuple(self.base_channels * m for m in self.channel_mult)
+
+    @property
+    def trunk(self) -> TrunkConfig:
+        """The encoder/decoder sizes: the moments (mean, log-variance) are the doubled latent."""
+        return TrunkConfig(in_channels=self.in_channels, out_channels=self.out_channels,
+                           base_channels=self.base_channels, channel_mult=self.channel_mult,
+                           num_res_blocks=self.num_res_blocks, z_channels=self.latent_channels, double_z=True,
+                           norm_groups=self.norm_groups)
 
     @property
     def downscale(self) -> int:
@@ -85,162 +100,6 @@ VAE_PRESETS: dict[str, VAEConfig] = {
     "tiny-16": VAEConfig(base_channels=16, channel_mult=(1, 2), num_res_blocks=1, latent_channels=16, norm_groups=8,
                          use_quant_conv=False, use_post_quant_conv=False, scaling_factor=0.3611, shift_factor=0.1159),
 }
-
-
-# -- building blocks -----------------------------------------------------------------------------
-
-
-def _silu(x: torch.Tensor) -> torch.Tensor:
-    # In place when no graph is recorded: saves a full-resolution allocation per call.
-    return F.silu(x, inplace=not torch.is_grad_enabled())
-
-
-def _norm(channels: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(groups, channels, eps=1e-6, affine=True)
-
-
-class ResnetBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, with a 1x1 `nin_shortcut` when the width changes."""
-
-    def __init__(self, in_channels: int, out_channels: int, groups: int):
-        super().__init__()
-        self.norm1 = _norm(in_channels, groups)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = _norm(out_channels, groups)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(_silu(self.norm1(x)))
-        h = self.conv2(_silu(self.norm2(h)))
-        skip = x if self.nin_shortcut is None else self.nin_shortcut(x)
-        return h.add_(skip) if not torch.is_grad_enabled() else h + skip
-
-
-class AttnBlock(nn.Module):
-    """Single-head self-attention over all pixels; q, k, v and proj_out are 1x1 convs (ldm layout)."""
-
-    def __init__(self, channels: int, groups: int):
-        super().__init__()
-        self.norm = _norm(channels, groups)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.k = nn.Conv2d(channels, channels, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
-        self.proj_out = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, height, width = x.shape
-        # (B, HW, C); free of copies when x is channels-last.
-        tokens = self.norm(x).permute(0, 2, 3, 1).reshape(b, height * width, c)
-        # One matmul for q, k and v: the 1x1 convs are linear maps over channels.
-        weight = torch.cat([self.q.weight, self.k.weight, self.v.weight]).flatten(1)
-        bias = torch.cat([self.q.bias, self.k.bias, self.v.bias])
-        q, k, v = F.linear(tokens, weight, bias).unsqueeze(1).chunk(3, dim=-1)  # each (B, 1, HW, C)
-        out = _attention(q, k, v).squeeze(1)
-        out = F.linear(out, self.proj_out.weight.flatten(1), self.proj_out.bias)
-        out = out.reshape(b, height, width, c).permute(0, 3, 1, 2)  # channels-last memory
-        return out.add_(x) if not torch.is_grad_enabled() else out + x
-
-
-class Downsample(nn.Module):
-    """Stride-2 3x3 conv after padding one pixel on the right and bottom only (as ldm does)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1)))
-
-
-class Upsample(nn.Module):
-    """Nearest-neighbour 2x, then a 3x3 conv."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.bfloat16:  # nearest upsampling has no bf16 kernel on some builds
-            return self.conv(F.interpolate(x.float(), scale_factor=2.0, mode="nearest").to(x.dtype))
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-class MidBlock(nn.Module):
-    def __init__(self, channels: int, groups: int):
-        super().__init__()
-        self.block_1 = ResnetBlock(channels, channels, groups)
-        self.attn_1 = AttnBlock(channels, groups)
-        self.block_2 = ResnetBlock(channels, channels, groups)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block_2(self.attn_1(self.block_1(x)))
-
-
-class _Level(nn.Module):
-    """One resolution level: a list of ResNet blocks and an optional resampler."""
-
-    def __init__(self, blocks: list[ResnetBlock], resample: nn.Module | None, name: str):
-        super().__init__()
-        self.block = nn.ModuleList(blocks)
-        if resample is not None:
-            setattr(self, name, resample)
-
-
-class Encoder(nn.Module):
-    def __init__(self, cfg: VAEConfig):
-        super().__init__()
-        chans, groups = cfg.block_channels, cfg.norm_groups
-        self.conv_in = nn.Conv2d(cfg.in_channels, chans[0], 3, padding=1)
-        self.down = nn.ModuleList()
-        prev = chans[0]
-        for i, ch in enumerate(chans):
-            blocks = [ResnetBlock(prev if j == 0 else ch, ch, groups) for j in range(cfg.num_res_blocks)]
-            last = i == len(chans) - 1
-            self.down.append(_Level(blocks, None if last else Downsample(ch), "downsample"))
-            prev = ch
-        self.mid = MidBlock(prev, groups)
-        self.norm_out = _norm(prev, groups)
-        self.conv_out = nn.Conv2d(prev, 2 * cfg.latent_channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(x)
-        for level in self.down:
-            for block in level.block:
-                h = block(h)
-            if hasattr(level, "downsample"):
-                h = level.downsample(h)
-        h = self.mid(h)
-        return self.conv_out(_silu(self.norm_out(h)))
-
-
-class Decoder(nn.Module):
-    def __init__(self, cfg: VAEConfig):
-        super().__init__()
-        chans, groups = cfg.block_channels, cfg.norm_groups
-        top = chans[-1]
-        self.conv_in = nn.Conv2d(cfg.latent_channels, top, 3, padding=1)
-        self.mid = MidBlock(top, groups)
-        # `up[i]` is level i (up[0] is full resolution), built from the lowest level upwards, as in ldm.
-        levels: list[_Level] = []
-        prev = top
-        for i in reversed(range(len(chans))):
-            ch = chans[i]
-            blocks = [ResnetBlock(prev if j == 0 else ch, ch, groups) for j in range(cfg.num_res_blocks + 1)]
-            levels.insert(0, _Level(blocks, Upsample(ch) if i != 0 else None, "upsample"))
-            prev = ch
-        self.up = nn.ModuleList(levels)
-        self.norm_out = _norm(prev, groups)
-        self.conv_out = nn.Conv2d(prev, cfg.out_channels, 3, padding=1)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.mid(self.conv_in(z))
-        for level in reversed(self.up):
-            for block in level.block:
-                h = block(h)
-            if hasattr(level, "upsample"):
-                h = level.upsample(h)
-        return self.conv_out(_silu(self.norm_out(h)))
 
 
 # -- the latent distribution ----------------------------------------------------------------------
@@ -338,8 +197,8 @@ class AutoencoderKL(nn.Module):
         super().__init__()
         cfg = VAEConfig.preset(config) if isinstance(config, str) else config
         self.config = cfg
-        self.encoder = Encoder(cfg)
-        self.decoder = Decoder(cfg)
+        self.encoder = Encoder(cfg.trunk)
+        self.decoder = Decoder(cfg.trunk)
         two = 2 * cfg.latent_channels
         self.quant_conv = nn.Conv2d(two, two, 1) if cfg.use_quant_conv else None
         self.post_quant_conv = (nn.Conv2d(cfg.latent_channels, cfg.latent_channels, 1)
@@ -501,12 +360,14 @@ class AutoencoderKL(nn.Module):
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike | None = None, preset: str | None = None,
                         device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-                        subfolder: str | None = None) -> "AutoencoderKL":
+                        subfolder: str | None = None, config: VAEConfig | None = None) -> "AutoencoderKL":
         """Load a VAE from a single file, a diffusers folder (vae/ or its parent), or a hub id.
 
         Single files may be a bare VAE (ldm or diffusers keys) or a whole SD/SDXL checkpoint
         (`first_stage_model.` prefix). `preset` names the latent scaling when the file cannot tell
-        (SD vs SDXL, SD3 vs FLUX); with no source, `preset` builds random weights.
+        (SD vs SDXL, SD3 vs FLUX); with no source, `preset` builds random weights. `config`: the
+        explicit VAEConfig, for files of sizes no preset has (their norm groups are not in the
+        weights); it is checked against the tensor shapes.
         """
         from utils.encoders import vae_convert as conv
         from utils.torch_utils import resolve_device, resolve_dtype
@@ -519,7 +380,7 @@ class AutoencoderKL(nn.Module):
                 raise UserError("AutoencoderKL.from_pretrained needs a source or a preset: pass a file, folder or "
                                 f"hub id, or preset={sorted(VAE_PRESETS)}")
             return cls(VAEConfig.preset(preset)).to(device=dev, dtype=dt).eval()
-        cfg, native = conv.load_vae_checkpoint(source, preset=preset, subfolder=subfolder, dtype=dt)
+        cfg, native = conv.load_vae_checkpoint(source, preset=preset, subfolder=subfolder, dtype=dt, config=config)
         with torch.device("meta"):
             model = cls(cfg)
         load_into(model, native, what="VAE checkpoint")

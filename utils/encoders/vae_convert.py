@@ -10,20 +10,24 @@ Layouts met in the wild:
   2-D), `decoder.up_blocks.{k}` where k counts from the lowest resolution (k = levels - 1 - i), and
   `conv_shortcut` / `conv_norm_out`. Old diffusers files name attention `query/key/value/proj_attn`.
 
-All functions here are pure: they take a dict of tensors and return a new one.
+The key map itself is the conv autoencoder trunk's (`utils.nn.conv_autoencoder_keys`, shared with
+VQGAN); this module adds the KL head (the quant convs), finds the VAE inside a file, and settles its
+config (`infer_config`: sizes from the shapes, the rest from a preset or an explicit config).
+The conversions are pure: they take a dict of tensors and return a new one.
 """
 from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
 from utils.errors import ConversionError, UserError, WeightsError
-from utils.weights import key_report
+from utils.nn import conv_autoencoder_keys as trunk_keys
+from utils.weights.configs import settle_config
+from utils.weights.keys import strip_prefix
 
 StateDict = dict[str, torch.Tensor]
 
@@ -46,7 +50,7 @@ def find_vae_prefix(sd: Mapping[str, torch.Tensor]) -> str:
 def strip_vae_prefix(sd: Mapping[str, torch.Tensor], prefix: str | None = None) -> StateDict:
     """The VAE tensors of `sd` with their prefix taken off; other components are left out."""
     prefix = find_vae_prefix(sd) if prefix is None else prefix
-    out = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    out = strip_prefix(sd, prefix)
     if prefix == "":  # a bare file: keep only what can belong to a VAE
         out = {k: v for k, v in out.items() if k.split(".", 1)[0] in
                ("encoder", "decoder", "quant_conv", "post_quant_conv")}
@@ -55,152 +59,36 @@ def strip_vae_prefix(sd: Mapping[str, torch.Tensor], prefix: str | None = None) 
 
 def detect_vae_format(sd: Mapping[str, torch.Tensor]) -> str:
     """'diffusers' or 'native' for an unprefixed VAE state dict."""
-    keys = list(sd)
-    if any(".down_blocks." in k or ".up_blocks." in k or ".mid_block." in k for k in keys):
-        return "diffusers"
-    if any(k.startswith(("encoder.down.", "decoder.up.", "encoder.mid.", "decoder.mid.")) for k in keys):
-        return "native"
-    raise ConversionError("the VAE checkpoint is in no known layout (neither ldm `encoder.down.N` nor diffusers "
-                          "`encoder.down_blocks.N` keys): check that the file is an AutoencoderKL")
+    fmt = trunk_keys.detect_layout(sd)
+    if fmt is None:
+        raise ConversionError("the VAE checkpoint is in no known layout (neither ldm `encoder.down.N` nor diffusers "
+                              "`encoder.down_blocks.N` keys): check that the file is an AutoencoderKL")
+    return fmt
 
 
 def num_levels(sd: Mapping[str, torch.Tensor]) -> int:
     """How many resolution levels the checkpoint has (4 for every official VAE)."""
-    found = set()
-    for k in sd:
-        m = re.match(r"encoder\.(?:down|down_blocks)\.(\d+)\.", k)
-        if m:
-            found.add(int(m.group(1)))
-    if not found:
-        raise ConversionError("the VAE checkpoint has no encoder levels (encoder.down.N / encoder.down_blocks.N)")
-    return max(found) + 1
+    return trunk_keys.count_levels(sd)
 
 
-# -- diffusers <-> native -------------------------------------------------------------------------
-
-_RESNET_D2N = {"norm1": "norm1", "conv1": "conv1", "norm2": "norm2", "conv2": "conv2",
-               "conv_shortcut": "nin_shortcut"}
-_ATTN_D2N = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out",
-             # names of diffusers < 0.14
-             "query": "q", "key": "k", "value": "v", "proj_attn": "proj_out"}
-_ATTN_N2D = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
-_TOP_D2N = {"conv_in": "conv_in", "conv_out": "conv_out", "conv_norm_out": "norm_out"}
-
-
-def _diffusers_key_to_native(key: str, levels: int) -> str | None:
-    """The native name of one diffusers key, or None when it is not a VAE key."""
-    if key.startswith(("quant_conv.", "post_quant_conv.")):
-        return key
-    m = re.fullmatch(r"(encoder|decoder)\.(conv_in|conv_out|conv_norm_out)\.(weight|bias)", key)
-    if m:
-        return f"{m.group(1)}.{_TOP_D2N[m.group(2)]}.{m.group(3)}"
-    m = re.fullmatch(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)\.(weight|bias)", key)
-    if m and m.group(3) in _RESNET_D2N:
-        return f"encoder.down.{m.group(1)}.block.{m.group(2)}.{_RESNET_D2N[m.group(3)]}.{m.group(4)}"
-    m = re.fullmatch(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(weight|bias)", key)
-    if m:
-        return f"encoder.down.{m.group(1)}.downsample.conv.{m.group(2)}"
-    m = re.fullmatch(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(\w+)\.(weight|bias)", key)
-    if m and m.group(3) in _RESNET_D2N:
-        level = levels - 1 - int(m.group(1))
-        return f"decoder.up.{level}.block.{m.group(2)}.{_RESNET_D2N[m.group(3)]}.{m.group(4)}"
-    m = re.fullmatch(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(weight|bias)", key)
-    if m:
-        return f"decoder.up.{levels - 1 - int(m.group(1))}.upsample.conv.{m.group(2)}"
-    m = re.fullmatch(r"(encoder|decoder)\.mid_block\.resnets\.([01])\.(\w+)\.(weight|bias)", key)
-    if m and m.group(3) in _RESNET_D2N:
-        return f"{m.group(1)}.mid.block_{int(m.group(2)) + 1}.{_RESNET_D2N[m.group(3)]}.{m.group(4)}"
-    m = re.fullmatch(r"(encoder|decoder)\.mid_block\.attentions\.0\.(\w+(?:\.0)?)\.(weight|bias)", key)
-    if m and m.group(2) in _ATTN_D2N:
-        return f"{m.group(1)}.mid.attn_1.{_ATTN_D2N[m.group(2)]}.{m.group(3)}"
-    return None
-
-
-def _native_key_to_diffusers(key: str, levels: int) -> str | None:
-    if key.startswith(("quant_conv.", "post_quant_conv.")):
-        return key
-    m = re.fullmatch(r"(encoder|decoder)\.(conv_in|conv_out|norm_out)\.(weight|bias)", key)
-    if m:
-        name = {"norm_out": "conv_norm_out"}.get(m.group(2), m.group(2))
-        return f"{m.group(1)}.{name}.{m.group(3)}"
-    n2d = {v: k for k, v in _RESNET_D2N.items()}
-    m = re.fullmatch(r"encoder\.down\.(\d+)\.block\.(\d+)\.(\w+)\.(weight|bias)", key)
-    if m and m.group(3) in n2d:
-        return f"encoder.down_blocks.{m.group(1)}.resnets.{m.group(2)}.{n2d[m.group(3)]}.{m.group(4)}"
-    m = re.fullmatch(r"encoder\.down\.(\d+)\.downsample\.conv\.(weight|bias)", key)
-    if m:
-        return f"encoder.down_blocks.{m.group(1)}.downsamplers.0.conv.{m.group(2)}"
-    m = re.fullmatch(r"decoder\.up\.(\d+)\.block\.(\d+)\.(\w+)\.(weight|bias)", key)
-    if m and m.group(3) in n2d:
-        return f"decoder.up_blocks.{levels - 1 - int(m.group(1))}.resnets.{m.group(2)}.{n2d[m.group(3)]}.{m.group(4)}"
-    m = re.fullmatch(r"decoder\.up\.(\d+)\.upsample\.conv\.(weight|bias)", key)
-    if m:
-        return f"decoder.up_blocks.{levels - 1 - int(m.group(1))}.upsamplers.0.conv.{m.group(2)}"
-    m = re.fullmatch(r"(encoder|decoder)\.mid\.block_([12])\.(\w+)\.(weight|bias)", key)
-    if m and m.group(3) in n2d:
-        return f"{m.group(1)}.mid_block.resnets.{int(m.group(2)) - 1}.{n2d[m.group(3)]}.{m.group(4)}"
-    m = re.fullmatch(r"(encoder|decoder)\.mid\.attn_1\.(\w+)\.(weight|bias)", key)
-    if m and m.group(2) in _ATTN_N2D:
-        return f"{m.group(1)}.mid_block.attentions.0.{_ATTN_N2D[m.group(2)]}.{m.group(3)}"
-    return None
-
-
-def _is_attn_projection(native_key: str) -> bool:
-    return bool(re.search(r"\.mid\.attn_1\.(q|k|v|proj_out)\.weight$", native_key))
+# -- diffusers <-> native (the shared trunk key map plus the KL head's quant convs) -------------------
 
 
 def diffusers_to_native(sd: Mapping[str, torch.Tensor]) -> StateDict:
     """Diffusers AutoencoderKL keys -> native keys; attention linears become 1x1 conv weights."""
-    levels = num_levels(sd)
-    out: StateDict = {}
-    unknown = []
-    for key, value in sd.items():
-        new = _diffusers_key_to_native(key, levels)
-        if new is None:
-            unknown.append(key)
-            continue
-        if _is_attn_projection(new) and value.ndim == 2:
-            value = value[:, :, None, None]
-        out[new] = value
-    if unknown:
-        raise ConversionError(f"the diffusers VAE checkpoint has keys this converter does not know "
-                              f"({key_report([], unknown)}): it is not an AutoencoderKL")
-    return out
+    return trunk_keys.diffusers_to_native(sd, heads=trunk_keys.KL_HEADS, what="AutoencoderKL")
 
 
 def native_to_diffusers(sd: Mapping[str, torch.Tensor]) -> StateDict:
     """Native (ldm) keys -> diffusers keys; 1x1 conv attention weights become linear weights."""
-    levels = num_levels(sd)
-    out: StateDict = {}
-    unknown = []
-    for key, value in sd.items():
-        new = _native_key_to_diffusers(key, levels)
-        if new is None:
-            unknown.append(key)
-            continue
-        if _is_attn_projection(key) and value.ndim == 4:
-            value = value[:, :, 0, 0]
-        out[new] = value
-    if unknown:
-        raise ConversionError(f"the VAE checkpoint has keys this converter does not know "
-                              f"({key_report([], unknown)}): it is not an AutoencoderKL")
-    return out
-
-
-def _attn_to_conv(sd: StateDict) -> StateDict:
-    """Some ldm exports store the mid attention as linears (2-D) or 1-D convs (3-D): make them 1x1 convs."""
-    out = dict(sd)
-    for key, value in sd.items():
-        if _is_attn_projection(key) and value.ndim in (2, 3):
-            out[key] = value.reshape(value.shape[0], value.shape[1], 1, 1)
-    return out
+    return trunk_keys.native_to_diffusers(sd, heads=trunk_keys.KL_HEADS, what="AutoencoderKL")
 
 
 def to_native(sd: Mapping[str, torch.Tensor]) -> StateDict:
     """Any known VAE layout, with or without a prefix -> native keys (format detected)."""
     bare = strip_vae_prefix(sd)
     fmt = detect_vae_format(bare)
-    return diffusers_to_native(bare) if fmt == "diffusers" else _attn_to_conv(bare)
+    return diffusers_to_native(bare) if fmt == "diffusers" else trunk_keys.attention_as_conv(bare)
 
 
 # -- configs --------------------------------------------------------------------------------------
@@ -242,36 +130,44 @@ def config_to_diffusers(cfg: "VAEConfig") -> dict:
                 force_upcast=cfg.force_upcast)
 
 
+def read_sizes(native: Mapping[str, torch.Tensor]) -> dict:
+    """The VAEConfig fields a native state dict's shapes fix (everything but the norm groups and the
+    latent normalisation); works on meta tensors."""
+    s = trunk_keys.read_trunk_sizes(native)
+    if s["encoder_out"] != 2 * s["z_channels"]:
+        raise ConversionError(f"the encoder writes {s['encoder_out']} channels for a {s['z_channels']}-channel latent; "
+                              "an AutoencoderKL writes twice its latent channels (mean and log-variance): this is "
+                              "not a KL VAE (a VQGAN loads with --model vqgan)")
+    if s["attn_levels"]:
+        raise ConversionError(f"the encoder has attention blocks at level(s) {list(s['attn_levels'])}, which no "
+                              "AutoencoderKL has: this is not a KL VAE (a VQGAN loads with --model vqgan)")
+    return dict(in_channels=s["in_channels"], out_channels=s["out_channels"], base_channels=s["base_channels"],
+                channel_mult=s["channel_mult"], num_res_blocks=s["num_res_blocks"], latent_channels=s["z_channels"],
+                use_quant_conv="quant_conv.weight" in native, use_post_quant_conv="post_quant_conv.weight" in native)
+
+
 def infer_config(native: Mapping[str, torch.Tensor], preset: str | None = None, hint: str = "",
-                 full_keys: Mapping[str, torch.Tensor] | None = None) -> "VAEConfig":
-    """Sizes read off a native state dict; latent normalisation from `preset` or the file's context.
+                 full_keys: Mapping[str, torch.Tensor] | None = None,
+                 config: "VAEConfig | None" = None) -> "VAEConfig":
+    """The VAEConfig of a native state dict: sizes from the shapes, the rest from a preset or `config`.
 
-    The weights fix every size but not the scaling: SD and SDXL VAEs have the same shapes, and so do
-    SD3 and FLUX. Without a preset we look at the file name (`hint`) and the rest of the checkpoint.
+    The shapes fix every size but not GroupNorm's group count: that comes from the preset whose sizes
+    the file has (every release), or from an explicit `config`; a file of sizes no preset has and no
+    config is a one-line UserError naming norm_groups. `config`, when given, is checked against the
+    shapes and used whole. The latent normalisation is not in the weights either, and the release
+    sizes do not tell it (SD and SDXL VAEs have the same shapes, and so do SD3 and FLUX): it comes from
+    `preset`, else from the file name (`hint`) and the rest of the checkpoint (`full_keys`).
     """
-    from utils.encoders.vae import VAEConfig
+    from utils.encoders.vae import VAE_PRESETS, VAEConfig
 
-    levels = num_levels(native)
-    base = native["encoder.conv_in.weight"].shape[0]
-    chans = [native[f"encoder.down.{i}.block.0.conv1.weight"].shape[0] for i in range(levels)]
-    blocks = len({k.split(".")[4] for k in native if k.startswith("encoder.down.0.block.")})
-    latent = native["decoder.conv_in.weight"].shape[1]
-    quant = "quant_conv.weight" in native
-    post = "post_quant_conv.weight" in native
-    if preset is None:
-        preset = _guess_preset(latent, hint, full_keys or {})
-    base_cfg = VAEConfig.preset(preset)
-    # GroupNorm's group count leaves no trace in the weights: it comes from the preset.
-    groups = base_cfg.norm_groups if base % base_cfg.norm_groups == 0 else _largest_group(base)
-    sizes = dict(in_channels=native["encoder.conv_in.weight"].shape[1],
-                 out_channels=native["decoder.conv_out.weight"].shape[0], base_channels=base,
-                 channel_mult=tuple(c // base for c in chans), num_res_blocks=blocks, latent_channels=latent,
-                 use_quant_conv=quant, use_post_quant_conv=post, norm_groups=groups)
-    return base_cfg.with_(**sizes)
-
-
-def _largest_group(channels: int) -> int:
-    return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
+    facts = read_sizes(native)
+    what = f"the VAE in {os.path.basename(hint)}" if hint else "the VAE checkpoint"
+    if config is not None:
+        return settle_config(facts, VAE_PRESETS, VAEConfig, ["norm_groups"], what, config=config)[0]
+    sized, _ = settle_config(facts, VAE_PRESETS, VAEConfig, ["norm_groups"], what, prefer=preset)
+    norm = VAEConfig.preset(preset or _guess_preset(facts["latent_channels"], hint, full_keys or {}))
+    return sized.with_(scaling_factor=norm.scaling_factor, shift_factor=norm.shift_factor,
+                       force_upcast=norm.force_upcast)
 
 
 def _guess_preset(latent_channels: int, hint: str, full_keys: Mapping[str, torch.Tensor]) -> str:
@@ -299,9 +195,14 @@ def _is_diffusers_vae_folder(folder: Path) -> bool:
 
 
 def load_vae_checkpoint(source: str | os.PathLike, preset: str | None = None, subfolder: str | None = None,
-                        dtype: torch.dtype | None = None) -> tuple["VAEConfig", StateDict]:
-    """(config, native state dict) for a VAE file, a diffusers folder, or a hub id."""
-    from utils.encoders.vae import VAEConfig
+                        dtype: torch.dtype | None = None,
+                        config: "VAEConfig | None" = None) -> tuple["VAEConfig", StateDict]:
+    """(config, native state dict) for a VAE file, a diffusers folder, or a hub id.
+
+    `config`: an explicit VAEConfig (checked against the shapes) instead of the folder's config.json
+    or the preset matched from a single file's shapes; see `infer_config`.
+    """
+    from utils.encoders.vae import VAE_PRESETS, VAEConfig
     from utils.weights import load_folder_state_dict, load_state_dict, resolve
 
     src = str(source)
@@ -323,18 +224,20 @@ def load_vae_checkpoint(source: str | os.PathLike, preset: str | None = None, su
                 raise WeightsError(f"no VAE in {path}: expected a diffusers vae/ folder (config.json + "
                                    "diffusion_pytorch_model.safetensors) or a VAE file")
         else:
-            raw_cfg = json.loads((folder / "config.json").read_text())
-            cfg = config_from_diffusers(raw_cfg)
+            native = to_native(load_folder_state_dict(folder, dtype=dtype))
+            if config is not None:
+                return settle_config(read_sizes(native), VAE_PRESETS, VAEConfig, ["norm_groups"],
+                                     f"the VAE in {folder}", config=config)[0], native
+            cfg = config_from_diffusers(json.loads((folder / "config.json").read_text()))
             if preset is not None:  # an explicit preset only overrides the latent normalisation
                 p = VAEConfig.preset(preset)
                 cfg = cfg.with_(scaling_factor=p.scaling_factor, shift_factor=p.shift_factor)
-            sd = load_folder_state_dict(folder, dtype=dtype)
-            return cfg, to_native(sd)
+            return cfg, native
     sd = load_state_dict(path, dtype=dtype)
     native = to_native(sd)
-    return infer_config(native, preset=preset, hint=str(path), full_keys=sd), native
+    return infer_config(native, preset=preset, hint=str(path), full_keys=sd, config=config), native
 
 
 __all__ = ["VAE_PREFIXES", "config_from_diffusers", "config_to_diffusers", "detect_vae_format",
            "diffusers_to_native", "find_vae_prefix", "infer_config", "load_vae_checkpoint", "native_to_diffusers",
-           "num_levels", "strip_vae_prefix", "to_native"]
+           "num_levels", "read_sizes", "strip_vae_prefix", "to_native"]

@@ -222,3 +222,20 @@ def fetch_url(url: str, target: str | os.PathLike, what: str, download: bool | N
                            f"or put the file in {path.parent}{tail}") from None
     return path
 
+
+def locate(source: str | os.PathLike, patterns: Iterable[str] | None = None, what: str | None = None, *,
+           filename: str | None = None) -> Path:
+    """A local file or folder for `source`: the path itself when it exists, else the hub repo fetched.
+
+    From a repo, `filename` fetches that one file, `patterns` a snapshot limited to them (a diffusers
+    layout's config and weights). `what` names the weights in front of any error ("SDXL weights 'x': ...").
+    """
+    path = Path(os.path.expanduser(str(source)))
+    if path.exists():
+        return path
+    try:
+        return resolve(str(source), filename=filename, allow_patterns=patterns)
+    except WeightsError as err:
+        if what is None:
+            raise
+        raise WeightsError(f"{what}: {err}") from None

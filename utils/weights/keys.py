@@ -1,4 +1,5 @@
-"""Putting a state dict into a module: key reports that name what is missing and unexpected."""
+"""Putting a state dict into a module (key reports that name what is missing and unexpected), and the
+renaming helpers every converter shares (prefixes, swapped modulation halves)."""
 from __future__ import annotations
 
 from typing import Iterable, Mapping
@@ -40,3 +41,36 @@ def load_into(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], s
     on_meta = any(p.is_meta for p in module.parameters())
     module.load_state_dict(dict(state_dict), strict=strict, assign=on_meta if assign is None else assign)
     return module
+
+
+# -- renaming helpers shared by the converters -------------------------------------------------------
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors whose key starts with `prefix`, with the prefix taken off; every other key is left out.
+
+    For one component of a combined checkpoint (`model.diffusion_model.` of an SD file, `first_stage_model.`).
+    """
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def strip_shared_prefixes(state_dict: Mapping[str, torch.Tensor],
+                          prefixes: Iterable[str] = ("module.",)) -> dict[str, torch.Tensor]:
+    """Take off each wrapper prefix that every key carries (DataParallel's `module.`, trainer wrappers).
+
+    The prefixes are tried in order, each once, and only when all keys share it; nothing is dropped.
+    """
+    sd = dict(state_dict)
+    for prefix in prefixes:
+        if sd and all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def swap_halves(t: torch.Tensor) -> torch.Tensor:
+    """Exchange the two halves of the first dim: an AdaLN linear's (shift, scale) <-> (scale, shift).
+
+    Official single files (SD3, FLUX) store the final modulation as (shift, scale), diffusers as (scale, shift).
+    """
+    a, b = t.chunk(2, dim=0)
+    return torch.cat([b, a], dim=0)

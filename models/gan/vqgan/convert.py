@@ -10,18 +10,30 @@ Layouts:
   attentions with to_q/to_k/to_v/to_out.0 as linear layers, decoder.up_blocks in reverse order).
 - "native": this package's own files (the taming names without the loss).
 
-Names that no rule accepts stay as they are, so the strict load reports them as unexpected.
+The encoder/decoder names are those of the conv autoencoder trunk shared with the KL VAE, so the
+diffusers <-> native key map is the trunk's (`utils.nn.conv_autoencoder_keys`); the VQ head
+(`quant_conv`, `quantize.embedding`, `post_quant_conv`) keeps its names. Keys that no rule
+accepts are a ConversionError naming them.
+
+A taming .ckpt carries no config: `infer_config` reads the sizes off the shapes and takes the
+rest (GroupNorm's group count, which leaves no trace in the weights) from the preset with those
+sizes, or from an explicit config; sizes no preset has, without a config, are a one-line refusal.
 """
 from __future__ import annotations
 
-import re
+import json
+import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from models.gan.vqgan.config import PRESETS, VQGANConfig
-from utils.errors import ConversionError
+from models.gan.vqgan.spec import SPEC
+from utils.errors import ConversionError, UserError
+from utils.nn import conv_autoencoder_keys as trunk_keys
+from utils.weights.configs import settle_config
 
 DROPPED_PREFIXES = ("loss.perceptual_loss.",)
 DISC_PREFIX = "loss.discriminator."
@@ -52,40 +64,10 @@ def split_taming(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torc
     return ae, disc
 
 
-_DIFFUSERS_RULES: tuple[tuple[str, str], ...] = (
-    (r"^(encoder|decoder)\.conv_norm_out\.", r"\1.norm_out."),
-    (r"^(encoder|decoder)\.mid_block\.resnets\.0\.", r"\1.mid.block_1."),
-    (r"^(encoder|decoder)\.mid_block\.resnets\.1\.", r"\1.mid.block_2."),
-    (r"^(encoder|decoder)\.mid_block\.attentions\.0\.", r"\1.mid.attn_1."),
-    (r"^encoder\.down_blocks\.(\d+)\.resnets\.", r"encoder.down.\1.block."),
-    (r"^encoder\.down_blocks\.(\d+)\.attentions\.", r"encoder.down.\1.attn."),
-    (r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample."),
-    (r"\.conv_shortcut\.", ".nin_shortcut."),
-    (r"\.(?:group_norm)\.", ".norm."),
-    (r"\.(?:to_q|query)\.", ".q."),
-    (r"\.(?:to_k|key)\.", ".k."),
-    (r"\.(?:to_v|value)\.", ".v."),
-    (r"\.(?:to_out\.0|proj_attn)\.", ".proj_out."),
-)
-_ATTN_LINEAR = re.compile(r"\.(attn\.\d+|attn_1)\.(q|k|v|proj_out)\.weight$")
-
-
-def convert_diffusers(state_dict: Mapping[str, torch.Tensor], num_levels: int) -> dict[str, torch.Tensor]:
-    """diffusers VQModel -> native. `num_levels` = len(ch_mult) (decoder up blocks are reversed)."""
-    out = {}
-    for key, value in state_dict.items():
-        k = key
-        m = re.match(r"^decoder\.up_blocks\.(\d+)\.(resnets|attentions|upsamplers\.0)\.(.*)$", k)
-        if m:
-            level = num_levels - 1 - int(m.group(1))
-            part = {"resnets": "block", "attentions": "attn", "upsamplers.0": "upsample"}[m.group(2)]
-            k = f"decoder.up.{level}.{part}.{m.group(3)}"
-        for pattern, repl in _DIFFUSERS_RULES:
-            k = re.sub(pattern, repl, k)
-        if _ATTN_LINEAR.search(k) and value.ndim == 2:
-            value = value[:, :, None, None]  # linear (out, in) -> 1x1 conv (out, in, 1, 1)
-        out[k] = value
-    return out
+def convert_diffusers(state_dict: Mapping[str, torch.Tensor], num_levels: int | None = None) -> dict[str, torch.Tensor]:
+    """diffusers VQModel -> native. `num_levels` = len(ch_mult) (decoder up blocks are reversed); counted
+    from the keys when not given."""
+    return trunk_keys.diffusers_to_native(state_dict, heads=trunk_keys.VQ_HEADS, what="VQModel", levels=num_levels)
 
 
 def config_from_diffusers(cfg: Mapping[str, Any], base: VQGANConfig | None = None) -> VQGANConfig:
@@ -121,30 +103,37 @@ def config_from_diffusers(cfg: Mapping[str, Any], base: VQGANConfig | None = Non
                    n_embed=int(cfg.get("num_vq_embeddings", 256)), norm_groups=int(cfg.get("norm_num_groups", 32)))
 
 
-def infer_config(sd: Mapping[str, torch.Tensor], base: VQGANConfig) -> VQGANConfig:
-    """Read the architecture off a native/taming state dict's shapes (the .ckpt carries no config).
-
-    `base` supplies what shapes cannot tell: the loss settings and the training resolution
-    (attention is placed by level, so the resolution only names those levels).
-    """
+def read_sizes(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The VQGANConfig fields (and attention levels) a native/taming state dict's shapes fix."""
+    s = trunk_keys.read_trunk_sizes(sd)
     try:
-        ch = sd["encoder.conv_in.weight"].shape[0]
-        levels = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.down."))
-        mult = tuple(sd[f"encoder.down.{i}.block.0.conv1.weight"].shape[0] // ch for i in range(levels))
-        blocks = 1 + max(int(k.split(".")[4]) for k in sd if k.startswith("encoder.down.0.block."))
-        attn = tuple(i for i in range(levels) if f"encoder.down.{i}.attn.0.q.weight" in sd)
         n_embed, embed_dim = sd["quantize.embedding.weight"].shape
-        z_channels = sd["encoder.conv_out.weight"].shape[0]
-        in_ch = sd["encoder.conv_in.weight"].shape[1]
-        out_ch = sd["decoder.conv_out.weight"].shape[0]
-    except (KeyError, ValueError) as err:
-        raise ConversionError(f"cannot read the VQGAN architecture off the checkpoint (no {err}): it is not a "
-                              "taming VQModel checkpoint") from None
-    resolution = base.resolution if len(base.ch_mult) == levels else 2 ** (levels - 1) * 16
-    return replace(base, ch=ch, ch_mult=mult, num_res_blocks=blocks, resolution=resolution,
-                   attn_resolutions=tuple(resolution // 2 ** i for i in attn), in_channels=in_ch,
-                   out_channels=out_ch, z_channels=z_channels, embed_dim=embed_dim, n_embed=n_embed,
-                   norm_groups=base.norm_groups)
+    except KeyError:
+        raise ConversionError("the checkpoint has no codebook (quantize.embedding.weight): it is not a taming "
+                              "VQModel checkpoint (a KL VAE loads through utils.encoders.vae)") from None
+    if s["encoder_out"] != s["z_channels"]:
+        raise ConversionError(f"the encoder writes {s['encoder_out']} channels but the decoder reads {s['z_channels']}: "
+                              "not a VQGAN (a KL VAE writes twice its latent channels)")
+    return dict(ch=s["base_channels"], ch_mult=s["channel_mult"], num_res_blocks=s["num_res_blocks"],
+                attn_levels=s["attn_levels"], in_channels=s["in_channels"], out_channels=s["out_channels"],
+                z_channels=s["z_channels"], embed_dim=int(embed_dim), n_embed=int(n_embed))
+
+
+def infer_config(sd: Mapping[str, torch.Tensor], base: VQGANConfig | None = None, *,
+                 config: VQGANConfig | None = None, what: str = "the VQGAN checkpoint") -> VQGANConfig:
+    """The config of a native/taming state dict (the .ckpt carries none).
+
+    `config`: explicit, checked against the shapes and used whole. Otherwise the preset whose sizes
+    the file has (`base` first when it has them: it also supplies the loss settings); a file of sizes
+    no preset has is a one-line UserError naming norm_groups (not stored in the weights).
+    """
+    facts = read_sizes(sd)
+    levels = len(facts["ch_mult"])
+    resolution = 16 * 2 ** (levels - 1)  # taming's convention: attention named by its 16x16 side
+    suggest = {k: v for k, v in facts.items() if k != "attn_levels"}
+    suggest.update(resolution=resolution, attn_resolutions=tuple(resolution // 2 ** i for i in facts["attn_levels"]))
+    return settle_config(facts, PRESETS, VQGANConfig, ["norm_groups"], what, config=config, prefer=base,
+                         suggest=suggest)[0]
 
 
 def convert_state_dict(state_dict: Mapping[str, torch.Tensor], config: VQGANConfig,
@@ -162,34 +151,65 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], config: VQGANConf
 
 def to_diffusers(state_dict: Mapping[str, torch.Tensor], config: VQGANConfig) -> dict[str, torch.Tensor]:
     """Native -> diffusers VQModel names (for export and round-trip tests)."""
-    probe = {k: torch.empty(0) for k in _diffusers_keys_for(config)}
-    forward = convert_diffusers(probe, len(config.ch_mult))
-    inverse = {v_key: d_key for d_key, v_key in zip(probe, forward)}
-    missing = set(state_dict) - set(inverse)
-    if missing:
-        raise ConversionError(f"native keys with no diffusers name: {', '.join(sorted(missing)[:6])}")
-    out = {}
-    for k, v in state_dict.items():
-        if _ATTN_LINEAR.search(k):
-            v = v[:, :, 0, 0]
-        out[inverse[k]] = v
-    return out
+    return trunk_keys.native_to_diffusers(state_dict, heads=trunk_keys.VQ_HEADS, what="VQGAN",
+                                          levels=len(config.ch_mult))
 
 
-def _diffusers_keys_for(config: VQGANConfig) -> list[str]:
-    """The key list of a diffusers VQModel of this config (no tensors allocated)."""
-    from diffusers import VQModel
+# -- loading a source ------------------------------------------------------------------------------
 
-    levels = config.attn_levels
-    n = len(config.ch_mult)
-    with torch.device("meta"):
-        m = VQModel(in_channels=config.in_channels, out_channels=config.out_channels,
-                    down_block_types=tuple("AttnDownEncoderBlock2D" if i in levels else "DownEncoderBlock2D"
-                                           for i in range(n)),
-                    up_block_types=tuple("AttnUpDecoderBlock2D" if n - 1 - i in levels else "UpDecoderBlock2D"
-                                         for i in range(n)),
-                    block_out_channels=tuple(config.ch * m for m in config.ch_mult),
-                    layers_per_block=config.num_res_blocks, latent_channels=config.z_channels,
-                    vq_embed_dim=config.embed_dim, num_vq_embeddings=config.n_embed,
-                    norm_num_groups=config.norm_groups, sample_size=config.resolution)
-    return list(m.state_dict())
+
+def read_folder(path: Path, base: VQGANConfig | None = None) -> tuple[dict[str, torch.Tensor], VQGANConfig | None]:
+    """(state dict, config or None) of a diffusers VQModel folder (or its parent with vqvae/), or of a taming
+    log folder (checkpoints/last.ckpt, which has no config)."""
+    from utils.weights import load_folder_state_dict, load_state_dict
+
+    for folder in (path, path / "vqvae"):
+        cfg_file = folder / "config.json"
+        if cfg_file.exists():
+            cfg = json.loads(cfg_file.read_text())
+            if cfg.get("_class_name", "VQModel") != "VQModel":
+                raise UserError(f"{cfg_file} describes a {cfg['_class_name']}, not a VQModel")
+            return load_folder_state_dict(folder), config_from_diffusers(cfg, base)
+    ckpt = path / "checkpoints" / "last.ckpt"
+    if ckpt.exists():
+        return load_state_dict(ckpt), None
+    raise UserError(f"{path} is neither a diffusers VQModel folder (config.json + weights) nor a taming log "
+                    "folder (checkpoints/last.ckpt): pass the checkpoint file itself")
+
+
+def load_vqgan_checkpoint(source: str | os.PathLike, preset: str | None = None, config: VQGANConfig | None = None
+                          ) -> tuple[VQGANConfig, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(config, native autoencoder state dict, discriminator state dict or {}) for a taming .ckpt, a
+    taming log folder, a diffusers VQModel folder, a native file, or a hub id of a diffusers VQModel.
+
+    `config`: an explicit VQGANConfig, for files of sizes no preset has (checked against the shapes);
+    `preset` names the preset to prefer among those with the file's sizes (its loss settings count
+    for training).
+    """
+    from utils.weights import load_state_dict
+    from utils.weights.hub import locate
+
+    base = PRESETS[SPEC.check_preset(preset)] if preset is not None else None
+    path = locate(source, what=f"VQGAN weights '{source}'")
+    if path.is_dir():
+        sd, folder_cfg = read_folder(path, base)
+    else:
+        sd, folder_cfg = load_state_dict(path), None
+    layout = detect_layout(sd)
+    if layout == "diffusers" and folder_cfg is None and config is None:
+        raise UserError(f"{path.name} is in the diffusers layout but has no config.json beside it: pass the "
+                        "VQModel folder, or config=VQGANConfig(...)")
+    what = f"the VQGAN in {path.name}"
+    if layout == "diffusers":
+        cfg = config or folder_cfg
+        ae, disc = convert_state_dict(sd, cfg, layout)
+        if config is not None:
+            infer_config(ae, config=config, what=what)  # checks the explicit config against the shapes
+    else:
+        ae, disc = convert_state_dict(sd, PRESETS[SPEC.default_preset], layout)
+        cfg = infer_config(ae, base, config=config, what=what)
+    return cfg, ae, disc
+
+
+__all__ = ["config_from_diffusers", "convert_diffusers", "convert_state_dict", "detect_layout", "infer_config",
+           "load_vqgan_checkpoint", "read_folder", "read_sizes", "split_taming", "to_diffusers"]

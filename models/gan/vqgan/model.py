@@ -1,4 +1,8 @@
-"""VQGAN: encoder -> 1x1 conv -> vector quantiser -> 1x1 conv -> decoder (Esser et al. 2021)."""
+"""VQGAN: encoder -> 1x1 conv -> vector quantiser -> 1x1 conv -> decoder (Esser et al. 2021).
+
+The encoder and decoder are the conv autoencoder trunk shared with the KL VAE
+(`utils.nn.conv_autoencoder`); the VQ head (quant_conv, quantize, post_quant_conv) is this model's.
+"""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -7,8 +11,8 @@ import torch
 from torch import nn
 
 from models.gan.vqgan.config import VQGANConfig
-from models.gan.vqgan.modules import Decoder, Encoder
 from models.gan.vqgan.quantizer import VectorQuantizer
+from utils.nn.conv_autoencoder import Decoder, Encoder
 
 
 class VQEncoding(NamedTuple):
@@ -26,11 +30,8 @@ class VQGAN(nn.Module):
     def __init__(self, config: VQGANConfig):
         super().__init__()
         self.config = c = config
-        levels = c.attn_levels
-        self.encoder = Encoder(c.ch, c.ch_mult, c.num_res_blocks, levels, c.in_channels, c.z_channels,
-                               c.norm_groups, c.dropout)
-        self.decoder = Decoder(c.ch, c.ch_mult, c.num_res_blocks, levels, c.out_channels, c.z_channels,
-                               c.norm_groups, c.dropout)
+        self.encoder = Encoder(c.trunk)
+        self.decoder = Decoder(c.trunk)
         self.quant_conv = nn.Conv2d(c.z_channels, c.embed_dim, 1)
         self.quantize = VectorQuantizer(c.n_embed, c.embed_dim, c.beta, c.legacy)
         self.post_quant_conv = nn.Conv2d(c.embed_dim, c.z_channels, 1)
