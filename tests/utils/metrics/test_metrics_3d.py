@@ -3,17 +3,49 @@ from __future__ import annotations
 
 import torch
 
-from utils.metrics.image_metrics import psnr, ssim
 from utils.metrics.lpips import LPIPS
 from utils.metrics.metrics_3d import chamfer_distance, f_score, render_lpips, render_psnr, render_ssim, voxel_iou
 
 
-def test_render_metrics_reuse_image_metrics():
-    a, b = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
-    torch.testing.assert_close(render_psnr(a, b), psnr(a, b))
-    torch.testing.assert_close(render_ssim(a, b), ssim(a, b))
+def test_render_psnr_and_ssim_values():
+    # a render off by 0.1 everywhere: MSE 0.01, PSNR 10 log10(1 / 0.01) = 20 dB
+    target = torch.full((2, 3, 32, 32), 0.5)
+    torch.testing.assert_close(render_psnr(target + 0.1, target), torch.full((2,), 20.0))
+    # renders leave [0, 1] (an HDR background, overshooting splats): they are clamped before the metric
+    torch.testing.assert_close(render_psnr(torch.full((1, 3, 8, 8), 1.7), torch.full((1, 3, 8, 8), 0.9)),
+                               torch.tensor([20.0]))
+    # flat images a and b: the structure term is 1, SSIM = (2ab + C1) / (a^2 + b^2 + C1), C1 = 0.01^2
+    a, b, c1 = 0.3, 0.6, 1e-4
+    flat = lambda v: torch.full((1, 3, 24, 24), v, dtype=torch.float64)  # noqa: E731 (float32 E[x^2] - E[x]^2 rounds)
+    got = render_ssim(flat(a), flat(b))
+    torch.testing.assert_close(got, torch.tensor([(2 * a * b + c1) / (a * a + b * b + c1)], dtype=torch.float64))
+    x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(render_ssim(x, x), torch.ones(1))
+    # the 3DGS code zero-pads: the border then has edges of different height in the two images
+    assert render_ssim(flat(a), flat(b), padding="zeros") < got - 0.05
+
+
+def test_render_lpips_matches_the_lpips_package_on_renders_in_0_1():
+    import warnings
+
+    import lpips
+
+    from utils.metrics.lpips import convert_lpips_state_dict
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        ref = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
     model = LPIPS("alex")
-    torch.testing.assert_close(render_lpips(a, b, model=model), model(a * 2 - 1, b * 2 - 1))
+    model.load_state_dict(convert_lpips_state_dict(ref.state_dict()))
+    g = torch.Generator().manual_seed(1)
+    render, target = torch.rand(2, 3, 48, 48, generator=g), torch.rand(2, 3, 48, 48, generator=g)
+    with torch.no_grad():  # the package takes [-1, 1]; renders are in [0, 1]
+        expected = ref(render * 2 - 1, target * 2 - 1).flatten()
+    got = render_lpips(render, target, model=model)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert got.shape == (2,) and (got > 0).all()
+    assert render_lpips(target, target, model=model).abs().max() < 1e-6
 
 
 def test_chamfer_known_values():
