@@ -32,7 +32,7 @@ def _sync(device: torch.device) -> None:
 def bench_backend(backend: str, device: torch.device, n: int, size: int, iters: int, warmup: int) -> dict:
     from models.generation_3d.gaussian_splatting.config import get_config
     from models.generation_3d.gaussian_splatting.model import GaussianSplatting
-    from models.generation_3d.gaussian_splatting.trainer import gs_loss
+    from models.generation_3d.gaussian_splatting.training import gs_loss
     from utils.data.synthetic_scene import ground_truth_gaussians
     from utils.rendering.cameras import orbit_cameras
     from utils.rendering.splatting import RasterConfig, rasterization

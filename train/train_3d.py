@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from models.generation_3d.gaussian_splatting.config import TrainConfig, get_config
     from models.generation_3d.gaussian_splatting.strategy import make_strategy
-    from models.generation_3d.gaussian_splatting.trainer import Trainer, write_metrics
+    from models.generation_3d.gaussian_splatting.training import Trainer, write_metrics
     from utils.torch_utils import resolve_device
     from utils.visualization.ply import write_splat_ply
     from utils.visualization.turntable import orbit_from_cameras, write_turntable

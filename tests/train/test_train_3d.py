@@ -14,7 +14,7 @@ import torch
 
 from models.generation_3d.gaussian_splatting.config import TrainConfig, get_config
 from models.generation_3d.gaussian_splatting.strategy import make_strategy
-from models.generation_3d.gaussian_splatting.trainer import Trainer
+from models.generation_3d.gaussian_splatting.training import Trainer
 from utils.data.nerf_synthetic import load_nerf_synthetic
 from utils.data.synthetic_scene import ensure_synthetic_scene
 

@@ -10,5 +10,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "DefaultStrategy": "strategy:DefaultStrategy",
     "MCMCStrategy": "strategy:MCMCStrategy",
     "make_strategy": "strategy:make_strategy",
+    "Strategy": "strategy:Strategy",
+    "Trainer": "training:Trainer",
     "GaussianSplattingPipeline": "pipeline:GaussianSplattingPipeline",
 })

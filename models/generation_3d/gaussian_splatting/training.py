@@ -18,9 +18,9 @@ from utils.rendering.cameras import Cameras
 
 from .config import GaussianSplattingConfig, TrainConfig
 from .model import GaussianSplatting
-from .strategy import DefaultStrategy, MCMCStrategy
+from .strategy import Strategy
 
-__all__ = ["Trainer", "scene_scale", "gs_loss"]
+__all__ = ["Trainer", "scene_scale", "gs_loss", "write_metrics"]
 
 
 def scene_scale(cameras: Cameras) -> float:
@@ -49,7 +49,7 @@ class Trainer:
     """
 
     def __init__(self, model_config: GaussianSplattingConfig, train_config: TrainConfig,
-                 strategy: DefaultStrategy | MCMCStrategy, train_data: PosedImages, test_data: PosedImages | None,
+                 strategy: Strategy, train_data: PosedImages, test_data: PosedImages | None,
                  out_dir: str | Path, device: torch.device, save_every: int | None = None, keep_ckpts: int = 2,
                  tensorboard: bool = True):
         self.mcfg, self.cfg, self.strategy = model_config, train_config, strategy
@@ -68,7 +68,8 @@ class Trainer:
             self.model = GaussianSplatting.random(model_config, generator=gen)
         self.model.to(device)
         self.optimizers = self._make_optimizers()
-        self.strategy_state = strategy.initial_state(len(self.model), device)
+        strategy.check_sanity(self.model.splats, self.optimizers)
+        self.strategy_state = strategy.initialize_state(self.scene_scale)
         self.step = 0
 
     # -- optimisation ------------------------------------------------------------------------
@@ -91,6 +92,7 @@ class Trainer:
         return torch.tensor(self.cfg.background, device=self.device)
 
     def train_step(self, step: int) -> dict[str, float]:
+        from utils.metrics.image_metrics import psnr
         from utils.training import seed_step
 
         gen = seed_step(self.cfg.seed, step)
@@ -101,18 +103,20 @@ class Trainer:
         for g in self.optimizers["means"].param_groups:
             g["lr"] = self.means_lr_at(step)
         render, _, info = self.model.render(cams, sh_degree=sh_degree, background=bg)
+        self.strategy.step_pre_backward(self.model.splats, self.optimizers, self.strategy_state, step, info)
         loss, l1 = gs_loss(render, target, self.cfg.lambda_dssim)
         loss = loss + self.strategy.regularization(self.model.splats)
         loss.backward()
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
+        # after the optimiser step, as gsplat's simple_trainer does
         events = self.strategy.step_post_backward(self.model.splats, self.optimizers, self.strategy_state, step,
-                                                  info, self.scene_scale, lr=self.means_lr_at(step))
+                                                  info, lr=self.means_lr_at(step))
         with torch.no_grad():
-            mse = ((render.detach().clamp(0, 1) - target) ** 2).mean()
-            psnr = float(-10 * torch.log10(mse.clamp(min=1e-10)))
-        return {"loss": float(loss.detach()), "l1": float(l1.detach()), "psnr": psnr, "n": len(self.model), **events}
+            train_psnr = float(psnr(render.detach().clamp(0, 1).permute(0, 3, 1, 2), target.permute(0, 3, 1, 2)).mean())
+        return {"loss": float(loss.detach()), "l1": float(l1.detach()), "psnr": train_psnr, "n": len(self.model),
+                **events}
 
     def fit(self, resume: bool = False, progress: bool = True, log_every: int = 10) -> dict[str, Any]:
         from tqdm.auto import tqdm
@@ -186,8 +190,9 @@ class Trainer:
         self.optimizers = self._make_optimizers()
         for k, opt in self.optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][k])
-        self.strategy_state = {k: v.to(self.device) if torch.is_tensor(v) else v
-                               for k, v in ckpt["strategy_state"].items()}
+        # keys a checkpoint lacks (written before a strategy gained them) start fresh
+        saved = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in ckpt["strategy_state"].items()}
+        self.strategy_state = {**self.strategy.initialize_state(self.scene_scale), **saved}
         self.step = int(ckpt["step"])
 
     # -- evaluation and export -------------------------------------------------------------

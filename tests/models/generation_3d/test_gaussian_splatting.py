@@ -1,17 +1,14 @@
-"""Gaussian splatting: .ply round trip and the original layout, checkpoint conversion,
-densification strategies, the pipeline and the facade."""
+"""Gaussian splatting: .ply round trip and the original layout, checkpoint conversion, the
+pipeline and the facade (the densification strategies: test_gs_strategy.py)."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from models.generation_3d.gaussian_splatting import GaussianSplatting, GaussianSplattingConfig, SPLAT_KEYS
+from models.generation_3d.gaussian_splatting import SPLAT_KEYS
 from models.generation_3d.gaussian_splatting.convert import convert_to_native, detect_layout, load_splats
-from models.generation_3d.gaussian_splatting.strategy import (DefaultStrategy, MCMCStrategy, compute_relocation,
-                                                              duplicate, remove, split)
 from utils.errors import ConversionError, UserError
 from utils.visualization.ply import read_splat_ply, write_splat_ply
 
@@ -94,60 +91,6 @@ def test_convert_original_checkpoint_and_gsplat_ckpt(tmp_path):
     assert all(torch.equal(native[k], s[k]) for k in SPLAT_KEYS)
     with pytest.raises(ConversionError, match="missing keys"):
         convert_to_native({"means": s["means"], "colors": s["sh0"]})
-
-
-def _params_and_optims(n: int = 30):
-    model = GaussianSplatting(GaussianSplattingConfig(sh_degree=1))
-    model.load_splats(_splats(n, 1))
-    opts = {k: torch.optim.Adam([p], lr=1e-3) for k, p in model.splats.items()}
-    # one step so every optimiser has moments
-    sum(p.sum() for p in model.splats.values()).backward()
-    for o in opts.values():
-        o.step()
-    return model.splats, opts
-
-
-def test_strategy_ops_keep_optimizer_aligned():
-    params, opts = _params_and_optims(30)
-    state = DefaultStrategy().initial_state(30)
-    mask = torch.zeros(30, dtype=torch.bool)
-    mask[[1, 5, 7]] = True
-    before = params["means"].detach().clone()
-    duplicate(params, opts, state, mask)
-    assert len(params["means"]) == 33 and torch.equal(params["means"][30:], before[[1, 5, 7]])
-    for k, p in params.items():
-        st = opts[k].state[p]
-        assert st["exp_avg"].shape == p.shape and (st["exp_avg"][30:] == 0).all()
-        assert opts[k].param_groups[0]["params"][0] is p
-    split(params, opts, state, torch.arange(33) < 2)
-    assert len(params["means"]) == 35
-    assert torch.allclose(params["scales"][-1], params["scales"][-3]) and state["grad2d"].shape == (35,)
-    remove(params, opts, state, torch.arange(35) >= 20)
-    assert len(params["means"]) == 20 and all(opts[k].state[p]["exp_avg_sq"].shape == p.shape
-                                              for k, p in params.items())
-
-
-def test_relocation_preserves_a_single_copy_and_shrinks_many():
-    op = torch.tensor([0.3, 0.8, 0.95])
-    sc = torch.rand(3, 3) + 0.1
-    binoms = torch.tensor([[math.comb(n, k) for k in range(51)] for n in range(51)], dtype=torch.float32)
-    new_op, new_sc = compute_relocation(op, sc, torch.ones(3, dtype=torch.int32), binoms)
-    assert torch.allclose(new_op, op) and torch.allclose(new_sc, sc, atol=1e-6)
-    new_op, new_sc = compute_relocation(op, sc, torch.full((3,), 4, dtype=torch.int32), binoms)
-    # four copies of opacity o' composite to the original opacity
-    assert torch.allclose(1 - (1 - new_op) ** 4, op, atol=1e-6)
-    assert (new_op < op).all()
-
-
-def test_mcmc_relocates_dead_and_grows():
-    params, opts = _params_and_optims(40)
-    with torch.no_grad():
-        params["opacities"][:10] = -10.0  # dead
-    strat = MCMCStrategy(cap_max=100, refine_start=0, refine_every=1)
-    state = strat.initial_state(40)
-    out = strat.step_post_backward(params, opts, state, step=5, info={}, scene_scale=1.0, lr=1e-4)
-    assert out["relocated"] == 10 and out["added"] == 2 and len(params["means"]) == 42
-    assert (torch.sigmoid(params["opacities"]) > strat.min_opacity).all()
 
 
 def test_pipeline_renders_and_saves(tmp_path):
