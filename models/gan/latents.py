@@ -83,17 +83,19 @@ def truncated_normal(shape: tuple[int, ...] | torch.Size, threshold: float,
     """N(0, 1) samples with every entry |x| <= threshold, by redrawing the ones outside (BigGAN's trick).
 
     Redrawing keeps the shape of the normal inside the threshold (the result is a truncated normal),
-    unlike clipping, which piles mass on the bounds.
+    unlike clipping, which piles mass on the bounds. Only the entries outside are redrawn, in order,
+    so a generator's stream gives the same latents as BigGAN's sampler (`biggan.truncated_noise`).
     """
     if threshold <= 0:
         raise UserError(f"the truncation threshold must be positive, got {threshold}")
     z = torch.randn(shape, generator=generator)
     for _ in range(max_rounds):
         outside = z.abs() > threshold
-        if not outside.any():
+        count = int(outside.sum())
+        if count == 0:
             return z
-        z = torch.where(outside, torch.randn(shape, generator=generator), z)
-    return z.clamp(-threshold, threshold)
+        z[outside] = torch.randn(count, generator=generator)
+    return z.clamp(-threshold, threshold)  # only for thresholds so small that redrawing does not end
 
 
 def resample_outside(z: Tensor, threshold: float, generator: torch.Generator | None = None) -> Tensor:

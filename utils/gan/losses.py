@@ -12,43 +12,51 @@ from utils.errors import UserError, did_you_mean
 Tensor = torch.Tensor
 
 
-def _ns_d(real: Tensor, fake: Tensor) -> Tensor:
-    # -log D(x) - log(1 - D(G(z))) written with softplus for stability
+def non_saturating_d_loss(real: Tensor, fake: Tensor) -> Tensor:
+    """-log D(x) - log(1 - D(G(z))) on logits (the original GAN's D loss, 'vanilla' in taming)."""
+    # written with softplus for stability: -log sigmoid(t) = softplus(-t)
     return F.softplus(-real).mean() + F.softplus(fake).mean()
 
 
-def _ns_g(fake: Tensor) -> Tensor:
+def non_saturating_g_loss(fake: Tensor) -> Tensor:
+    """-log D(G(z)): the generator loss Goodfellow et al. recommend over the saturating log(1 - D)."""
     return F.softplus(-fake).mean()
 
 
-def _hinge_d(real: Tensor, fake: Tensor) -> Tensor:
+def hinge_d_loss(real: Tensor, fake: Tensor) -> Tensor:
+    """mean relu(1 - D(x)) + mean relu(1 + D(G(z))) (SAGAN, BigGAN)."""
     return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
 
 
-def _hinge_g(fake: Tensor) -> Tensor:
+def hinge_g_loss(fake: Tensor) -> Tensor:
+    """-mean D(G(z))."""
     return -fake.mean()
 
 
-def _wgan_d(real: Tensor, fake: Tensor) -> Tensor:
+def wasserstein_d_loss(real: Tensor, fake: Tensor) -> Tensor:
+    """The critic's loss mean D(G(z)) - mean D(x) (WGAN; add a gradient penalty for WGAN-GP)."""
     return fake.mean() - real.mean()
 
 
-def _wgan_g(fake: Tensor) -> Tensor:
+def wasserstein_g_loss(fake: Tensor) -> Tensor:
     return -fake.mean()
 
 
-def _lsgan_d(real: Tensor, fake: Tensor) -> Tensor:
-    # Mao et al. 2017 with a=0, b=c=1; the 1/2 factors follow the paper
+def lsgan_d_loss(real: Tensor, fake: Tensor) -> Tensor:
+    """Least squares (Mao et al. 2017) with a=0, b=c=1; the 1/2 factors follow the paper."""
     return 0.5 * ((real - 1) ** 2).mean() + 0.5 * (fake ** 2).mean()
 
 
-def _lsgan_g(fake: Tensor) -> Tensor:
+def lsgan_g_loss(fake: Tensor) -> Tensor:
     return 0.5 * ((fake - 1) ** 2).mean()
 
 
 @dataclass(frozen=True)
 class GANLoss:
+    """A named (d_loss, g_loss) pair; `get_loss(name)` looks one up."""
+
     name: str
+    """The key in LOSSES (what --loss takes)."""
     d_loss: Callable[[Tensor, Tensor], Tensor]
     """Discriminator loss from logits on real and on fake samples."""
     g_loss: Callable[[Tensor], Tensor]
@@ -56,10 +64,10 @@ class GANLoss:
 
 
 LOSSES = {
-    "non_saturating": GANLoss("non_saturating", _ns_d, _ns_g),
-    "hinge": GANLoss("hinge", _hinge_d, _hinge_g),
-    "wasserstein": GANLoss("wasserstein", _wgan_d, _wgan_g),
-    "lsgan": GANLoss("lsgan", _lsgan_d, _lsgan_g),
+    "non_saturating": GANLoss("non_saturating", non_saturating_d_loss, non_saturating_g_loss),
+    "hinge": GANLoss("hinge", hinge_d_loss, hinge_g_loss),
+    "wasserstein": GANLoss("wasserstein", wasserstein_d_loss, wasserstein_g_loss),
+    "lsgan": GANLoss("lsgan", lsgan_d_loss, lsgan_g_loss),
 }
 
 
@@ -67,3 +75,7 @@ def get_loss(name: str) -> GANLoss:
     if name not in LOSSES:
         raise UserError(f"unknown GAN loss '{name}': {did_you_mean(name, LOSSES)}")
     return LOSSES[name]
+
+
+__all__ = ["GANLoss", "LOSSES", "get_loss", "hinge_d_loss", "hinge_g_loss", "lsgan_d_loss", "lsgan_g_loss",
+           "non_saturating_d_loss", "non_saturating_g_loss", "wasserstein_d_loss", "wasserstein_g_loss"]

@@ -1,4 +1,4 @@
-"""The BigGAN-deep discriminator (projection, spectral norm) and BigGAN's training regularisers.
+"""The BigGAN-deep discriminator (projection, spectral norm) and BigGAN's orthogonal regulariser.
 
 DeepMind released no discriminator weights; this is the architecture of the paper (appendix B):
 the generator mirrored, with bottleneck blocks that average-pool to downsample and widen their
@@ -14,6 +14,8 @@ from torch import nn
 
 from models.gan.biggan.config import BigGANDiscriminatorConfig
 from models.gan.biggan.layers import SelfAttention, SNConv2d, SNEmbedding, SNLinear
+# BigGAN trains with the hinge loss of the shared toolkit; `models.gan.biggan` exports it from here
+from utils.gan.losses import hinge_d_loss, hinge_g_loss  # noqa: F401
 
 
 class DiscriminatorBlock(nn.Module):
@@ -87,28 +89,23 @@ def orthogonal_regularization(params: Iterable[torch.Tensor], strength: float = 
     Each weight is viewed as a (out, in * k * k) matrix; only the off-diagonal entries of its Gram
     matrix are penalised, so filters are pushed towards orthogonality without fixing their norms.
     Pass the generator's weight matrices (ndim >= 2), e.g. `ortho_params(generator)`.
+
+    For a tall W (more rows than columns, e.g. G's stem: 32768 x 256 at 128 px) the row Gram matrix
+    would not fit in memory; ||W W^T||_F = ||W^T W||_F, so the off-diagonal part is the small Gram
+    matrix's squared norm minus the squared row norms squared (the diagonal of W W^T).
     """
     total = None
     for w in params:
         m = w.flatten(1)
-        gram = m @ m.t()
-        off = gram - torch.diag_embed(torch.diagonal(gram))
-        term = off.pow(2).sum()
+        if m.shape[0] > m.shape[1]:
+            term = (m.t() @ m).pow(2).sum() - m.pow(2).sum(1).pow(2).sum()
+        else:
+            gram = m @ m.t()
+            term = (gram - torch.diag_embed(torch.diagonal(gram))).pow(2).sum()
         total = term if total is None else total + term
-    if total is None:
-        return torch.zeros(())
-    return strength * total
+    return torch.zeros(()) if total is None else strength * total
 
 
 def ortho_params(module: nn.Module, skip: tuple[str, ...] = ("class_embed",)) -> list[torch.Tensor]:
     """The weights the paper regularises: every parameter with 2+ dims, except the class embeddings."""
     return [p for n, p in module.named_parameters() if p.ndim >= 2 and not n.startswith(skip)]
-
-
-def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """mean(relu(1 - D(x))) + mean(relu(1 + D(G(z)))), the discriminator loss of BigGAN."""
-    return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
-
-
-def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    return -fake_logits.mean()

@@ -10,14 +10,12 @@ import torch
 from models.gan.biggan.config import PRESETS, BigGANConfig
 from models.gan.biggan.convert import convert_state_dict, infer_config
 from models.gan.biggan.generator import BigGANGenerator
-from models.gan.biggan.spec import SPEC
-from utils.outputs import ImageOutput
+from models.gan.latents import truncated_normal
+from models.gan.pipeline_base import LatentGANPipeline
 from utils.errors import UserError, did_you_mean
-from utils.torch_utils import make_generator, resolve_device, resolve_dtype
-from utils.weights import load_into, load_state_dict, resolve
+from utils.outputs import ImageOutput
+from utils.weights import load_state_dict
 
-DEFAULT_PRESET = SPEC.default_preset
-HUB_IDS = {f"biggan-deep-{r}": f"huggingface/biggan-deep-{r}" for r in (128, 256, 512)}
 WEIGHTS_FILES = ("pytorch_model.bin", "model.safetensors", "biggan.safetensors")
 
 
@@ -25,16 +23,10 @@ def truncated_noise(shape: tuple[int, ...], truncation: float, generator: torch.
                     bound: float = 2.0) -> torch.Tensor:
     """truncation * (standard normal truncated to [-bound, bound]), drawn on the CPU.
 
-    Values outside the bounds are redrawn until none is left, which samples the truncated
-    normal exactly (the release's samplers use scipy's truncnorm(-2, 2) the same way).
+    The release's samplers draw scipy's truncnorm(-2, 2) and scale it by the truncation; the
+    truncated normal is `models.gan.latents.truncated_normal` (the entries outside are redrawn).
     """
-    z = torch.randn(shape, generator=generator)
-    while True:
-        bad = z.abs() > bound
-        n = int(bad.sum())
-        if n == 0:
-            return truncation * z
-        z[bad] = torch.randn(n, generator=generator)
+    return truncation * truncated_normal(shape, bound, generator)
 
 
 def imagenet_classes() -> list[str]:
@@ -65,63 +57,51 @@ def class_index(name: str, num_classes: int) -> int:
     raise UserError(f"'{name}' is not an ImageNet class: {did_you_mean(key, names)}")
 
 
-class BigGANPipeline:
-    """A BigGAN-deep generator ready to sample; `__call__` returns an `ImageOutput`."""
+class BigGANPipeline(LatentGANPipeline):
+    """A BigGAN-deep generator ready to sample; `__call__` returns an `ImageOutput`.
 
-    def __init__(self, generator: BigGANGenerator, device: torch.device, dtype: torch.dtype):
-        self.generator = generator.to(device=device, dtype=dtype).eval()
-        self.config: BigGANConfig = generator.config
-        self.device, self.dtype = device, dtype
+    `from_pretrained(source)`: a pytorch_model.bin (config.json beside it), a folder holding both, or a
+    hub id (huggingface/biggan-deep-128...); without a source, `preset` names the weights (`tiny`: random).
+    On the latent-GAN base; what differs: the release's folder (weights + config.json), truncated
+    noise, ImageNet class names or random classes, and the truncation the generator takes.
+    """
+
+    model_name = "biggan"
+    config_class = BigGANConfig
+    presets = PRESETS
+    network_class = BigGANGenerator
+    weights_files = WEIGHTS_FILES
+    config: BigGANConfig
 
     # -- loading ---------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, source: str | Path | None = None, preset: str | None = None,
-                        device: str | torch.device | None = None,
-                        dtype: str | torch.dtype | None = None) -> "BigGANPipeline":
-        """`source`: a pytorch_model.bin (config.json beside it), a folder holding both, or a hub id
-        (huggingface/biggan-deep-128...). Without a source, `preset` names the weights; `tiny` is random."""
-        dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev)
-        SPEC.check_preset(preset)
-        if source is None:
-            preset = preset or DEFAULT_PRESET
-            if preset == "tiny":
-                torch.manual_seed(0)
-                return cls(BigGANGenerator(PRESETS["tiny"]), dev, dt)
-            source = HUB_IDS[preset]
-        weights, config = cls._locate(source, preset)
-        sd = load_state_dict(weights)
-        config = infer_config(sd, config)
-        with torch.device("meta"):
-            gen = BigGANGenerator(config)
-        load_into(gen, convert_state_dict(sd, config), what=f"BigGAN checkpoint {weights.name}")
-        return cls(gen, dev, dt)
-
-    @staticmethod
-    def _locate(source: str | Path, preset: str | None) -> tuple[Path, BigGANConfig]:
-        """The weights file and the config: config.json beside the weights, else the preset."""
-        path = resolve(source)
-        if path.is_dir():
-            found = next((path / f for f in WEIGHTS_FILES if (path / f).exists()), None)
-            if found is None:
-                raise UserError(f"no BigGAN weights in {path}: expected one of {', '.join(WEIGHTS_FILES)}")
-            weights = found
-        else:
-            weights = path
+    def read_checkpoint(cls, path: Path, preset: str | None) -> tuple[Path, dict[str, torch.Tensor], BigGANConfig]:
+        """The weights file, its tensors and the config: config.json beside the weights, else the preset."""
+        weights = cls.checkpoint_file(path)
         cfg_file = weights.parent / "config.json"
         if cfg_file.exists():
             config = BigGANConfig.from_reference_dict(json.loads(cfg_file.read_text()))
             if preset is not None and preset != "tiny" and config != PRESETS[preset]:
                 raise UserError(f"the config.json beside {weights.name} does not describe preset '{preset}': "
                                 "drop the preset to use the checkpoint's own configuration")
-            return weights, config
-        if preset is None:
+        elif preset is None:
             raise UserError(f"no config.json beside {weights.name}: put the config.json of the release next to it, "
                             f"or name the preset ({', '.join(PRESETS)})")
-        return weights, PRESETS[preset]
+        else:
+            config = PRESETS[preset]
+        sd = load_state_dict(weights)
+        return weights, sd, infer_config(sd, config)
+
+    @classmethod
+    def convert(cls, state_dict: dict[str, torch.Tensor], config: BigGANConfig) -> dict[str, torch.Tensor]:
+        return convert_state_dict(state_dict, config)
 
     # -- sampling --------------------------------------------------------------------------------
+
+    def sample_latents(self, n: int, generator: torch.Generator, truncation: float = 0.4) -> torch.Tensor:
+        """(n, z_dim) truncated noise, already scaled by `truncation`."""
+        return truncated_noise((n, self.config.z_dim), float(truncation), generator)
 
     def labels(self, class_labels: int | str | Sequence[int | str] | torch.Tensor | None, n: int,
                generator: torch.Generator) -> torch.Tensor:
@@ -162,17 +142,12 @@ class BigGANPipeline:
             class_labels = int(prompt) if prompt.strip().isdigit() else prompt
         if not 0.0 < float(truncation) <= 1.0:
             raise UserError(f"truncation must be in (0, 1], got {truncation}: 0.4 is the usual value, 1.0 is none")
-        gen = make_generator(seed)
+        gen = self.noise_generator(seed)
         if latents is None:
             if num_images < 1:
                 raise UserError("the number of images must be at least 1")
-            latents = truncated_noise((num_images, self.config.z_dim), float(truncation), gen)
+            latents = self.sample_latents(num_images, gen, truncation)
         elif latents.ndim != 2 or latents.shape[1] != self.config.z_dim:
             raise UserError(f"latents must have shape (batch, {self.config.z_dim}), got {tuple(latents.shape)}")
-        n = latents.shape[0]
-        y = self.labels(class_labels, n, gen)
-        chunks = []
-        for i in range(0, n, batch_size):
-            z = latents[i:i + batch_size].to(self.device, self.dtype)
-            chunks.append(self.generator(z, y[i:i + batch_size].to(self.device), float(truncation)).float().cpu())
-        return ImageOutput.from_tensor(torch.cat(chunks), latents=latents, labels=y)
+        y = self.labels(class_labels, latents.shape[0], gen)
+        return self.output(self.generate(latents, y, batch_size, float(truncation)), latents=latents, labels=y)

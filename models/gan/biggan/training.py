@@ -11,13 +11,11 @@ generator; batch 2048; standing batch-norm statistics for sampling.
 """
 from __future__ import annotations
 
-from typing import Iterable
-
 import torch
 from torch import nn
 
 from models.gan.biggan.config import PRESETS, BigGANDiscriminatorConfig
-from models.gan.biggan.discriminator import BigGANDiscriminator, ortho_params
+from models.gan.biggan.discriminator import BigGANDiscriminator, ortho_params, orthogonal_regularization
 from models.gan.biggan.generator import BigGANGenerator
 from models.gan.biggan.layers import BatchNorm, ConditionalBatchNorm
 from utils.gan.recipe import GANRecipe, StepContext
@@ -37,25 +35,6 @@ PAPER_LR: dict[str, tuple[float, float]] = {
 SMALL_LR = (1e-4, 4e-4)
 """The SAGAN/BigGAN baseline TTUR (G 1e-4, D 4e-4), used for the small presets."""
 PAPER_BATCH = 2048
-
-
-def orthogonal_penalty(params: Iterable[torch.Tensor], strength: float = ORTHO_BETA) -> torch.Tensor:
-    """strength * sum_W ||W W^T * (1 - I)||_F^2, the same value as `orthogonal_regularization`.
-
-    For a tall W (more rows than columns, e.g. G's stem: 32768 x 256 at 128 px) the row Gram matrix
-    would not fit in memory; ||W W^T||_F = ||W^T W||_F, so the off-diagonal part is computed from the
-    small Gram matrix minus the squared row norms (the diagonal of W W^T).
-    """
-    total = None
-    for w in params:
-        m = w.flatten(1)
-        if m.shape[0] > m.shape[1]:
-            term = (m.t() @ m).pow(2).sum() - m.pow(2).sum(1).pow(2).sum()
-        else:
-            gram = m @ m.t()
-            term = (gram - torch.diag_embed(torch.diagonal(gram))).pow(2).sum()
-        total = term if total is None else total + term
-    return torch.zeros(()) if total is None else strength * total
 
 
 def orthogonal_init(module: nn.Module) -> nn.Module:
@@ -189,7 +168,8 @@ def recipe(preset: str = "tiny", ortho_beta: float = ORTHO_BETA) -> GANRecipe:
         y = torch.randint(0, k, (n,), generator=gen).to(dev)
         with acc.autocast():
             loss_g = loss.g_loss(D(G(z, y), y).float())
-        ortho = orthogonal_penalty(ortho_params(ctx.unwrap(G)), ortho_beta) if ortho_beta > 0 else torch.zeros(())
+        ortho = (orthogonal_regularization(ortho_params(ctx.unwrap(G)), ortho_beta) if ortho_beta > 0
+                 else torch.zeros(()))
         ctx.opt_g.zero_grad(set_to_none=True)
         acc.backward(loss_g + ortho.to(loss_g.device))
         ctx.opt_g.step()

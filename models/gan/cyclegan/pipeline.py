@@ -1,6 +1,7 @@
 """CycleGAN translation pipeline: images of domain A in, images of domain B out (or back with BtoA)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -8,12 +9,11 @@ import torch
 from PIL import Image
 
 from models.gan.cyclegan.config import PRESETS, CycleGANConfig
-from models.gan.cyclegan.convert import convert_generator, infer_generator_config
+from models.gan.cyclegan.convert import DIRECTIONS, convert_generator, infer_generator_config
 from models.gan.cyclegan.model import ResnetGenerator
-from models.gan.cyclegan.spec import SPEC
-from utils.outputs import ImageOutput
+from models.gan.pipeline_base import GANPipeline
 from utils.errors import UserError
-from utils.torch_utils import resolve_device, resolve_dtype
+from utils.outputs import ImageOutput
 
 ImageInput = str | Path | Image.Image | torch.Tensor
 
@@ -22,45 +22,61 @@ def _round4(n: int) -> int:
     return max(4, int(round(n / 4)) * 4)
 
 
-class CycleGANPipeline:
-    """`CycleGANPipeline.from_pretrained("latest_net_G_A.pth")(image="horse.jpg").save("zebra.png")`."""
+class CycleGANPipeline(GANPipeline):
+    """`CycleGANPipeline.from_pretrained("latest_net_G_A.pth")(image="horse.jpg").save("zebra.png")`.
+
+    On the GAN base; what differs: a direction (G_A or G_B of a file holding both), no registered weights,
+    a config always read off the generator's shapes, and images (files, folders, PIL, tensors) as input.
+    """
 
     model_name = "cyclegan"
+    config_class = CycleGANConfig
     presets = PRESETS
+    network_class = ResnetGenerator
+    config: CycleGANConfig
 
     def __init__(self, generator: ResnetGenerator, config: CycleGANConfig, device: torch.device, dtype: torch.dtype,
                  direction: str = "AtoB"):
-        self.generator = generator.to(device=device, dtype=dtype).eval()
-        self.config, self.device, self.dtype, self.direction = config, device, dtype, direction
+        super().__init__(config, device, dtype)
+        self.generator = self.place(generator)
+        self.direction = direction
 
     @classmethod
     def from_pretrained(cls, source: str | Path | None = None, preset: str | None = None, device: str | None = None,
                         dtype: str | torch.dtype | None = None, direction: str = "AtoB") -> "CycleGANPipeline":
-        """Random weights for `preset='tiny'`; else a generator checkpoint (original .pth or native safetensors)."""
-        from models.gan.pipeline_base import LatentGANPipeline
-        from utils.weights import read_safetensors_config
-        from utils.weights import load_into, load_state_dict
+        """Random weights for `preset='tiny'`; else a generator checkpoint (original .pth or native safetensors).
+        `direction` 'BtoA' takes G_B of a checkpoint holding both generators."""
+        if direction not in DIRECTIONS:
+            raise UserError(f"direction must be AtoB or BtoA, got '{direction}'")
+        return cls._load_pipeline(source, preset, device, dtype, direction=direction)
 
-        dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev)
-        SPEC.check_preset(preset)
-        if source is None:
-            if preset == "tiny":
-                torch.manual_seed(0)
-                return cls(ResnetGenerator(PRESETS["tiny"]), PRESETS["tiny"], dev, dt, direction)
-            raise UserError("no CycleGAN weights are registered: pass --weights with a generator file such as "
-                            "latest_net_G_A.pth (the original release) or a generator.safetensors trained here, "
-                            "or use --preset tiny for random weights")
-        path = LatentGANPipeline._resolve_source(source)
-        sd = load_state_dict(path)
-        config = read_safetensors_config(path, CycleGANConfig) or infer_generator_config(sd, direction)
+    @classmethod
+    def missing_weights(cls, preset: str) -> Exception:
+        return UserError("no CycleGAN weights are registered: pass --weights with a generator file such as "
+                         "latest_net_G_A.pth (the original release) or a generator.safetensors trained here, "
+                         "or use --preset tiny for random weights")
+
+    @classmethod
+    def infer_config(cls, state_dict: dict[str, torch.Tensor], direction: str = "AtoB") -> CycleGANConfig:
+        return infer_generator_config(state_dict, direction)
+
+    @classmethod
+    def read_checkpoint(cls, path: Path, preset: str | None,
+                        direction: str = "AtoB") -> tuple[Path, dict[str, torch.Tensor], CycleGANConfig]:
+        file, sd, config = super().read_checkpoint(path, preset, direction=direction)
         if direction == "BtoA":  # G_B maps the other way: its channels are swapped
-            config = CycleGANConfig(**{**config.__dict__, "in_channels": config.out_channels,
-                                       "out_channels": config.in_channels})
-        with torch.device("meta"):
-            gen = ResnetGenerator(config)
-        load_into(gen, convert_generator(sd, direction), what=f"cyclegan checkpoint {path.name}")
-        return cls(gen, config, dev, dt, direction)
+            config = replace(config, in_channels=config.out_channels, out_channels=config.in_channels)
+        return file, sd, config
+
+    @classmethod
+    def check_fit(cls, config: CycleGANConfig, preset: str | None, file: Path) -> None:
+        """Nothing to check: a generator file does not say the training size or the discriminator's width
+        that a preset also fixes, and the generator's shapes are always read off the file."""
+
+    @classmethod
+    def convert(cls, state_dict: dict[str, torch.Tensor], config: CycleGANConfig,
+                direction: str = "AtoB") -> dict[str, torch.Tensor]:
+        return convert_generator(state_dict, direction)
 
     # -- inputs ------------------------------------------------------------------------------------
 
@@ -124,7 +140,4 @@ class CycleGANPipeline:
             y = self.generator(x[None].to(self.device, self.dtype)).float().cpu()
             outputs.append(y[0])
             names.append(name)
-        if len({o.shape for o in outputs}) == 1:
-            return ImageOutput.from_tensor(torch.stack(outputs), names=names)
-        parts = [ImageOutput.from_tensor(o[None]) for o in outputs]  # inputs of different sizes
-        return ImageOutput([p.images[0] for p in parts], names=names)
+        return self.output(outputs, names=names)

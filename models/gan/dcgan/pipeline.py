@@ -15,7 +15,7 @@ class DCGANPipeline(LatentGANPipeline):
     model_name = "dcgan"
     config_class = DCGANConfig
     presets = PRESETS
-    generator_class = Generator
+    network_class = Generator
 
     @classmethod
     def convert(cls, state_dict: dict[str, torch.Tensor], config: DCGANConfig) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ class VanillaGANPipeline(LatentGANPipeline):
     model_name = "vanilla_gan"
     config_class = VanillaGANConfig
     presets = PRESETS
-    generator_class = Generator
+    network_class = Generator
 
     @classmethod
     def convert(cls, state_dict: dict[str, torch.Tensor], config: VanillaGANConfig) -> dict[str, torch.Tensor]:

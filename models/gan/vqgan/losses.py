@@ -1,18 +1,25 @@
-"""VQGAN's training objective (taming's VQLPIPSWithDiscriminator) as plain functions."""
+"""VQGAN's training objective (taming's VQLPIPSWithDiscriminator) as plain functions.
+
+The adversarial terms are the shared ones of `utils.gan.losses` (taming halves the D losses); what is
+VQGAN's own is the late start of the discriminator, the adaptive weight and the L1 + LPIPS reconstruction.
+"""
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
+
+from utils.gan import losses as shared
 
 
 def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean())
+    """taming's hinge D loss: half the shared hinge loss (the mean of its real and fake terms)."""
+    return 0.5 * shared.hinge_d_loss(real_logits, fake_logits)
 
 
 def vanilla_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean())
+    """taming's 'vanilla' D loss: half the shared non-saturating loss."""
+    return 0.5 * shared.non_saturating_d_loss(real_logits, fake_logits)
 
 
 D_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {

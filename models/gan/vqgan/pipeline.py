@@ -12,13 +12,13 @@ from PIL import Image
 from models.gan.vqgan.config import PRESETS, VQGANConfig
 from models.gan.vqgan.convert import config_from_diffusers, convert_state_dict, detect_layout, infer_config
 from models.gan.vqgan.model import VQGAN
-from models.gan.vqgan.spec import SPEC
-from utils.outputs import ImageOutput
+from models.gan.pipeline_base import GANPipeline
+from utils.data.augmentations import center_crop
+from utils.data.image_folder import load_rgb
 from utils.errors import UserError, WeightsError
-from utils.torch_utils import make_generator, resolve_device, resolve_dtype
-from utils.weights import load_folder_state_dict, load_into, load_state_dict, resolve
+from utils.outputs import ImageOutput
+from utils.weights import load_folder_state_dict, load_state_dict
 
-DEFAULT_PRESET = SPEC.default_preset
 OFFICIAL_LINKS = {
     "imagenet-f16-1024": "https://heibox.uni-heidelberg.de/d/8088892a516d4e3baf92/",
     "imagenet-f16-16384": "https://heibox.uni-heidelberg.de/d/a7530b09fed84f80a887/",
@@ -39,9 +39,9 @@ def image_to_tensor(image: ImageInput | Sequence[ImageInput], size: int | None =
     tensors = []
     for item in items:
         if isinstance(item, (str, Path)):
-            if not Path(item).exists():
+            if not Path(item).is_file():
                 raise UserError(f"image not found: {item}: check the path")
-            item = Image.open(item)
+            item = load_rgb(Path(item))
         if isinstance(item, np.ndarray):
             item = Image.fromarray(item)
         img = item.convert("RGB")
@@ -49,8 +49,7 @@ def image_to_tensor(image: ImageInput | Sequence[ImageInput], size: int | None =
             scale = size / min(img.size)
             img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))),
                              Image.BICUBIC)
-            left, top = (img.width - size) // 2, (img.height - size) // 2
-            img = img.crop((left, top, left + size, top + size))
+            img = center_crop(img, size)
         arr = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1)
         tensors.append(arr / 127.5 - 1.0)
     if len({t.shape for t in tensors}) > 1:
@@ -58,51 +57,58 @@ def image_to_tensor(image: ImageInput | Sequence[ImageInput], size: int | None =
     return torch.stack(tensors)
 
 
-class VQGANPipeline:
-    """A VQGAN autoencoder; `__call__(image=...)` reconstructs, `__call__(indices=...)` decodes codes."""
+class VQGANPipeline(GANPipeline):
+    """A VQGAN autoencoder; `__call__(image=...)` reconstructs, `__call__(indices=...)` decodes codes.
 
-    def __init__(self, model: VQGAN, device: torch.device, dtype: torch.dtype,
+    `from_pretrained(source)`: a taming .ckpt (or the log folder holding checkpoints/last.ckpt), a
+    diffusers VQModel folder (or its parent with a vqvae/ folder), a native .safetensors, or a hub id of a
+    diffusers VQModel; `preset='tiny'` without a source is random. On the GAN base; what differs: the
+    folders it reads, the discriminator a taming checkpoint carries, images <-> code indices.
+    """
+
+    model_name = "vqgan"
+    config_class = VQGANConfig
+    presets = PRESETS
+    network_class = VQGAN
+    config: VQGANConfig
+
+    def __init__(self, model: VQGAN, config: VQGANConfig, device: torch.device, dtype: torch.dtype,
                  discriminator_state: dict[str, torch.Tensor] | None = None):
-        self.model = model.to(device=device, dtype=dtype).eval()
-        self.config: VQGANConfig = model.config
-        self.device, self.dtype = device, dtype
+        super().__init__(config, device, dtype)
+        self.model = self.place(model)
         self.discriminator_state = discriminator_state or {}
         """The PatchGAN weights found in a taming checkpoint (to resume training), else empty."""
 
+    # -- loading ---------------------------------------------------------------------------------
+
     @classmethod
-    def from_pretrained(cls, source: str | Path | None = None, preset: str | None = None,
-                        device: str | torch.device | None = None,
-                        dtype: str | torch.dtype | None = None) -> "VQGANPipeline":
-        """`source`: a taming .ckpt, a diffusers VQModel folder (or its parent with a vqvae/ folder),
-        a native .safetensors, or a hub id of a diffusers VQModel. `preset='tiny'` without a source is random."""
-        dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev)
-        SPEC.check_preset(preset)
-        if source is None:
-            preset = preset or DEFAULT_PRESET
-            if preset == "tiny":
-                torch.manual_seed(0)
-                return cls(VQGAN(PRESETS["tiny"]), dev, dt)
-            raise WeightsError(f"the taming-transformers VQGAN weights are not on the Hugging Face hub: download "
-                               f"last.ckpt from {OFFICIAL_LINKS[preset]} and pass its path as the weights "
-                               "(or use preset 'tiny' for random weights)")
-        base = PRESETS[preset or DEFAULT_PRESET]
-        path = resolve(source)
+    def missing_weights(cls, preset: str) -> Exception:
+        return WeightsError(f"the taming-transformers VQGAN weights are not on the Hugging Face hub: download "
+                            f"last.ckpt from {OFFICIAL_LINKS[preset]} and pass its path as the weights "
+                            "(or use preset 'tiny' for random weights)")
+
+    @classmethod
+    def from_source(cls, source: str | Path, preset: str | None, device: torch.device,
+                    dtype: torch.dtype) -> "VQGANPipeline":
+        """As the base, but a taming checkpoint's discriminator is split off and kept beside the model."""
+        path, sd, config = cls.read_checkpoint(cls.resolve_source(source), preset)
+        ae, disc = convert_state_dict(sd, config)
+        return cls(cls.load_network(config, ae, path), config, device, dtype, discriminator_state=disc)
+
+    @classmethod
+    def read_checkpoint(cls, path: Path, preset: str | None) -> tuple[Path, dict[str, torch.Tensor], VQGANConfig]:
+        """(the file or folder, its tensors, the config): a folder's config.json, else the shapes."""
+        base = PRESETS[preset or cls.spec().default_preset]
         if path.is_dir():
             sd, config = cls._read_folder(path, base)
         else:
-            sd = load_state_dict(path)
-            config = None
+            sd, config = load_state_dict(path), None
         if config is None:
             if detect_layout(sd) == "diffusers":
                 raise UserError(f"{path.name} is in the diffusers layout but has no config.json beside it: pass "
                                 "the VQModel folder")
             config = infer_config({k: v for k, v in sd.items() if not k.startswith("loss.")}, base)
-        ae, disc = convert_state_dict(sd, config)
-        with torch.device("meta"):
-            model = VQGAN(config)
-        load_into(model, ae, what=f"VQGAN checkpoint {path.name}")
-        return cls(model, dev, dt, disc)
+        return path, sd, config
 
     @staticmethod
     def _read_folder(path: Path, base: VQGANConfig) -> tuple[dict[str, torch.Tensor], VQGANConfig | None]:
@@ -164,7 +170,7 @@ class VQGANPipeline:
             if indices is None:
                 side = (size or self.config.resolution) // self.config.downsample_factor
                 indices = torch.randint(0, self.config.n_embed, (num_images, side, side),
-                                        generator=make_generator(seed))
+                                        generator=self.noise_generator(seed))
             images = self.decode(indices)
             idx = torch.as_tensor(indices)
-        return ImageOutput.from_tensor(images, indices=idx)
+        return self.output(images, indices=idx)

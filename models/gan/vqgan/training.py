@@ -17,6 +17,7 @@ import torch
 from models.gan.vqgan.config import VQGANLossConfig
 from models.gan.vqgan.losses import D_LOSSES, adaptive_weight, adopt_weight, reconstruction_loss
 from models.gan.vqgan.model import VQGAN
+from utils.gan.losses import hinge_g_loss
 
 Perceptual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Backward = Callable[[torch.Tensor], None]
@@ -42,7 +43,7 @@ def autoencoder_loss(model: VQGAN, discriminator: torch.nn.Module, perceptual: P
     """The autoencoder's objective: rec + lambda * factor * g_loss + codebook_weight * codebook."""
     rec, p = reconstruction_loss(x, xrec, perceptual, cfg.perceptual_weight)
     factor = adopt_weight(cfg.disc_factor, global_step, cfg.disc_start)
-    g_loss = -discriminator(xrec.contiguous()).mean()
+    g_loss = hinge_g_loss(discriminator(xrec.contiguous()))
     if factor > 0 and torch.is_grad_enabled():
         d_weight = adaptive_weight(rec, g_loss, model.last_layer, cfg.disc_weight)
     else:

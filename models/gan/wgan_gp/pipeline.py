@@ -15,7 +15,7 @@ class WGANGPPipeline(LatentGANPipeline):
     model_name = "wgan_gp"
     config_class = WGANGPConfig
     presets = PRESETS
-    generator_class = Generator
+    network_class = Generator
 
     @classmethod
     def convert(cls, state_dict: dict[str, torch.Tensor], config: WGANGPConfig) -> dict[str, torch.Tensor]:
