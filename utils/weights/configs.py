@@ -51,14 +51,16 @@ def config_call(cls: type, facts: Mapping[str, Any], unknown: Iterable[str]) -> 
 
 def settle_config(facts: Mapping[str, Any], presets: Mapping[str, C], cls: type, undetermined: Iterable[str],
                   what: str, config: C | None = None, prefer: str | C | None = None,
-                  suggest: Mapping[str, Any] | None = None, hint: str = "") -> tuple[C, str | None]:
+                  suggest: Mapping[str, Any] | None = None, hint: str = "",
+                  fallback: C | None = None) -> tuple[C, str | None]:
     """(config, preset name or None) for weights whose shapes give `facts`; see the module docstring.
 
     `undetermined`: the fields that change outputs and that the weights do not store. `prefer`: a
     preset name (or config) to take among several that match (e.g. the one the user asked for).
     Fields that neither the shapes nor a preset fix are a one-line UserError naming them, with the
     config call to pass: `suggest` (default: the facts that are fields) filled in, the unknown fields
-    left to choose, and `hint` after it.
+    left to choose, and `hint` after it. `fallback`: the config built from the facts alone, taken
+    when no preset matches and nothing is undetermined (the shapes fix every field).
     """
     undetermined = list(undetermined)
     if config is not None:
@@ -76,6 +78,8 @@ def settle_config(facts: Mapping[str, Any], presets: Mapping[str, C], cls: type,
             return first, found[0]
         raise UserError(f"{what} matches the presets {', '.join(found)}, which differ in {', '.join(split)} (not "
                         f"stored in the weights): pass preset= one of them, or config=")
+    if not undetermined and fallback is not None:
+        return fallback, None
     listed = " and ".join(undetermined) if len(undetermined) < 3 else ", ".join(undetermined)
     verb = "is" if len(undetermined) == 1 else "are"
     raise UserError(f"{what} has sizes no preset has, and its {listed} {verb} not stored in the weights: "

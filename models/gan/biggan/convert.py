@@ -19,6 +19,10 @@ import torch
 from models.gan.biggan.config import BigGANConfig
 from utils.errors import ConversionError
 from utils.weights import check_keys, key_report
+from utils.weights.keys import strip_shared_prefixes
+
+WRAPPER_PREFIXES = ("module.", "model.")
+"""Prefixes that wrappers put in front of every key (DataParallel, trainers); taken off before conversion."""
 
 _SN = {"weight_orig": "weight", "weight_u": "u", "weight_v": "v"}
 _ATTN = {"snconv1x1_theta": "query", "snconv1x1_phi": "key", "snconv1x1_g": "value", "snconv1x1_o_conv": "out"}
@@ -65,15 +69,6 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
                           "pass the pytorch_model.bin of pytorch-pretrained-biggan or a native checkpoint")
 
 
-def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefixes: tuple[str, ...] = ("module.", "model.")) -> dict:
-    """Drop a wrapper prefix that every key carries (DataParallel, trainer wrappers)."""
-    sd = dict(state_dict)
-    for p in prefixes:
-        if sd and all(k.startswith(p) for k in sd):
-            sd = {k[len(p):]: v for k, v in sd.items()}
-    return sd
-
-
 def convert_pretrained_biggan(state_dict: Mapping[str, torch.Tensor], config: BigGANConfig) -> dict[str, torch.Tensor]:
     """A pytorch-pretrained-biggan state dict -> native; strict in both directions."""
     key_map = reference_key_map(config)
@@ -90,7 +85,7 @@ def to_pretrained_biggan(state_dict: Mapping[str, torch.Tensor], config: BigGANC
 
 def convert_state_dict(state_dict: Mapping[str, torch.Tensor], config: BigGANConfig) -> dict[str, torch.Tensor]:
     """Any supported layout -> native (format detected from the keys)."""
-    sd = strip_prefix(state_dict)
+    sd = strip_shared_prefixes(state_dict, WRAPPER_PREFIXES)
     layout = detect_layout(sd)
     if layout == "pretrained_biggan":
         return convert_pretrained_biggan(sd, config)
@@ -99,7 +94,7 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], config: BigGANCon
 
 def infer_config(state_dict: Mapping[str, torch.Tensor], base: BigGANConfig) -> BigGANConfig:
     """Check the checkpoint's embedding against `base` (num_classes, z_dim); a clear error if it differs."""
-    sd = strip_prefix(state_dict)
+    sd = strip_shared_prefixes(state_dict, WRAPPER_PREFIXES)
     w = sd.get("embeddings.weight", sd.get("class_embed.weight"))
     if w is not None and tuple(w.shape) != (base.z_dim, base.num_classes):
         raise ConversionError(f"the checkpoint's class embedding is {tuple(w.shape)}, the config expects "

@@ -11,19 +11,15 @@ import torch
 
 from models.gan.dcgan.config import DCGANConfig
 from utils.errors import ConversionError
+from utils.weights.keys import strip_shared_prefixes
 
-
-def strip_prefixes(sd: dict[str, torch.Tensor], prefixes: tuple[str, ...] = ("module.", "netG.", "generator.")) -> dict[str, torch.Tensor]:
-    """Remove wrapper prefixes that every key shares (DataParallel, trainers)."""
-    for prefix in prefixes:
-        if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
-    return sd
+WRAPPER_PREFIXES = ("module.", "netG.", "generator.")
+"""Prefixes that wrappers put in front of every key (DataParallel, trainers); taken off, in this order."""
 
 
 def convert_generator(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Any supported generator checkpoint -> native keys."""
-    return strip_prefixes(dict(sd))
+    return strip_shared_prefixes(sd, WRAPPER_PREFIXES)
 
 
 def infer_generator_config(sd: dict[str, torch.Tensor]) -> DCGANConfig:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from models.gan.dcgan.convert import strip_prefixes
+from models.gan.dcgan.convert import WRAPPER_PREFIXES
 from models.gan.vanilla_gan.config import VanillaGANConfig
 from utils.errors import ConversionError
+from utils.weights.keys import strip_shared_prefixes
 
 
 def convert_generator(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return strip_prefixes(dict(sd))
+    return strip_shared_prefixes(sd, WRAPPER_PREFIXES)
 
 
 def infer_generator_config(sd: dict[str, torch.Tensor], num_classes: int = 0,

@@ -9,12 +9,13 @@ from __future__ import annotations
 import torch
 
 from models.gan.dcgan.convert import infer_generator_config as _dcgan_infer
-from models.gan.dcgan.convert import strip_prefixes
+from models.gan.dcgan.convert import WRAPPER_PREFIXES
 from models.gan.wgan_gp.config import WGANGPConfig
+from utils.weights.keys import strip_shared_prefixes
 
 
 def convert_generator(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return strip_prefixes(dict(sd))
+    return strip_shared_prefixes(sd, WRAPPER_PREFIXES)
 
 
 def infer_generator_config(sd: dict[str, torch.Tensor]) -> WGANGPConfig:

@@ -25,7 +25,8 @@ import torch
 
 from models.image_generation.flux.spec import SPEC
 from utils.errors import ConversionError, UserError, WeightsError
-from utils.weights import key_report
+from utils.weights.hub import locate
+from utils.weights.keys import key_report, strip_prefix, swap_halves
 
 StateDict = dict[str, torch.Tensor]
 
@@ -47,12 +48,10 @@ def find_prefix(sd: Mapping[str, torch.Tensor]) -> str:
     return ""
 
 
-def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str | None = None) -> StateDict:
-    """Keep only the transformer's keys of a combined checkpoint, without their prefix."""
+def transformer_state(sd: Mapping[str, torch.Tensor], prefix: str | None = None) -> StateDict:
+    """Keep only the transformer's keys of a combined checkpoint, without their prefix (a bare file whole)."""
     prefix = find_prefix(sd) if prefix is None else prefix
-    if not prefix:
-        return dict(sd)
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return strip_prefix(sd, prefix) if prefix else dict(sd)
 
 
 def detect_format(sd: Mapping[str, torch.Tensor]) -> str:
@@ -133,11 +132,6 @@ _SINGLE_NORMS = {"attn.norm_q.weight": "norm.query_norm.scale", "attn.norm_k.wei
 _SINGLE_FUSED = {"linear1": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")}
 
 
-def _swap_halves(t: torch.Tensor) -> torch.Tensor:
-    a, b = t.chunk(2, dim=0)
-    return torch.cat((b, a), dim=0)
-
-
 def _block_ids(sd: Mapping[str, torch.Tensor], prefix: str) -> list[int]:
     pat = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.")
     return sorted({int(m.group(1)) for k in sd if (m := pat.match(k))})
@@ -170,7 +164,7 @@ def diffusers_to_native(sd: Mapping[str, torch.Tensor]) -> StateDict:
         for suffix in ("weight", "bias"):
             move(f"{d}.{suffix}", f"{n}.{suffix}")
     for suffix in ("weight", "bias"):
-        move(f"norm_out.linear.{suffix}", f"final_layer.adaLN_modulation.1.{suffix}", _swap_halves)
+        move(f"norm_out.linear.{suffix}", f"final_layer.adaLN_modulation.1.{suffix}", swap_halves)
 
     for i in _block_ids(src, "transformer_blocks"):
         d0, n0 = f"transformer_blocks.{i}", f"double_blocks.{i}"
@@ -201,7 +195,7 @@ def diffusers_to_native(sd: Mapping[str, torch.Tensor]) -> StateDict:
 
 def to_native(sd: Mapping[str, torch.Tensor]) -> StateDict:
     """Any supported layout (prefixed or not) -> native keys."""
-    sd = strip_prefix(sd)
+    sd = transformer_state(sd)
     return sd if detect_format(sd) == "native" else diffusers_to_native(sd)
 
 
@@ -312,18 +306,14 @@ def _single_file_in(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
-def locate(source: str | os.PathLike, preset: str | None = None) -> Path:
-    """A local file or folder for `source` (a path, or a hub id fetched through utils.weights.resolve)."""
-    from utils.weights import resolve
-
-    local = Path(os.path.expanduser(str(source)))
-    if local.exists():
-        return local
+def locate_transformer(source: str | os.PathLike) -> Path:
+    """A local file or folder for `source`: a path, or from an official hub repo its single file (no
+    duplicate diffusers copy needed), from any other repo its diffusers `transformer/` folder."""
     repo = str(source).partition("@")[0]
     by_repo = {r.lower(): f for r, f, _ in OFFICIAL.values()}
-    if repo.lower() in by_repo:  # the official single file: no duplicate diffusers copy needed
-        return resolve(str(source), filename=by_repo[repo.lower()])
-    return resolve(str(source), allow_patterns=["transformer/*"])
+    if repo.lower() in by_repo:
+        return locate(source, filename=by_repo[repo.lower()])
+    return locate(source, patterns=["transformer/*"])
 
 
 def load_transformer_checkpoint(source: str | os.PathLike, preset: str | None = None,
@@ -333,7 +323,7 @@ def load_transformer_checkpoint(source: str | os.PathLike, preset: str | None = 
     safetensors files are read straight to `device` (no host copy of a model bound for the GPU)."""
     from utils.weights import load_folder_state_dict, load_state_dict
 
-    path = locate(source, preset)
+    path = locate_transformer(source)
     cfg_params = None
     if path.is_dir():
         folder = path if _is_diffusers_folder(path) else path / "transformer"
@@ -365,5 +355,6 @@ def load_transformer_checkpoint(source: str | os.PathLike, preset: str | None = 
 
 
 __all__ = ["OFFICIAL", "PREFIXES", "check_preset", "default_axes", "dequantize", "detect_format",
-           "diffusers_to_native", "find_prefix", "infer_params", "load_transformer_checkpoint", "locate",
-           "params_from_diffusers_config", "params_to_diffusers_config", "strip_prefix", "to_native", "variant_name"]
+           "diffusers_to_native", "find_prefix", "infer_params", "load_transformer_checkpoint", "locate_transformer",
+           "params_from_diffusers_config", "params_to_diffusers_config", "to_native", "transformer_state",
+           "variant_name"]

@@ -18,7 +18,6 @@ The pure key conversions live in `convert_unet.py` and `convert_mmdit.py`; this 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,9 @@ from models.image_generation.stable_diffusion.convert_unet import (infer_unet_co
 from models.image_generation.stable_diffusion.mmdit import MMDiT, MMDiTConfig
 from models.image_generation.stable_diffusion.spec import SPECS
 from models.image_generation.stable_diffusion.unet import SDXLUNet, UNetConfig
-from utils.errors import ConversionError, UserError, WeightsError
+from utils.errors import ConversionError, UserError
+from utils.weights.hub import locate
+from utils.weights.keys import strip_prefix
 
 DENOISER_PREFIX = "model.diffusion_model."
 
@@ -61,25 +62,8 @@ SD3_PATTERNS = _COMMON_PATTERNS + ["transformer/config.json", "transformer/diffu
 # -- where a source is -----------------------------------------------------------------------------
 
 
-def locate(source: str | os.PathLike, patterns: list[str], what: str) -> Path:
-    """A local file or folder for `source` (a hub id is fetched in the diffusers layout)."""
-    from utils.weights import resolve
-
-    path = Path(os.path.expanduser(str(source)))
-    if path.exists():
-        return path
-    try:
-        return resolve(str(source), allow_patterns=patterns)
-    except WeightsError as err:
-        raise WeightsError(f"{what}: {err}") from None
-
-
 def is_diffusers_folder(path: Path, denoiser: str) -> bool:
     return path.is_dir() and (path / denoiser / "config.json").exists()
-
-
-def strip_prefix(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
 def denoiser_state(sd: dict[str, torch.Tensor], anchor: str, what: str, hint: str) -> dict[str, torch.Tensor]:
@@ -105,41 +89,59 @@ def build(cls, cfg, native: dict[str, torch.Tensor], what: str):
 # -- denoisers -------------------------------------------------------------------------------------
 
 
-def unet_from_state(sd: dict[str, torch.Tensor], preset: str | None = None) -> SDXLUNet:
+def unet_from_state(sd: dict[str, torch.Tensor], preset: str | None = None,
+                    config: UNetConfig | None = None) -> SDXLUNet:
+    """The SDXL UNet of a single file's tensors (under `model.diffusion_model.`, or a bare file).
+
+    Release sizes load as their preset; `config` (a UNetConfig, checked against the shapes) is needed
+    for sizes no preset has, whose head size, norm groups and micro-conditioning are not in the weights.
+    """
     native = denoiser_state(sd, "input_blocks.0.0.weight", "SDXL UNet",
                             "pass an SDXL base or refiner checkpoint (sd_xl_base_1.0.safetensors)")
     if "joint_blocks.0.x_block.attn.qkv.weight" in native:
         raise UserError("this file holds an SD3 transformer, not an SDXL UNet: use --model sd3")
-    cfg = infer_unet_config(native)
-    if preset is not None and preset in _unet_presets():
-        cfg = _prefer_preset(cfg, UNetConfig.preset(preset))
+    cfg = infer_unet_config(native, config=config, preset=_known(preset, _unet_presets()),
+                            what="the SDXL UNet in this file")
     return build(SDXLUNet, cfg, native, "SDXL UNet checkpoint")
 
 
-def unet_from_diffusers(folder: Path, dtype: torch.dtype | None, micro_conditioning: str | None = None) -> SDXLUNet:
+def unet_from_diffusers(folder: Path, dtype: torch.dtype | None, micro_conditioning: str | None = None,
+                        config: UNetConfig | None = None) -> SDXLUNet:
+    """The UNet of a diffusers `unet/` folder; `config` replaces its config.json (checked against the shapes)."""
     from utils.weights import load_folder_state_dict
 
-    cfg = unet_config_from_diffusers(json.loads((folder / "config.json").read_text()), micro_conditioning)
+    cfg = config or unet_config_from_diffusers(json.loads((folder / "config.json").read_text()), micro_conditioning)
     native = unet_diffusers_to_native(load_folder_state_dict(folder, dtype=dtype), cfg)
+    if config is not None:
+        infer_unet_config(native, config=config, what=f"the SDXL UNet in {folder}")
     return build(SDXLUNet, cfg, native, "SDXL UNet (diffusers folder)")
 
 
-def mmdit_from_state(sd: dict[str, torch.Tensor], preset: str | None = None) -> MMDiT:
+def mmdit_from_state(sd: dict[str, torch.Tensor], preset: str | None = None,
+                     config: MMDiTConfig | None = None) -> MMDiT:
+    """The SD3 transformer of a single file's tensors (under `model.diffusion_model.`, or a bare file).
+
+    Release sizes load as their preset, other sizes when q/k norms fix the head size; else `config`
+    (an MMDiTConfig, checked against the shapes) is needed.
+    """
     native = denoiser_state(sd, "x_embedder.proj.weight", "SD3 transformer",
                             "pass an SD3 / SD3.5 checkpoint (sd3_medium.safetensors, sd3.5_large.safetensors)")
     if "input_blocks.0.0.weight" in native:
         raise UserError("this file holds an SDXL UNet, not an SD3 transformer: use --model sdxl")
-    cfg = infer_mmdit_config(native)
-    if preset is not None and preset in _mmdit_presets():
-        cfg = _prefer_preset(cfg, MMDiTConfig.preset(preset))
+    cfg = infer_mmdit_config(native, config=config, preset=_known(preset, _mmdit_presets()),
+                             what="the SD3 transformer in this file")
     return build(MMDiT, cfg, native, "SD3 transformer checkpoint")
 
 
-def mmdit_from_diffusers(folder: Path, dtype: torch.dtype | None) -> MMDiT:
+def mmdit_from_diffusers(folder: Path, dtype: torch.dtype | None, config: MMDiTConfig | None = None) -> MMDiT:
+    """The transformer of a diffusers `transformer/` folder; `config` replaces its config.json (checked)."""
     from utils.weights import load_folder_state_dict
 
-    cfg = mmdit_config_from_diffusers(json.loads((folder / "config.json").read_text()))
     native = mmdit_diffusers_to_native(load_folder_state_dict(folder, dtype=dtype))
+    if config is not None:
+        cfg = infer_mmdit_config(native, config=config, what=f"the SD3 transformer in {folder}")
+    else:
+        cfg = mmdit_config_from_diffusers(json.loads((folder / "config.json").read_text()))
     return build(MMDiT, cfg, native, "SD3 transformer (diffusers folder)")
 
 
@@ -155,16 +157,9 @@ def _mmdit_presets():
     return MMDIT_PRESETS
 
 
-def _prefer_preset(inferred, preset_cfg):
-    """The preset's config when the file has its sizes (it also fixes what weights cannot tell)."""
-    return preset_cfg if _same_sizes(inferred, preset_cfg) else inferred
-
-
-def _same_sizes(a, b) -> bool:
-    from dataclasses import fields
-
-    ignore = {"head_dim", "norm_groups", "addition_time_embed_dim", "micro_conditioning", "sample_size"}
-    return all(getattr(a, f.name) == getattr(b, f.name) for f in fields(a) if f.name not in ignore)
+def _known(preset: str | None, presets) -> str | None:
+    """The pipeline preset as a denoiser preset to prefer, when it is one."""
+    return preset if preset in presets else None
 
 
 def guess_sdxl_preset(cfg: UNetConfig) -> str:
@@ -182,7 +177,9 @@ def guess_sd3_preset(cfg: MMDiTConfig) -> str:
 # -- VAE -------------------------------------------------------------------------------------------
 
 
-def vae_from_state(sd: dict[str, torch.Tensor], vae_preset: str, hint: str):
+def vae_from_state(sd: dict[str, torch.Tensor], vae_preset: str, hint: str, config: Any = None):
+    """The VAE of a single file's tensors, or None when it has none. `vae_preset` gives the latent
+    normalisation; `config` (a VAEConfig, checked against the shapes) is needed for VAE sizes no preset has."""
     from utils.encoders import vae_convert as vc
     from utils.encoders.vae import AutoencoderKL
 
@@ -191,7 +188,7 @@ def vae_from_state(sd: dict[str, torch.Tensor], vae_preset: str, hint: str):
     except ConversionError:
         return None
     native = vc.to_native(vc.strip_vae_prefix(sd, prefix))
-    cfg = vc.infer_config(native, preset=vae_preset, hint=hint, full_keys=sd)
+    cfg = vc.infer_config(native, preset=vae_preset, hint=hint, full_keys=sd, config=config)
     return build(AutoencoderKL, cfg, native, "VAE checkpoint")
 
 

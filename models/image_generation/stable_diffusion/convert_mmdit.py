@@ -27,6 +27,7 @@ What differs besides names:
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Mapping
 
@@ -34,6 +35,8 @@ import torch
 
 from models.image_generation.stable_diffusion.mmdit import MMDiTConfig
 from utils.errors import ConversionError, UserError
+from utils.weights.configs import settle_config
+from utils.weights.keys import swap_halves
 
 StateDict = dict[str, torch.Tensor]
 
@@ -54,12 +57,6 @@ _CTX = {"attn.ln_q": "attn.norm_added_q", "attn.ln_k": "attn.norm_added_k", "att
 _QKV = {("x_block", "attn"): ("attn.to_q", "attn.to_k", "attn.to_v"),
         ("x_block", "attn2"): ("attn2.to_q", "attn2.to_k", "attn2.to_v"),
         ("context_block", "attn"): ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")}
-
-
-def swap_halves(t: torch.Tensor) -> torch.Tensor:
-    """(shift, scale) <-> (scale, shift) along the output dim of a modulation linear."""
-    a, b = t.chunk(2, dim=0)
-    return torch.cat([b, a], dim=0)
 
 
 def _depth(keys, pattern: str) -> int:
@@ -170,28 +167,73 @@ def mmdit_config_to_diffusers(cfg: MMDiTConfig) -> dict[str, Any]:
                 qk_norm="rms_norm" if cfg.qk_norm else None)
 
 
-def infer_mmdit_config(native: Mapping[str, torch.Tensor]) -> MMDiTConfig:
-    """Sizes read off an official state dict (no prefix)."""
+def read_mmdit_sizes(native: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """What an official MMDiT state dict's shapes fix (works on meta tensors): every MMDiTConfig field
+    but the head size (fixed too when q and k are RMS-normalised per head: `ln_q` is head_dim wide) and
+    sample_size; `hidden_size` stands for num_heads * head_dim."""
     try:
         proj = native["x_embedder.proj.weight"]
         pos = native["pos_embed"]
         final = native["final_layer.linear.weight"]
+        context = native["context_embedder.weight"]
+        pooled = native["y_embedder.mlp.0.weight"]
+        fc1 = native["joint_blocks.0.x_block.mlp.fc1.weight"]
     except KeyError as err:
         raise ConversionError(f"not an SD3 MMDiT: the key {err} is missing") from None
     dim, in_ch, patch = proj.shape[0], proj.shape[1], proj.shape[2]
-    depth = _depth(native, r"joint_blocks\.(\d+)\.")
-    head_dim = 64 if dim % 64 == 0 else native.get("joint_blocks.0.x_block.attn.ln_q.weight", torch.empty(16)).shape[0]
-    if "joint_blocks.0.x_block.attn.ln_q.weight" in native:
-        head_dim = native["joint_blocks.0.x_block.attn.ln_q.weight"].shape[0]
-    dual = tuple(sorted({int(k.split(".")[1]) for k in native if ".x_block.attn2." in k}))
+    facts: dict[str, Any] = dict(
+        in_channels=in_ch, out_channels=final.shape[0] // (patch * patch), patch_size=patch,
+        depth=_depth(native, r"joint_blocks\.(\d+)\."), hidden_size=dim, context_in_dim=context.shape[1],
+        adm_in_channels=pooled.shape[1], pos_embed_max_size=int(round(pos.shape[1] ** 0.5)),
+        qk_norm="joint_blocks.0.x_block.attn.ln_q.weight" in native,
+        dual_attention_layers=tuple(sorted({int(k.split(".")[1]) for k in native if ".x_block.attn2." in k})),
+        mlp_ratio=fc1.shape[0] / dim)
+    if facts["qk_norm"]:
+        facts["head_dim"] = native["joint_blocks.0.x_block.attn.ln_q.weight"].shape[0]
+    return facts
+
+
+def _sample_size(pos: torch.Tensor, patch: int) -> int:
+    """The latent side the stored position table was built for (its positions are scaled by it).
+
+    Table row 1 is the patch at column 1 of row 0; its first channel is sin(base / side), base being
+    sample_size / patch. Meta tensors (no values) fall back to the releases' 128.
+    """
     side = int(round(pos.shape[1] ** 0.5))
-    return MMDiTConfig(in_channels=in_ch, out_channels=final.shape[0] // (patch * patch), patch_size=patch,
-                       depth=depth, num_heads=dim // head_dim, head_dim=head_dim,
-                       context_in_dim=native["context_embedder.weight"].shape[1],
-                       adm_in_channels=native["y_embedder.mlp.0.weight"].shape[1], pos_embed_max_size=side,
-                       qk_norm="joint_blocks.0.x_block.attn.ln_q.weight" in native, dual_attention_layers=dual,
-                       sample_size=128 if side >= 128 else side // 2 * patch)
+    if not pos.is_meta:
+        v = float(pos[0, 1, 0]) if side > 1 else 2.0
+        if -1.0 < v < 1.0 and (base := round(side * math.asin(v))) > 0:
+            return base * patch
+    return 128 if side >= 128 else side // 2 * patch
 
 
-__all__ = ["infer_mmdit_config", "mmdit_config_from_diffusers", "mmdit_config_to_diffusers",
+def infer_mmdit_config(native: Mapping[str, torch.Tensor], *, config: MMDiTConfig | None = None,
+                       preset: str | None = None, what: str = "the SD3 transformer checkpoint") -> MMDiTConfig:
+    """The MMDiTConfig of an official state dict (no prefix).
+
+    `config`: explicit, checked against the shapes and used whole. Otherwise the preset whose sizes
+    the file has (`preset` first among several), else the sizes themselves when they fix the head size
+    (SD3.5-style files normalise q and k per head); a file without that and of sizes no preset has is
+    a one-line UserError naming head_dim.
+    """
+    from models.image_generation.stable_diffusion.mmdit import MMDIT_PRESETS
+
+    facts = read_mmdit_sizes(native)
+    dim = facts["hidden_size"]
+    fallback = None
+    if "head_dim" in facts:
+        head_dim = facts["head_dim"]
+        if dim % head_dim:
+            raise ConversionError(f"the per-head q/k norms are {head_dim} wide, which does not divide the hidden size "
+                                  f"{dim}: not an SD3 MMDiT checkpoint")
+        fields = {k: v for k, v in facts.items() if k != "hidden_size"}
+        fallback = MMDiTConfig(num_heads=dim // head_dim, sample_size=_sample_size(native["pos_embed"],
+                                                                                   facts["patch_size"]), **fields)
+    suggest = {k: v for k, v in facts.items() if k != "hidden_size"}
+    hint = f" (num_heads = {dim} // head_dim)"
+    return settle_config(facts, MMDIT_PRESETS, MMDiTConfig, [] if fallback else ["head_dim"], what, config=config,
+                         prefer=preset, suggest=suggest, hint=hint, fallback=fallback)[0]
+
+
+__all__ = ["infer_mmdit_config", "read_mmdit_sizes", "mmdit_config_from_diffusers", "mmdit_config_to_diffusers",
            "mmdit_diffusers_to_native", "mmdit_native_to_diffusers", "swap_halves"]

@@ -26,6 +26,7 @@ import torch
 
 from models.image_generation.stable_diffusion.unet import UNetConfig
 from utils.errors import ConversionError, UserError
+from utils.weights.configs import settle_config
 
 StateDict = dict[str, torch.Tensor]
 
@@ -170,8 +171,8 @@ def unet_config_to_diffusers(cfg: UNetConfig) -> dict[str, Any]:
     )
 
 
-def infer_unet_config(native: Mapping[str, torch.Tensor], micro_conditioning: str | None = None) -> UNetConfig:
-    """Sizes read off a native (official) UNet state dict."""
+def read_unet_sizes(native: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The UNetConfig fields a native (official) UNet state dict's shapes fix (works on meta tensors)."""
     try:
         mc = native["input_blocks.0.0.weight"].shape[0]
         in_ch = native["input_blocks.0.0.weight"].shape[1]
@@ -189,7 +190,10 @@ def infer_unet_config(native: Mapping[str, torch.Tensor], micro_conditioning: st
             depths.append(depth)
             count, depth = 0, 0
             continue
-        width = native[f"input_blocks.{n}.0.in_layers.2.weight"].shape[0]
+        try:
+            width = native[f"input_blocks.{n}.0.in_layers.2.weight"].shape[0]
+        except KeyError as err:
+            raise ConversionError(f"not an SDXL UNet: the key {err} is missing") from None
         if count == 0:
             mults.append(width // mc)
         count += 1
@@ -200,18 +204,37 @@ def infer_unet_config(native: Mapping[str, torch.Tensor], micro_conditioning: st
     if len(set(res_per_level)) != 1:
         raise ConversionError(f"uneven resnets per level {res_per_level}: not an SDXL UNet")
     mid = len({int(k.split(".")[3]) for k in native if k.startswith("middle_block.1.transformer_blocks.")})
-    context = next(v.shape[1] for k, v in native.items() if k.endswith("attn2.to_k.weight"))
-    # The head size leaves no trace in the weights: every SDXL release uses 64 channels per head.
-    head_dim = 64 if mc % 64 == 0 else 8
-    groups = 32 if mc % 32 == 0 and mc >= 64 else 8
-    atd = 256 if adm >= 1280 else 8
-    if micro_conditioning is None:
-        micro_conditioning = "refiner" if context == adm - 5 * atd else "base"
-    return UNetConfig(in_channels=in_ch, out_channels=out_ch, model_channels=mc, channel_mult=tuple(mults),
-                      num_res_blocks=res_per_level[0], transformer_depth=tuple(depths), transformer_depth_middle=mid,
-                      head_dim=head_dim, context_dim=context, adm_in_channels=adm, norm_groups=groups,
-                      micro_conditioning=micro_conditioning, addition_time_embed_dim=atd)
+    context = next((v.shape[1] for k, v in native.items() if k.endswith("attn2.to_k.weight")), None)
+    if context is None:
+        raise ConversionError("not an SDXL UNet: no cross-attention (attn2.to_k) weights")
+    return dict(in_channels=in_ch, out_channels=out_ch, model_channels=mc, channel_mult=tuple(mults),
+                num_res_blocks=res_per_level[0], transformer_depth=tuple(depths), transformer_depth_middle=mid,
+                context_dim=context, adm_in_channels=adm)
 
 
-__all__ = ["block_map", "infer_unet_config", "unet_config_from_diffusers", "unet_config_to_diffusers",
-           "unet_diffusers_to_native", "unet_native_to_diffusers"]
+# What SDXL UNet weights do not store: the head size (no per-head parameter), GroupNorm's groups, the
+# width of the Fourier features of each micro-conditioning number, and which numbers those are.
+UNET_UNDETERMINED = ("head_dim", "norm_groups", "addition_time_embed_dim", "micro_conditioning")
+
+
+def infer_unet_config(native: Mapping[str, torch.Tensor], micro_conditioning: str | None = None, *,
+                      config: UNetConfig | None = None, preset: str | None = None,
+                      what: str = "the SDXL UNet checkpoint") -> UNetConfig:
+    """The UNetConfig of a native (official) UNet state dict.
+
+    `config`: explicit, checked against the shapes and used whole. Otherwise the preset whose sizes
+    the file has (`preset` first among several); sizes no preset has are a one-line UserError naming
+    the fields the weights cannot tell (head_dim, norm_groups, addition_time_embed_dim,
+    micro_conditioning). `micro_conditioning`, when given, overrides the preset's.
+    """
+    from models.image_generation.stable_diffusion.unet import UNET_PRESETS
+
+    facts = read_unet_sizes(native)
+    cfg, _ = settle_config(facts, UNET_PRESETS, UNetConfig, UNET_UNDETERMINED, what, config=config, prefer=preset)
+    if config is None and micro_conditioning is not None:
+        cfg = cfg.with_(micro_conditioning=micro_conditioning)
+    return cfg
+
+
+__all__ = ["UNET_UNDETERMINED", "block_map", "infer_unet_config", "read_unet_sizes", "unet_config_from_diffusers",
+           "unet_config_to_diffusers", "unet_diffusers_to_native", "unet_native_to_diffusers"]

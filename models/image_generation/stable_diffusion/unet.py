@@ -74,6 +74,24 @@ class UNetConfig:
     def with_(self, **changes) -> "UNetConfig":
         return replace(self, **changes)
 
+    def check(self) -> None:
+        """A one-line UserError for sizes no UNet can be built with (instead of a torch error)."""
+        levels = len(self.channel_mult)
+        if len(self.transformer_depth) != levels:
+            raise UserError(f"transformer_depth {self.transformer_depth} needs one entry per level of channel_mult "
+                            f"{self.channel_mult}")
+        widths = (self.model_channels, *self.level_channels)
+        if self.norm_groups <= 0 or any(w % self.norm_groups for w in widths):
+            raise UserError(f"norm_groups {self.norm_groups} does not divide every width of this UNet {widths}: pass "
+                            "the norm_groups it was trained with")
+        attending = [self.level_channels[i] for i in range(levels) if self.transformer_depth[i]]
+        attending.append(self.level_channels[-1])  # the middle block
+        if self.head_dim <= 0 or any(w % self.head_dim for w in attending):
+            raise UserError(f"head_dim {self.head_dim} does not divide the widths of the attending levels {attending}: "
+                            "pass the head size the UNet was trained with")
+        if self.micro_conditioning not in ("base", "refiner"):
+            raise UserError(f"micro_conditioning '{self.micro_conditioning}' is neither 'base' nor 'refiner'")
+
 
 UNET_PRESETS: dict[str, UNetConfig] = {
     # sd_xl_base.yaml: 2.6 B parameters, attention at 1/2 and 1/4 resolution with 2 and 10 blocks.
@@ -265,8 +283,7 @@ class SDXLUNet(nn.Module):
     def __init__(self, config: UNetConfig | str = "sdxl-base"):
         super().__init__()
         cfg = UNetConfig.preset(config) if isinstance(config, str) else config
-        if len(cfg.transformer_depth) != len(cfg.channel_mult):
-            raise ValueError("transformer_depth needs one entry per level of channel_mult")
+        cfg.check()
         self.config = cfg
         mc, ted, groups = cfg.model_channels, cfg.time_embed_dim, cfg.norm_groups
         self.time_embed = nn.Sequential(nn.Linear(mc, ted), nn.SiLU(), nn.Linear(ted, ted))
