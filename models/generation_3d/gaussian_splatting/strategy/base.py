@@ -4,8 +4,8 @@ A strategy decides how the set of Gaussians grows, shrinks and moves while it is
 loop owns the parameters (a ParameterDict under SPLAT_KEYS, or a plain dict) and one optimiser per
 parameter; the strategy owns a small `state` dict, and its hooks change all three together:
 
-    state = strategy.initialize_state(scene_scale)              # once, before the first step
-    strategy.check_sanity(params, optimizers)                   # once
+    strategy.check_sanity(params, optimizers)                   # once, before the first step
+    state = strategy.initialize_state(scene_scale)              # once
     for step in range(steps):
         render, alphas, info = rasterization(...)                 # info: means2d, radii, width, ...
         strategy.step_pre_backward(params, optimizers, state, step, info)
