@@ -4,9 +4,10 @@
 Both receive the same projected (B, L, heads, D) tensors, as a transformer block produces them;
 ours views them as (B, heads, L, D), diffusers permutes inside its dispatcher. Timings are the
 minimum over interleaved repeats. The CPU default is 4 heads (a 24-head FLUX-sized call takes
-seconds per repeat on 2 cores); `--heads 24` gives the full FLUX shape.
+seconds per repeat on 2 cores); `--heads 24` gives the full FLUX shape. `--toy` is a seconds-long
+run at 64 tokens (what the test suite runs, so this code cannot rot).
 
-    python -m benchmarks.attention [--device cpu|cuda] [--heads N] [--tokens L] [--head-dim D]
+    python -m benchmarks.attention [--device cpu|cuda] [--heads N] [--tokens L] [--head-dim D] [--toy]
 """
 from __future__ import annotations
 
@@ -39,7 +40,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--dtype", default=None, help="fp32 (CPU default) or fp16/bf16 (CUDA default bf16)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats of each (default 5 CPU, 50 CUDA)")
+    ap.add_argument("--toy", action="store_true", help="a seconds-long run (64 tokens, 2 heads of 16, 3 repeats)")
     args = ap.parse_args(argv)
+    if args.toy:
+        args.tokens, args.heads, args.head_dim, args.repeats = 64, 2, 16, 3
 
     from diffusers.models.attention_dispatch import dispatch_attention_fn
 

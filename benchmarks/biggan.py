@@ -5,6 +5,7 @@ truncated noise and classes, and timed alternately after a warm-up; the outputs 
 
     python -m benchmarks.biggan                       # BigGAN-deep-128, batch 8, CPU, float32
     python -m benchmarks.biggan --batch-size 32 --device cuda --preset biggan-deep-256
+    python -m benchmarks.biggan --toy                 # seconds: the tiny preset (what the tests run)
 """
 from __future__ import annotations
 
@@ -59,7 +60,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes first (default 1)")
     parser.add_argument("--truncation", type=float, default=0.4)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--toy", action="store_true", help="a seconds-long run: preset tiny, batch 2, 3 repeats")
     args = parser.parse_args(argv)
+    if args.toy:
+        args.preset, args.batch_size, args.repeats, args.warmup = "tiny", 2, 3, 1
     with cli_errors("benchmarks.biggan"):
         from pytorch_pretrained_biggan import BigGAN, BigGANConfig as RefConfig
 

@@ -2,6 +2,7 @@
 
     python -m benchmarks.fid                       # 10k images (GPU)
     python -m benchmarks.fid --num-images 64       # a CPU-sized run
+    python -m benchmarks.fid --toy                 # seconds: 2 images at 75 px, unresized (what the tests run)
 
 Both networks get the same float batches in [0, 1] at `--size` px (resized to 299 inside), so the
 figure is the network's throughput (resize included), not image decoding. Prints features per
@@ -50,14 +51,19 @@ def _interleaved(fns, batches, device) -> list[float]:
     return totals
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> dict:
     p = argparse.ArgumentParser(prog="benchmarks.fid", description=__doc__.split("\n\n")[0])
     p.add_argument("--num-images", type=int, default=10_000)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--size", type=int, default=64, help="input size before the resize to 299")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-resize", action="store_true",
+                   help="feed both networks at --size (at least 75), skipping the 299 px resize of the FID setting")
+    p.add_argument("--toy", action="store_true", help="a seconds-long run: 2 images of 75 px, --no-resize")
     args = p.parse_args(argv)
+    if args.toy:
+        args.num_images, args.batch_size, args.size, args.no_resize = 2, 1, 75, True
     with cli_errors("benchmarks.fid"):
         import pytorch_fid.inception as pfi
 
@@ -71,10 +77,10 @@ def main(argv=None) -> int:
         original = pfi.load_state_dict_from_url
         pfi.load_state_dict_from_url = lambda *a, **k: sd  # no download: the same random weights
         try:
-            ref = pfi.InceptionV3([3]).to(device).eval()
+            ref = pfi.InceptionV3([3], resize_input=not args.no_resize).to(device).eval()
         finally:
             pfi.load_state_dict_from_url = original
-        ours = FIDInceptionV3()
+        ours = FIDInceptionV3(resize="none" if args.no_resize else "pytorch-fid")
         ours.load_state_dict(sd)
         ours = ours.to(device).fuse()
         n_batches = max(1, args.num_images // args.batch_size)
@@ -89,8 +95,9 @@ def main(argv=None) -> int:
         print(f"pytorch-fid: {n / t_ref:9.1f} features/s")
         print(f"ours:        {n / t_ours:9.1f} features/s")
         print(f"ratio ours / pytorch-fid: {t_ref / t_ours:.2f}")
-    return 0
+    return {"images": n, "reference_features_per_s": n / t_ref, "ours_features_per_s": n / t_ours,
+            "ratio": t_ref / t_ours, "max_abs_diff": diff}
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

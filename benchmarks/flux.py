@@ -12,6 +12,7 @@ two models are timed one after the other, not held together.
 
     python -m benchmarks.flux                                   # CPU, mid-size
     python -m benchmarks.flux --device cuda --full-size --compile
+    python -m benchmarks.flux --toy                             # seconds: a toy FLUX (what the tests run)
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from utils.errors import cli_errors
 
 MID = dict(in_channels=64, out_channels=64, vec_in_dim=256, context_in_dim=512, hidden_size=512, num_heads=8,
            depth=2, depth_single_blocks=3, axes_dim=(8, 28, 28), guidance_embed=True)
+# --toy: every block type at a size that runs in milliseconds, on 64 image and 8 text tokens
+TOY = dict(in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=32, hidden_size=64, num_heads=2,
+           depth=1, depth_single_blocks=1, axes_dim=(8, 12, 12), guidance_embed=True)
 
 
 def _sync(device: torch.device) -> None:
@@ -62,8 +66,9 @@ def _theirs_call(model, x):
                          timestep=x["t"], img_ids=x["img_ids"], txt_ids=x["txt_ids"], guidance=x["g"]).sample
 
 
-def run_cpu(repeats: int = 5, warmup: int = 1, seed: int = 0, device: str = "cpu") -> dict:
-    """Mid-size, float32: ours vs diffusers, interleaved."""
+def run_cpu(repeats: int = 5, warmup: int = 1, seed: int = 0, device: str = "cpu", params: dict = MID,
+            tokens_hw: tuple[int, int] = (32, 32), n_txt: int = 64) -> dict:
+    """Mid-size (or `params`), float32: ours vs diffusers, interleaved."""
     from diffusers import FluxTransformer2DModel
 
     from models.image_generation.flux import FluxParams, FluxTransformer
@@ -71,14 +76,14 @@ def run_cpu(repeats: int = 5, warmup: int = 1, seed: int = 0, device: str = "cpu
     from utils.weights import load_into
 
     dev = torch.device(device)
-    p = FluxParams(**MID)
+    p = FluxParams(**params)
     torch.manual_seed(seed)
     theirs = FluxTransformer2DModel(**C.params_to_diffusers_config(p)).eval().to(dev)
     with torch.device("meta"):
         ours = FluxTransformer(p)
     load_into(ours, C.diffusers_to_native({k: v.clone() for k, v in theirs.state_dict().items()}))
     ours.eval().to(dev)
-    x = _inputs(p, (32, 32), 64, dev, torch.float32, seed)
+    x = _inputs(p, tokens_hw, n_txt, dev, torch.float32, seed)
     f_ours, f_theirs = _ours_call(ours, x), _theirs_call(theirs, x)
     with torch.inference_mode():
         diff = (f_ours() - f_theirs()).abs().max().item()
@@ -92,7 +97,8 @@ def run_cpu(repeats: int = 5, warmup: int = 1, seed: int = 0, device: str = "cpu
     ours_c, theirs_c = (statistics.median(t[1] for t in ts) for ts in (t_ours, t_theirs))
     # the fastest run of each is the least disturbed by other processes on a shared machine
     ours_min, theirs_min = (min(t[1] for t in ts) for ts in (t_ours, t_theirs))
-    return {"min_cpu_ratio": ours_min / theirs_min, "params_m": ours.num_parameters() / 1e6, "device": str(dev), "threads": torch.get_num_threads(),
+    return {"min_cpu_ratio": ours_min / theirs_min, "params_m": ours.num_parameters() / 1e6, "device": str(dev),
+            "image_tokens": tokens_hw[0] * tokens_hw[1], "text_tokens": n_txt, "threads": torch.get_num_threads(),
             "ours_s": ours_s, "diffusers_s": theirs_s, "ratio": ours_s / theirs_s, "ours_cpu_s": ours_c,
             "diffusers_cpu_s": theirs_c, "cpu_ratio": ours_c / theirs_c, "max_abs_diff": diff}
 
@@ -141,7 +147,7 @@ def run_full_size(device: str = "cuda", repeats: int = 5, compile_blocks: bool =
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.flux", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
@@ -151,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-reference", action="store_true", help="with --full-size: skip diffusers")
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per model (default 5)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--toy", action="store_true", help="a seconds-long run: a toy FLUX on 64 image + 8 text tokens")
     args = ap.parse_args(argv)
     with cli_errors("benchmarks.flux"):
         if args.threads:
@@ -168,14 +175,17 @@ def main(argv: list[str] | None = None) -> None:
             if "ours_peak_gib" in r:
                 line += f" (ours peak {r['ours_peak_gib']:.1f} GiB)"
             print(line)
-            return
-        r = run_cpu(args.repeats, device=args.device)
-        print(f"FLUX denoiser forward, {r['params_m']:.1f}M params, 1024 image + 64 text tokens, fp32, {r['device']}: "
+            return r
+        size = dict(params=TOY, tokens_hw=(8, 8), n_txt=8) if args.toy else {}
+        r = run_cpu(3 if args.toy else args.repeats, device=args.device, **size)
+        print(f"FLUX denoiser forward, {r['params_m']:.1f}M params, {r['image_tokens']} image + {r['text_tokens']} text "
+              f"tokens, fp32, {r['device']}: "
               f"ours {r['ours_s'] * 1000:.1f} ms, diffusers {r['diffusers_s'] * 1000:.1f} ms, "
               f"ratio ours/diffusers {r['ratio']:.3f} (max abs diff {r['max_abs_diff']:.1e})")
         if r["device"] == "cpu":
             print(f"  process CPU time ({r['threads']} threads): ours {r['ours_cpu_s'] * 1000:.1f} ms, diffusers "
                   f"{r['diffusers_cpu_s'] * 1000:.1f} ms, ratio {r['cpu_ratio']:.3f} (fastest runs: {r['min_cpu_ratio']:.3f})")
+        return r
 
 
 if __name__ == "__main__":

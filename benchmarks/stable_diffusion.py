@@ -3,6 +3,7 @@
     python -m benchmarks.stable_diffusion --threads 1 --repeat 15   # CPU, fp32, mid-size configs
     python -m benchmarks.stable_diffusion --device cuda             # CUDA, fp16 UNet / bf16 MMDiT, larger latents
     python -m benchmarks.stable_diffusion --full                    # the full-size sdxl-base / sd3-medium shapes
+    python -m benchmarks.stable_diffusion --toy                     # seconds: the tiny presets (what the tests run)
 
 Both sides get the same weights (ours converted from diffusers') and the same inputs, and their outputs are
 checked to agree before timing. After `--warmup` calls of each, `--repeat` timed calls of each are
@@ -124,7 +125,7 @@ def bench_mmdit(cfg: MMDiTConfig, device: torch.device, dtype: torch.dtype, batc
     return {**res, "max_abs_diff": diff}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks.stable_diffusion", description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--full", action="store_true", help="full-size sdxl-base and sd3-medium (slow on CPU)")
@@ -133,7 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls of each model first")
     p.add_argument("--repeat", type=int, default=10, help="timed calls of each model, interleaved")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a shared machine)")
+    p.add_argument("--toy", action="store_true", help="a seconds-long run: the tiny presets, batch 1, latent 8x8")
     args = p.parse_args(argv)
+    if args.toy:
+        args.batch, args.latent, args.warmup, args.repeat = 1, 8, 1, 3
     from utils.errors import UserError, cli_errors
     from utils.torch_utils import resolve_device
 
@@ -146,16 +150,17 @@ def main(argv: list[str] | None = None) -> None:
             torch.set_num_threads(args.threads)
         cuda = device.type == "cuda"
         latent = args.latent or (128 if cuda else 32)
-        unet_cfg = UNetConfig.preset("sdxl-base") if args.full else UNET_MID
-        mmdit_cfg = MMDiTConfig.preset("sd3-medium") if args.full else MMDIT_MID
+        size = "full" if args.full else "toy" if args.toy else "mid"
+        unet_cfg = {"full": UNetConfig.preset("sdxl-base"), "toy": UNetConfig.preset("tiny"), "mid": UNET_MID}[size]
+        mmdit_cfg = {"full": MMDiTConfig.preset("sd3-medium"), "toy": MMDiTConfig.preset("tiny"), "mid": MMDIT_MID}[size]
         where = (torch.cuda.get_device_name(device) if cuda else
                  f"CPU ({os.cpu_count()} cores, load average {_load()}), {torch.get_num_threads()} threads")
         print(f"device: {where}; batch {args.batch}, latent {latent}x{latent}; "
               f"{args.repeat} interleaved calls each after {args.warmup} warm-up")
-        rows = [("SDXL UNet" + (" (sdxl-base)" if args.full else " (mid)"),
+        rows = [("SDXL UNet" + {"full": " (sdxl-base)", "toy": " (tiny)", "mid": " (mid)"}[size],
                  bench_unet(unet_cfg, device, torch.float16 if cuda else torch.float32, args.batch, latent,
                             args.warmup, args.repeat)),
-                ("SD3 MMDiT" + (" (sd3-medium)" if args.full else " (mid)"),
+                ("SD3 MMDiT" + {"full": " (sd3-medium)", "toy": " (tiny)", "mid": " (mid)"}[size],
                  bench_mmdit(mmdit_cfg, device, torch.bfloat16 if cuda else torch.float32, args.batch, latent,
                              args.warmup, args.repeat))]
         print(f"{'model':20s} {'ours min/med (s)':>17s} {'diffusers min/med (s)':>22s} {'ratio min':>9s} "
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{r['ratio_median']:9.3f} {r['max_abs_diff']:9.2e}")
         if not cuda:
             print(f"load average at the end: {_load()}")
+        return {"sdxl_unet": rows[0][1], "sd3_mmdit": rows[1][1]}
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ of each and the ratio ours/theirs (below 1.0: ours is faster).
 
     python -m benchmarks.vae                       # CPU, float32, SD-size VAE
     python -m benchmarks.vae --device cuda --dtype fp16 --preset sdxl --repeats 20
+    python -m benchmarks.vae --toy                 # seconds: the tiny VAE at 64 px (what the tests run)
 """
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def run(preset: str = "sd", size: int = 512, batch: int = 1, device: str | None 
             "max_abs_diff": diff}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m benchmarks.vae", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="sd", help="VAE preset: sd, sdxl, sd3, flux, tiny (default sd)")
@@ -83,7 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed decodes per model (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed decodes per model first (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--toy", action="store_true", help="a seconds-long run: preset tiny, 64 px, 3 repeats, CPU")
     args = p.parse_args(argv)
+    if args.toy:
+        args.preset, args.size, args.repeats, args.warmup, args.device = "tiny", 64, 3, 1, args.device or "cpu"
     with cli_errors("benchmarks.vae"):
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -94,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         if r["device"] == "cpu":  # on a shared CPU, process time is steadier than wall time
             print(f"  process CPU time ({r['threads']} threads): ours {r['ours_cpu_s'] * 1000:.1f} ms, diffusers "
                   f"{r['diffusers_cpu_s'] * 1000:.1f} ms, ratio {r['cpu_ratio']:.3f}")
+        return r
 
 
 if __name__ == "__main__":
