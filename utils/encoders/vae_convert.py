@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import torch
 
@@ -28,6 +28,9 @@ from utils.errors import ConversionError, UserError, WeightsError
 from utils.nn import conv_autoencoder_keys as trunk_keys
 from utils.weights.configs import settle_config
 from utils.weights.keys import strip_prefix
+
+if TYPE_CHECKING:  # vae.py imports this module lazily; the config class is only named here
+    from utils.encoders.vae import VAEConfig
 
 StateDict = dict[str, torch.Tensor]
 
@@ -164,7 +167,8 @@ def infer_config(native: Mapping[str, torch.Tensor], preset: str | None = None, 
     what = f"the VAE in {os.path.basename(hint)}" if hint else "the VAE checkpoint"
     if config is not None:
         return settle_config(facts, VAE_PRESETS, VAEConfig, ["norm_groups"], what, config=config)[0]
-    sized, _ = settle_config(facts, VAE_PRESETS, VAEConfig, ["norm_groups"], what, prefer=preset)
+    sized, _ = settle_config(facts, VAE_PRESETS, VAEConfig, ["norm_groups"], what, prefer=preset,
+                             hint=" (and the scaling_factor and shift_factor of its latents, not stored either)")
     norm = VAEConfig.preset(preset or _guess_preset(facts["latent_channels"], hint, full_keys or {}))
     return sized.with_(scaling_factor=norm.scaling_factor, shift_factor=norm.shift_factor,
                        force_upcast=norm.force_upcast)

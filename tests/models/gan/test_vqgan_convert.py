@@ -226,3 +226,82 @@ def test_taming_ckpt_file_loads_through_pipeline(tmp_path):
     torch.save({"state_dict": sd}, tmp_path / "bad.ckpt")
     with pytest.raises(ConversionError, match="encoder.unknown.weight"):
         VQGANPipeline.from_pretrained(str(tmp_path / "bad.ckpt"), preset="tiny", device="cpu")
+
+
+# -- single files of sizes no preset has ------------------------------------------------------------
+
+# No VQGAN preset has these sizes: 24/48 channels, attention at level 1, 4 GroupNorm groups (not in the weights).
+ODD_DIFFUSERS = dict(block_out_channels=(24, 48), down_block_types=("DownEncoderBlock2D", "AttnDownEncoderBlock2D"),
+                     up_block_types=("AttnUpDecoderBlock2D", "UpDecoderBlock2D"), layers_per_block=1,
+                     latent_channels=6, vq_embed_dim=5, num_vq_embeddings=12, norm_num_groups=4, sample_size=32)
+
+
+def _odd_vqmodel():
+    torch.manual_seed(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = diffusers.VQModel(**ODD_DIFFUSERS).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.normal_(1.0 if name.endswith("weight") else 0.0, 0.1)
+            elif name.endswith("bias"):
+                p.normal_(0, 0.05)
+        model.quantize.embedding.weight.normal_()
+    return model
+
+
+def _max_diff(ref, ours, x) -> float:
+    with torch.no_grad():
+        h_ref = ref.encode(x).latents
+        dec_ref = ref.decode(h_ref).sample
+        h = ours.encode_latents(x)
+        dec = ours.decode(ours.encode(x).quantized)
+    return float(max((h - h_ref).abs().max(), (dec - dec_ref).abs().max()))
+
+
+def test_non_release_taming_ckpt_refuses_then_loads_with_explicit_config(tmp_path):
+    from models.gan.vqgan.convert import load_vqgan_checkpoint, read_sizes
+    from utils.errors import UserError
+    from utils.weights.configs import matching_presets
+
+    ref = _odd_vqmodel()
+    cfg = config_from_diffusers(dict(ref.config))  # what the reference was built with
+    native = convert_state_dict(ref.state_dict(), cfg)[0]
+    # the taming layout, enumerated independently of our modules
+    assert {k: tuple(v.shape) for k, v in native.items()} == taming_vqmodel_shapes(24, (1, 2), 1, (1,), 6, 5, 12)
+    assert matching_presets(read_sizes(native), PRESETS) == []
+    sd = {k: v.contiguous() for k, v in native.items()}
+    sd.update({f"loss.discriminator.{k}": v for k, v in PatchDiscriminator(3, 8, 2).state_dict().items()})
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": sd, "global_step": 7}, path)
+    for preset in (None, "tiny"):
+        with pytest.raises(UserError) as err:
+            load_vqgan_checkpoint(path, preset=preset)
+        msg = str(err.value)
+        assert "norm_groups" in msg and "config=VQGANConfig(" in msg and "attn_resolutions=(16,)" in msg
+        assert "\n" not in msg
+    got, ae, disc = load_vqgan_checkpoint(path, config=cfg)
+    assert got == cfg and set(disc) == set(PatchDiscriminator(3, 8, 2).state_dict())
+    ours = VQGAN(got).eval()
+    load_into(ours, ae)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    assert _max_diff(ref, ours, x) <= 1e-4
+    # the guess the refusal avoids would be wrong: 8 groups instead of 4 change the outputs
+    from dataclasses import replace
+
+    wrong = VQGAN(replace(cfg, norm_groups=8)).eval()
+    load_into(wrong, ae)
+    assert _max_diff(ref, wrong, x) > 1e-2
+    # an explicit config must agree with the shapes, and its groups must divide the widths
+    with pytest.raises(UserError, match=r"n_embed is 16 but the weights have 12"):
+        load_vqgan_checkpoint(path, config=replace(cfg, n_embed=16))
+    with pytest.raises(UserError, match="norm_groups 32 does not divide"):
+        VQGAN(replace(cfg, norm_groups=32))
+
+
+def test_release_sizes_need_no_config():
+    for name in ("imagenet-f16-1024", "imagenet-f16-16384"):
+        with torch.device("meta"):
+            native = VQGAN(PRESETS[name]).state_dict()
+        assert infer_config(native) == PRESETS[name]

@@ -104,3 +104,73 @@ def test_size_errors():
         model(torch.zeros(1, 16, 7, 8), torch.tensor([1.0]), torch.zeros(1, 3, 80), torch.zeros(1, 56))
     with pytest.raises(UserError, match="too large"):
         model(torch.zeros(1, 16, 40, 8), torch.tensor([1.0]), torch.zeros(1, 3, 80), torch.zeros(1, 56))
+
+
+# -- single files of sizes no preset has ------------------------------------------------------------
+
+ODD = {
+    # SD3.5-style (per-head q/k norms, one dual-attention block): the norms are head_dim wide, so the
+    # shapes fix every size and the file loads with no config.
+    "qk-norm": MMDiTConfig(depth=3, num_heads=3, head_dim=16, context_in_dim=24, adm_in_channels=20,
+                           pos_embed_max_size=12, qk_norm=True, dual_attention_layers=(1,), sample_size=12),
+    # SD3-style (no q/k norms): nothing in the weights tells 4 heads of 8 from 2 of 16 or 1 of 32.
+    "no-qk-norm": MMDiTConfig(depth=2, num_heads=4, head_dim=8, context_in_dim=24, adm_in_channels=20,
+                              pos_embed_max_size=12, sample_size=12),
+}
+
+
+def _odd_single_file(cfg: MMDiTConfig, tmp_path):
+    """A diffusers SD3 transformer of `cfg` with random weights (the position table as built), saved as an
+    official single file; diffusers' own converter reads it back to the reference's tensors."""
+    from safetensors.torch import save_file
+
+    from utils.weights import load_state_dict
+
+    torch.manual_seed(2)
+    ref = SD3Transformer2DModel(**mmdit_config_to_diffusers(cfg)).eval()
+    sd = {k: v if k == "pos_embed.pos_embed" else v + 0.02 * torch.randn_like(v) for k, v in ref.state_dict().items()}
+    ref.load_state_dict(sd)
+    official = {f"model.diffusion_model.{k}": v.contiguous() for k, v in mmdit_diffusers_to_native(sd).items()}
+    back = convert_sd3_transformer_checkpoint_to_diffusers(dict(official))
+    assert set(back) == set(sd) and all(torch.equal(back[k], v) for k, v in sd.items())
+    save_file(official, str(tmp_path / "custom_sd3.safetensors"))
+    return ref, load_state_dict(tmp_path / "custom_sd3.safetensors")
+
+
+def _max_diff(ref, ours, cfg: MMDiTConfig) -> float:
+    x, t, context, pooled = _inputs(cfg)
+    with torch.no_grad():
+        return float((ref(x, context, pooled, t).sample - ours(x, t, context, pooled)).abs().max())
+
+
+@pytest.mark.parametrize("name", list(ODD))
+def test_non_release_single_file_loads_exactly_or_refuses(name, tmp_path):
+    from models.image_generation.stable_diffusion import convert as cv
+    from models.image_generation.stable_diffusion.convert_mmdit import read_mmdit_sizes
+    from models.image_generation.stable_diffusion.mmdit import MMDIT_PRESETS
+    from utils.weights.configs import matching_presets
+
+    cfg = ODD[name]
+    ref, sd = _odd_single_file(cfg, tmp_path)
+    native = cv.denoiser_state(sd, "x_embedder.proj.weight", "", "")
+    assert matching_presets(read_mmdit_sizes(native), MMDIT_PRESETS) == []
+    if cfg.qk_norm:  # every size is in the shapes (the sample size in the position table's values)
+        ours = cv.mmdit_from_state(sd)
+        assert ours.config == cfg
+        assert _max_diff(ref, ours, cfg) <= 1e-4
+        return
+    for preset in (None, "sd3-medium"):
+        with pytest.raises(UserError) as err:
+            cv.mmdit_from_state(sd, preset)
+        msg = str(err.value)
+        assert "head_dim" in msg and "config=MMDiTConfig(" in msg and "num_heads = 32 // head_dim" in msg
+        assert "\n" not in msg
+    ours = cv.mmdit_from_state(sd, config=cfg)
+    assert _max_diff(ref, ours, cfg) <= 1e-4
+    # the guess the refusal avoids would be wrong: 2 heads of 16 give other outputs from the same tensors
+    wrong = MMDiT(cfg.with_(num_heads=2, head_dim=16)).eval()
+    wrong.load_state_dict(native)
+    assert _max_diff(ref, wrong, cfg) > 1e-3
+    with pytest.raises(UserError, match=r"depth is 3 but the weights have 2"):
+        cv.mmdit_from_state(sd, config=cfg.with_(depth=3))
+

@@ -131,3 +131,79 @@ def test_size_not_multiple_is_a_clear_error():
     model = SDXLUNet(TINY)
     with pytest.raises(UserError, match="multiple"):
         model(torch.zeros(1, 4, 15, 16), torch.tensor([1.0]), torch.zeros(1, 3, 72), torch.zeros(1, 80))
+
+
+# -- single files of sizes no preset has ------------------------------------------------------------
+
+# No preset has these sizes; the head size (12), groups (4) and Fourier width (4) are not in the weights.
+ODD = UNetConfig(model_channels=24, channel_mult=(1, 2), num_res_blocks=1, transformer_depth=(0, 2),
+                 transformer_depth_middle=2, head_dim=12, context_dim=40, adm_in_channels=16 + 6 * 4, norm_groups=4,
+                 addition_time_embed_dim=4)
+
+
+def _odd_single_file(tmp_path):
+    """A diffusers UNet of the ODD sizes with random weights, saved as an official single file."""
+    from utils.weights import load_state_dict
+
+    ref, _, sd = _pair(ODD, seed=4)
+    official = {f"model.diffusion_model.{k}": v.contiguous() for k, v in unet_diffusers_to_native(sd, ODD).items()}
+    # the official layout: diffusers' own single-file converter reads it back to the reference's tensors
+    back = convert_ldm_unet_checkpoint(official, dict(ref.config))
+    assert set(back) == set(sd) and all(torch.equal(back[k], v) for k, v in sd.items())
+    from safetensors.torch import save_file
+
+    save_file(official, str(tmp_path / "custom_sdxl.safetensors"))
+    return ref, load_state_dict(tmp_path / "custom_sdxl.safetensors")
+
+
+def _odd_outputs(model, cfg: UNetConfig, reference: bool = False) -> torch.Tensor:
+    x, t, context, pooled, ids = _inputs(cfg)
+    x = x[:, :, :8, :8]  # small: this runs four times
+    with torch.no_grad():
+        if reference:
+            return model(x, t, context, added_cond_kwargs={"text_embeds": pooled, "time_ids": ids}).sample
+        return model(x, t, context, sdxl_vector(pooled, ids, cfg.addition_time_embed_dim))
+
+
+def test_non_release_single_file_refuses_then_loads_with_explicit_config(tmp_path):
+    from models.image_generation.stable_diffusion import convert as cv
+    from models.image_generation.stable_diffusion.convert_unet import read_unet_sizes
+    from models.image_generation.stable_diffusion.unet import UNET_PRESETS
+    from utils.errors import UserError
+    from utils.weights.configs import matching_presets
+
+    ref, sd = _odd_single_file(tmp_path)
+    assert matching_presets(read_unet_sizes(cv.denoiser_state(sd, "input_blocks.0.0.weight", "", "")),
+                            UNET_PRESETS) == []
+    for preset in (None, "sdxl-base"):
+        with pytest.raises(UserError) as err:
+            cv.unet_from_state(sd, preset)
+        msg = str(err.value)
+        assert all(f in msg for f in ("head_dim", "norm_groups", "addition_time_embed_dim", "config=UNetConfig("))
+        assert "model_channels=24" in msg and "\n" not in msg
+    ours = cv.unet_from_state(sd, config=ODD)
+    assert ours.config == ODD
+    expected = _odd_outputs(ref, ODD, reference=True)
+    assert (_odd_outputs(ours, ODD) - expected).abs().max() <= 1e-4
+    # each value the refusal avoids guessing changes the outputs (or cannot be built at all)
+    from utils.weights import load_into
+
+    native = cv.denoiser_state(sd, "input_blocks.0.0.weight", "", "")
+    for wrong in (ODD.with_(head_dim=24), ODD.with_(norm_groups=8)):
+        model = SDXLUNet(wrong).eval()
+        load_into(model, native)
+        assert (_odd_outputs(model, ODD) - expected).abs().max() > 1e-3
+
+
+def test_explicit_unet_config_errors_are_one_clear_line(tmp_path):
+    from models.image_generation.stable_diffusion import convert as cv
+    from utils.errors import UserError
+
+    _, sd = _odd_single_file(tmp_path)
+    with pytest.raises(UserError, match=r"context_dim is 48 but the weights have 40"):
+        cv.unet_from_state(sd, config=ODD.with_(context_dim=48))
+    with pytest.raises(UserError, match="head_dim 7 does not divide"):  # not a shape error inside torch
+        cv.unet_from_state(sd, config=ODD.with_(head_dim=7))
+    with pytest.raises(UserError, match="norm_groups 32 does not divide"):
+        cv.unet_from_state(sd, config=ODD.with_(norm_groups=32))
+

@@ -222,3 +222,92 @@ def test_full_size_official_keys_convert_exactly(preset):
     with torch.device("meta"):
         fresh = AutoencoderKL(cfg)
     load_into(fresh, mine, what="VAE")
+
+
+# -- single files of sizes no preset has ------------------------------------------------------------
+
+# Sizes no VAE preset has; their GroupNorm group counts (4, 16) are not stored in the weights.
+ODD_SIZES = {
+    "4ch-24wide-groups4": VAEConfig(base_channels=24, channel_mult=(1, 2), num_res_blocks=1, latent_channels=4,
+                                    norm_groups=4),
+    "16ch-3levels-groups16": VAEConfig(base_channels=16, channel_mult=(1, 3, 3), num_res_blocks=1, latent_channels=16,
+                                       norm_groups=16, use_quant_conv=False, use_post_quant_conv=False,
+                                       scaling_factor=1.5305, shift_factor=0.0609),
+}
+
+
+def _official_single_file(ref, path) -> dict:
+    """The reference's weights in the ldm single-file layout (`first_stage_model.` prefix), saved to `path`.
+
+    diffusers' own single-file converter reads the file back to exactly the reference's tensors, so the
+    layout is the official one and not merely ours.
+    """
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    official = {f"first_stage_model.{k}": v.contiguous() for k, v in conv.diffusers_to_native(ref.state_dict()).items()}
+    back = convert_ldm_vae_checkpoint(official, dict(ref.config))
+    assert set(back) == set(ref.state_dict())
+    assert all(torch.equal(back[k], v) for k, v in ref.state_dict().items())
+    save_file(official, str(path))
+    return official
+
+
+def _max_diff(ref, ours, cfg: VAEConfig) -> float:
+    x = _image(size=16)
+    z = torch.randn(2, cfg.latent_channels, 8, 8, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        a = (ref.encode(x).latent_dist.mean - ours.encode(x).mean).abs().max()
+        b = (ref.decode(z).sample - ours.decode(z)).abs().max()
+    return float(max(a, b))
+
+
+@pytest.mark.parametrize("name", sorted(ODD_SIZES))
+def test_non_release_single_file_refuses_then_loads_with_explicit_config(name, tmp_path):
+    from utils.weights.configs import matching_presets
+    from utils.encoders.vae import VAE_PRESETS
+
+    cfg = ODD_SIZES[name]
+    ref = _reference(cfg)
+    path = tmp_path / "custom_vae.safetensors"
+    official = _official_single_file(ref, path)
+    assert matching_presets(conv.read_sizes(conv.to_native(official)), VAE_PRESETS) == []
+    # no config: one line naming the field the weights cannot tell, and what to pass
+    for preset in (None, "sdxl", "flux"):  # a preset names the latent scaling, not the sizes
+        with pytest.raises(UserError) as err:
+            AutoencoderKL.from_pretrained(path, preset=preset)
+        msg = str(err.value)
+        assert "norm_groups" in msg and "config=VAEConfig(" in msg and f"base_channels={cfg.base_channels}" in msg
+        assert "\n" not in msg
+    # the explicit config loads and reproduces the source model
+    ours = AutoencoderKL.from_pretrained(path, config=cfg, device="cpu")
+    assert ours.config == cfg
+    assert _max_diff(ref, ours, cfg) <= 1e-4
+    # the same through the SD pipelines' single-file path
+    from models.image_generation.stable_diffusion import convert as cv
+    from utils.weights import load_state_dict
+
+    again = cv.vae_from_state(load_state_dict(path), "sdxl", str(path), config=cfg)
+    assert _max_diff(ref, again, cfg) <= 1e-4
+    # the guess the refusal avoids would be wrong: another group count changes the outputs
+    wrong = AutoencoderKL(cfg.with_(norm_groups=8 if cfg.norm_groups != 8 else 4)).eval()
+    load_into(wrong, conv.to_native(official))
+    assert _max_diff(ref, wrong, cfg) > 1e-2
+
+
+def test_explicit_config_that_contradicts_the_weights_is_one_clear_line(tmp_path):
+    cfg = ODD_SIZES["4ch-24wide-groups4"]
+    path = tmp_path / "vae.safetensors"
+    _official_single_file(_reference(cfg), path)
+    with pytest.raises(UserError, match=r"base_channels is 32 but the weights have 24"):
+        AutoencoderKL.from_pretrained(path, config=cfg.with_(base_channels=32))
+    # 32 groups cannot split 24 channels: a UserError, not torch's ValueError from GroupNorm
+    with pytest.raises(UserError, match="norm_groups 32 does not divide"):
+        AutoencoderKL.from_pretrained(path, config=cfg.with_(norm_groups=32))
+
+
+def test_release_sizes_need_no_config():
+    for preset in ("sd", "sdxl", "sd3", "flux"):
+        with torch.device("meta"):
+            native = AutoencoderKL(preset).state_dict()
+        got = conv.infer_config(native, preset=preset)
+        assert got == VAEConfig.preset(preset)
