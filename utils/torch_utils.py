@@ -1,5 +1,13 @@
-"""Device, dtype and seeded-noise helpers shared by every pipeline."""
+"""Devices, dtypes and seeded noise: the one home of these helpers for every pipeline.
+
+Noise is drawn on the CPU in float32 and then moved, so a seed gives the same numbers on any
+device. A batch may carry one generator per sample (a list): each sample then depends only on its
+own generator, not on what else is in the batch. The diffusion pipelines' rule for turning a `seed`
+into one generator per image lives in `utils.diffusion.noise`.
+"""
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 
@@ -52,7 +60,27 @@ def make_generator(seed: int | None) -> torch.Generator:
     return gen
 
 
-def randn(shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""One generator for a whole batch, one per sample (a list), or None (torch's global generator)."""
+
+
+def randn(shape: Sequence[int], generator: Generators = None, device: torch.device | str = "cpu",
           dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Standard normal noise drawn on the CPU in float32, then moved: device-independent for a seed."""
+    """Standard normal noise drawn on the CPU in float32, then moved: device-independent for a seed.
+
+    With a list of generators, sample i of the leading axis is drawn from generator i alone.
+    """
+    shape = tuple(shape)
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
+        return torch.cat([randn((1, *shape[1:]), g, device, dtype) for g in generator], dim=0)
     return torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+
+
+def randn_like(x: torch.Tensor, generator: Generators = None) -> torch.Tensor:
+    """`randn` with the shape, device and dtype of `x`."""
+    return randn(x.shape, generator, x.device, x.dtype)
+
+
+__all__ = ["Generators", "make_generator", "randn", "randn_like", "resolve_device", "resolve_dtype"]

@@ -1,4 +1,4 @@
-"""One sampling loop over any scheduler, plus img2img and inpainting helpers.
+"""One sampling loop over any scheduler, plus img2img, inpainting and partial-schedule helpers.
 
 A denoiser is any function `model(x, t) -> output` (wrap a network with `guidance.cfg_model` or
 `guidance.distilled_guidance_model`, or a lambda binding the conditioning). `sample` walks the
@@ -12,7 +12,7 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-from utils.diffusion.noise import Generators
+from utils.torch_utils import Generators
 from utils.diffusion.schedulers import Schedule, Scheduler
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -137,5 +137,40 @@ def blend(generated: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> t
     return mask * generated + (1 - mask) * known
 
 
-__all__ = ["Denoiser", "InpaintBlend", "SampleResult", "StepInfo", "blend", "img2img_latents", "img2img_start",
-           "sample"]
+# -- partial schedules (the SDXL base/refiner hand-off) ------------------------------------------------
+
+def cutoff_steps(timesteps: torch.Tensor, fraction: float, num_train: int = 1000) -> int:
+    """How many steps of a schedule lie at or above the noise level `fraction` of the way through
+    training time (the base model's share with `denoising_end`)."""
+    cutoff = int(round(num_train - fraction * num_train))
+    return int((timesteps >= cutoff).sum().item())
+
+
+def start_index(timesteps: torch.Tensor, fraction: float, order: int = 1, num_train: int = 1000) -> int:
+    """Where a run resumes with `denoising_start`: the first step below the cutoff (two-stage solvers
+    start on a full step)."""
+    cutoff = int(round(num_train - fraction * num_train))
+    n = int((timesteps < cutoff).sum().item())
+    if order == 2 and n % 2 == 0:
+        n += 1
+    return len(timesteps) - n
+
+
+class StopAfter:
+    """An `interrupt` for `sample` that stops after `n` model calls (and honours a user interrupt);
+    pass its `count` as (or from) the callback."""
+
+    def __init__(self, n: int | None, user: Interrupt = None):
+        self.n, self.user, self.calls = n, user, 0
+
+    def count(self, info: StepInfo) -> None:
+        self.calls = info.num_calls
+
+    def __call__(self) -> bool:
+        if self.n is not None and self.calls >= self.n:
+            return True
+        return _interrupted(self.user)
+
+
+__all__ = ["Denoiser", "InpaintBlend", "SampleResult", "StepInfo", "StopAfter", "blend", "cutoff_steps",
+           "img2img_latents", "img2img_start", "sample", "start_index"]

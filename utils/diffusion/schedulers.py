@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Mapping, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from utils.diffusion.noise import Generators, randn
+from utils.torch_utils import Generators, randn
 from utils.errors import UserError, did_you_mean
 
 

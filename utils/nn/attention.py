@@ -36,7 +36,8 @@ _context_backend: contextvars.ContextVar[str | None] = contextvars.ContextVar("c
 _global_backend: str | None = None
 
 
-def _check_name(name: str) -> str:
+def check_attention_backend(name: str) -> str:
+    """The canonical backend name for `name` (aliases such as 'flash-attn' accepted); a UserError otherwise."""
     key = str(name).lower().strip()
     key = {"flash_attn": "flash", "flash-attn": "flash", "native": "sdpa", "torch": "sdpa"}.get(key, key)
     if key not in BACKENDS:
@@ -64,19 +65,19 @@ def available_attention_backends() -> list[str]:
 def set_attention_backend(name: str | None) -> None:
     """Set the process-wide backend ("auto" or None restores automatic choice)."""
     global _global_backend
-    _global_backend = None if name is None else _check_name(name)
+    _global_backend = None if name is None else check_attention_backend(name)
 
 
 def get_attention_backend() -> str:
     """The backend name currently asked for (may be "auto")."""
     name = _context_backend.get() or _global_backend or os.environ.get(ENV_VAR) or "auto"
-    return _check_name(name)
+    return check_attention_backend(name)
 
 
 @contextmanager
 def attention_backend(name: str) -> Iterator[str]:
     """Use backend `name` for every `attention` call inside the block (this thread/task only)."""
-    token = _context_backend.set(_check_name(name))
+    token = _context_backend.set(check_attention_backend(name))
     try:
         yield _context_backend.get()  # type: ignore[misc]
     finally:
@@ -112,7 +113,7 @@ def resolve_attention_backend(q: torch.Tensor, k: torch.Tensor | None = None, v:
 
     An explicitly named backend that cannot serve these tensors raises `UserError` saying why.
     """
-    name = _check_name(backend) if backend is not None else get_attention_backend()
+    name = check_attention_backend(backend) if backend is not None else get_attention_backend()
     if name == "auto":
         if _flash_problem(q, mask) is None:
             return "flash"
@@ -206,5 +207,5 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     return _flash_attention(q, k, v, scale)
 
 
-__all__ = ["BACKENDS", "attention", "attention_backend", "available_attention_backends", "get_attention_backend",
-           "resolve_attention_backend", "set_attention_backend"]
+__all__ = ["BACKENDS", "attention", "attention_backend", "available_attention_backends", "check_attention_backend",
+           "get_attention_backend", "resolve_attention_backend", "set_attention_backend"]

@@ -1,4 +1,4 @@
-"""Sinusoidal timestep embeddings and the small MLP that usually follows them.
+"""Sinusoidal timestep embeddings (each model keeps the small MLP after them, under its release's key names).
 
 The zoo meets two orders of the same features: [sin, cos] (DDPM, diffusers' default) and
 [cos, sin] (`flip_sin_to_cos=True`: SD, SDXL, SD3, FLUX). Frequencies are
@@ -40,31 +40,4 @@ def timestep_embedding(t: torch.Tensor, dim: int, flip_sin_to_cos: bool = False,
     return emb
 
 
-class Timesteps(nn.Module):
-    """Module form of `timestep_embedding` (no parameters)."""
-
-    def __init__(self, dim: int, flip_sin_to_cos: bool = True, downscale_freq_shift: float = 0.0, scale: float = 1.0,
-                 max_period: float = 10000.0, time_factor: float = 1.0):
-        super().__init__()
-        self.dim, self.flip_sin_to_cos, self.downscale_freq_shift = dim, flip_sin_to_cos, downscale_freq_shift
-        self.scale, self.max_period, self.time_factor = scale, max_period, time_factor
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return timestep_embedding(t, self.dim, self.flip_sin_to_cos, self.downscale_freq_shift, self.scale,
-                                  self.max_period, self.time_factor)
-
-
-class TimestepMLP(nn.Module):
-    """Linear -> SiLU -> Linear on sinusoidal features (diffusers' `TimestepEmbedding` key names)."""
-
-    def __init__(self, in_dim: int, dim: int, out_dim: int | None = None, bias: bool = True):
-        super().__init__()
-        self.linear_1 = nn.Linear(in_dim, dim, bias=bias)
-        self.act = nn.SiLU()
-        self.linear_2 = nn.Linear(dim, out_dim or dim, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(self.act(self.linear_1(x)))
-
-
-__all__ = ["TimestepMLP", "Timesteps", "timestep_embedding"]
+__all__ = ["timestep_embedding"]

@@ -1,4 +1,4 @@
-"""RMSNorm and the per-head query/key normalisation of SD3, FLUX and video transformers."""
+"""RMS norm: the function (FLUX's QK norm, whose gains are named `scale`) and the module (SD3's `ln_q`/`ln_k`)."""
 from __future__ import annotations
 
 import torch
@@ -26,25 +26,4 @@ class RMSNorm(nn.Module):
         return rms_norm(x, self.weight, self.eps)
 
 
-class QKNorm(nn.Module):
-    """RMSNorm of queries and keys over the head dim (FLUX: `query_norm`, `key_norm`)."""
-
-    def __init__(self, head_dim: int, eps: float = 1e-6, elementwise_affine: bool = True):
-        super().__init__()
-        self.query_norm = RMSNorm(head_dim, eps, elementwise_affine)
-        self.key_norm = RMSNorm(head_dim, eps, elementwise_affine)
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.query_norm(q), self.key_norm(k)
-
-
-class LayerNorm32(nn.LayerNorm):
-    """LayerNorm computed in float32 whatever the activation dtype (stable under fp16/bf16)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = None if self.weight is None else self.weight.float()
-        b = None if self.bias is None else self.bias.float()
-        return nn.functional.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).to(x.dtype)
-
-
-__all__ = ["LayerNorm32", "QKNorm", "RMSNorm", "rms_norm"]
+__all__ = ["RMSNorm", "rms_norm"]

@@ -25,8 +25,8 @@ RopeTables = tuple[torch.Tensor, torch.Tensor]
 
 
 class MLPEmbedder(nn.Module):
-    """Linear -> SiLU -> Linear. Same maths as utils.nn.TimestepMLP, but the official key names
-    (`in_layer`, `out_layer`) so that released checkpoints load without renaming."""
+    """Linear -> SiLU -> Linear under the official key names (`in_layer`, `out_layer`), so released
+    checkpoints load without renaming."""
 
     def __init__(self, in_dim: int, hidden_dim: int):
         super().__init__()
@@ -120,26 +120,31 @@ def rope_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pe: RopeTa
     return out.transpose(1, 2).flatten(2)
 
 
-def _mlp(dim: int, hidden: int) -> nn.Sequential:
-    # Keys .0 and .2: Linear, GELU (tanh), Linear.
-    return nn.Sequential(nn.Linear(dim, hidden, bias=True), nn.GELU(approximate="tanh"),
-                         nn.Linear(hidden, dim, bias=True))
-
-
 class DoubleStreamBlock(nn.Module):
-    """MM-DiT block: image and text tokens keep their own weights and attend to each other."""
+    """MM-DiT block: image and text tokens keep their own weights and attend to each other.
+
+    Each stream has its modulation (`*_mod`), pre-attention norm, attention projections (`*_attn`:
+    qkv, QK norm, proj), pre-MLP norm and MLP (keys .0 and .2: Linear, GELU (tanh), Linear).
+    """
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, qkv_bias: bool = True):
         super().__init__()
         mlp_hidden = int(hidden_size * mlp_ratio)
         self.num_heads = num_heads
         self.hidden_size = hidden_size
-        for side in ("img", "txt"):
-            setattr(self, f"{side}_mod", Modulation(hidden_size, double=True))
-            setattr(self, f"{side}_norm1", nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6))
-            setattr(self, f"{side}_attn", SelfAttention(hidden_size, num_heads, qkv_bias))
-            setattr(self, f"{side}_norm2", nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6))
-            setattr(self, f"{side}_mlp", _mlp(hidden_size, mlp_hidden))
+        self.img_mod = Modulation(hidden_size, double=True)
+        self.img_norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.img_attn = SelfAttention(hidden_size, num_heads, qkv_bias)
+        self.img_norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.img_mlp = nn.Sequential(nn.Linear(hidden_size, mlp_hidden, bias=True), nn.GELU(approximate="tanh"),
+                                     nn.Linear(mlp_hidden, hidden_size, bias=True))
+
+        self.txt_mod = Modulation(hidden_size, double=True)
+        self.txt_norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.txt_attn = SelfAttention(hidden_size, num_heads, qkv_bias)
+        self.txt_norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
+        self.txt_mlp = nn.Sequential(nn.Linear(hidden_size, mlp_hidden, bias=True), nn.GELU(approximate="tanh"),
+                                     nn.Linear(mlp_hidden, hidden_size, bias=True))
 
     def forward(self, img: torch.Tensor, txt: torch.Tensor, vec: torch.Tensor,
                 pe: RopeTables) -> tuple[torch.Tensor, torch.Tensor]:

@@ -139,7 +139,7 @@ class FluxTransformer(nn.Module):
         p = self.params
         if img.ndim != 3 or img.shape[-1] != p.in_channels:
             raise UserError(f"FLUX expects packed image tokens (B, L, {p.in_channels}), got {tuple(img.shape)}: "
-                            "pack 2x2 latent patches first (pipeline.pack_latents)")
+                            "pack 2x2 latent patches first (sampling.pack_latents)")
         if txt.ndim != 3 or txt.shape[-1] != p.context_in_dim:
             raise UserError(f"FLUX expects text tokens (B, L, {p.context_in_dim}), got {tuple(txt.shape)}")
         if y.shape[-1] != p.vec_in_dim:

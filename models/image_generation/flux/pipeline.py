@@ -12,6 +12,8 @@ token count for dev/Fill/Canny/Depth (mu 0.5 at 256 tokens to 1.15 at 4096) and 
 (4 steps). dev is guidance-distilled: the guidance scale is an input of the transformer (3.5 by default;
 Fill and Canny 30, Depth 10 as in the official release), one model call per step. A negative prompt
 switches on true classifier-free guidance (`true_cfg`, two calls per step) as diffusers does.
+Packing, position ids and the schedule are in `sampling.py`; devices, offload, tiling, compilation and
+seeding (image i uses seed + i) come from `utils.diffusion.DiffusionPipeline`.
 """
 from __future__ import annotations
 
@@ -24,12 +26,15 @@ from torch import nn
 
 from models.image_generation.flux import convert as C
 from models.image_generation.flux.model import PRESETS, FluxParams, FluxTransformer
+from models.image_generation.flux.sampling import (LATENT_CHANNELS, image_ids, img2img_start, pack_latents,
+                                                   pack_mask_fill, sigmas, text_ids, unpack_latents)
 from models.image_generation.flux.spec import SPEC
-from utils.outputs import ImageOutput
-from utils.diffusion import FlowMatchEuler, InpaintBlend, cfg_combine, get_scheduler, sample
+from utils.data.image_inputs import ImageInput, load_image, load_mask
+from utils.diffusion import DiffusionPipeline, FlowMatchEuler, InpaintBlend, cfg_combine, get_scheduler, sample
+from utils.diffusion.inputs import as_prompts, batch_inputs, output_size
+from utils.diffusion.noise import initial_noise
 from utils.errors import UserError, WeightsError
-from utils.nn import attention_backend, grid_ids
-from utils.torch_utils import make_generator, resolve_device, resolve_dtype
+from utils.outputs import ImageOutput
 
 VARIANTS = tuple(p for p in SPEC.presets if p != "tiny")
 
@@ -39,89 +44,21 @@ SCHEDULER_DEV = {"num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shiftin
 SCHEDULER_SCHNELL = {"num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifting": False}
 
 
-ImageInput = Any  # a path, a PIL image, or a (B, 3, H, W) tensor in [0, 1]
-
-# -- latent packing ----------------------------------------------------------------------------------
-
-
-def pack_latents(z: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w) latents -> (B, h/2 * w/2, 4C) tokens, each a 2x2 patch (channel-major, then row, col)."""
-    b, c, h, w = z.shape
-    return z.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
-
-
-def unpack_latents(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """The inverse of `pack_latents` for latents of h x w (latent pixels)."""
-    b, _, d = x.shape
-    c = d // 4
-    return x.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
-
-
-def image_ids(h: int, w: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """Position ids (h/2 * w/2, 3) of packed image tokens: (0, row, col)."""
-    return grid_ids(h // 2, w // 2, device=device)
-
-
-def pack_mask_fill(mask: torch.Tensor, downscale: int) -> torch.Tensor:
-    """Fill's mask channels: (B, 1, H, W) pixel mask -> each latent pixel's downscale² mask values as
-    channels (B, d², H/d, W/d), then 2x2-packed to (B, L, 4 d²)."""
-    b, _, hh, ww = mask.shape
-    d = downscale
-    m = mask[:, 0].view(b, hh // d, d, ww // d, d).permute(0, 2, 4, 1, 3).reshape(b, d * d, hh // d, ww // d)
-    return pack_latents(m)
-
-
-# -- inputs -----------------------------------------------------------------------------------------
-
-
-def _common():
-    # The input helpers are shared with the SDXL/SD3 pipelines (one implementation in the zoo).
-    from utils.diffusion import pipeline_utils as common
-
-    return common
-
-
-def _first_size(image: ImageInput) -> tuple[int, int]:
-    """(height, width) of an image input."""
-    if isinstance(image, torch.Tensor):
-        return int(image.shape[-2]), int(image.shape[-1])
-    from PIL import Image
-
-    if isinstance(image, (str, os.PathLike)):
-        if not Path(image).is_file():
-            raise UserError(f"image file not found: {image}")
-        with Image.open(image) as im:
-            return im.height, im.width
-    return image.height, image.width
-
-
-class _VAERunner(nn.Module):
-    """The VAE's encode/decode behind a forward(), so accelerate's offload hooks see every call."""
-
-    def __init__(self, vae: nn.Module):
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, x: torch.Tensor, op: str = "decode") -> torch.Tensor:
-        if op == "decode":
-            return self.vae.decode_latents(x)
-        return self.vae.encode(x).moments
-
-
-class FluxPipeline:
+class FluxPipeline(DiffusionPipeline):
     """A FLUX.1 transformer, the 16-channel VAE, CLIP-L and T5-XXL, and the flow-matching sampler."""
+
+    spec = SPEC
+    components = ("clip", "t5", "transformer", "vae")
+    denoiser_name = "transformer"
+    cuda_dtype = torch.bfloat16
 
     def __init__(self, transformer: FluxTransformer, vae: nn.Module, clip: nn.Module, t5: nn.Module,
                  preset: str = "dev", scheduler_config: dict | None = None, max_sequence_length: int | None = None):
         self.transformer, self.vae, self.clip, self.t5 = transformer, vae, clip, t5
         self.preset = preset
-        p = transformer.params
-        default_sched = SCHEDULER_DEV if p.guidance_embed else SCHEDULER_SCHNELL
+        default_sched = SCHEDULER_DEV if transformer.params.guidance_embed else SCHEDULER_SCHNELL
         self.scheduler_config = dict(scheduler_config or default_sched)
-        self.max_sequence_length = max_sequence_length or SPEC.default(preset, "max_sequence_length", 512)
-        self._vae_runner = _VAERunner(vae)
-        self._execution_device: torch.device | None = None
-        self.attention: str | None = None
+        self.max_sequence_length = int(self.default("max_sequence_length", max_sequence_length))
 
     # -- what this pipeline is -------------------------------------------------------------------
 
@@ -140,16 +77,6 @@ class FluxPipeline:
         return "dev" if p.guidance_embed else "schnell"
 
     @property
-    def device(self) -> torch.device:
-        if self._execution_device is not None:
-            return self._execution_device
-        return next(p.device for p in self.transformer.parameters())
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.transformer.dtype
-
-    @property
     def pixel_multiple(self) -> int:
         """Image sides must be multiples of this: VAE downscale (8) times the 2x2 packing = 16."""
         return self.vae.config.downscale * 2
@@ -157,51 +84,6 @@ class FluxPipeline:
     @property
     def default_size(self) -> int:
         return 1024 if self.preset != "tiny" else 4 * self.pixel_multiple
-
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "FluxPipeline":
-        for m in (self.transformer, self.vae, self.clip, self.t5):
-            m.to(device=device, dtype=dtype)
-        return self
-
-    # -- memory and speed ---------------------------------------------------------------------------
-
-    def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> "FluxPipeline":
-        """Keep every model on the CPU and move each to `device` only while it runs (accelerate hooks):
-        the peak is the largest model (the transformer, 24 GB in bf16) instead of all four (33 GB)."""
-        from accelerate import cpu_offload_with_hook
-
-        dev = torch.device(device)
-        hook = None
-        for m in (self.clip, self.t5, self.transformer, self._vae_runner):
-            m.to("cpu")
-            _, hook = cpu_offload_with_hook(m, dev, prev_module_hook=hook)
-        self._execution_device = dev
-        return self
-
-    def enable_sequential_cpu_offload(self, device: str | torch.device = "cuda") -> "FluxPipeline":
-        """Stream each layer's weights to `device` when it runs (accelerate cpu_offload): a few GB of
-        GPU memory, much slower. The VAE (0.2 GB, whose attention reads its weights directly) moves whole."""
-        from accelerate import cpu_offload, cpu_offload_with_hook
-
-        dev = torch.device(device)
-        for m in (self.clip, self.t5, self.transformer):
-            m.to("cpu")
-            cpu_offload(m, execution_device=dev)
-            _pin_device(m, dev)
-        self._vae_runner.to("cpu")
-        cpu_offload_with_hook(self._vae_runner, dev)
-        self._execution_device = dev
-        return self
-
-    def enable_vae_tiling(self, tile_latent: int = 64, overlap_latent: int = 16) -> "FluxPipeline":
-        """Decode (and encode) large images in overlapping tiles."""
-        self.vae.enable_tiling(tile_latent, overlap_latent)
-        return self
-
-    def compile(self, **kwargs: Any) -> "FluxPipeline":
-        """torch.compile the transformer blocks (the first call pays the compilation)."""
-        self.transformer.compile_blocks(**kwargs)
-        return self
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -219,32 +101,17 @@ class FluxPipeline:
         (default: the preset's hub repo). `offload`: None, "model" or "sequential" (accelerate).
         `dtype`: default bf16 on CUDA, fp32 on CPU.
         """
-        SPEC.check_preset(preset)
-        dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev, default_cuda=torch.bfloat16)
-        if source is None and preset == "tiny":
+        place = cls.resolve(source, preset, device, dtype, offload)
+        if source is None and place.preset == "tiny":
             pipe = cls.tiny()
-            pipe.to(device=dev if offload is None else "cpu", dtype=dt)
         else:
             try:
-                pipe = cls._load(source, preset, dt, text_encoders, max_sequence_length,
-                                 dev if offload is None else torch.device("cpu"))
+                pipe = cls._load(source, place.preset, place.dtype, text_encoders, max_sequence_length,
+                                 place.load_device)
             except WeightsError as err:
-                raise WeightsError(_missing_weights_message(source, preset or "schnell", err)) from None
-            if offload is None:
-                pipe.to(device=dev)
-        if offload == "model":
-            pipe.enable_model_cpu_offload(dev)
-        elif offload == "sequential":
-            pipe.enable_sequential_cpu_offload(dev)
-        elif offload is not None:
-            raise UserError(f"offload must be 'model' or 'sequential', got '{offload}'")
-        if vae_tiling:
-            pipe.enable_vae_tiling()
-        if compile:
-            pipe.compile()
-        pipe.attention = attention
-        return pipe
+                raise WeightsError(_missing_weights_message(source, place.preset or "schnell", err)) from None
+        return pipe.configure(place.device, place.dtype, offload=offload, vae_tiling=vae_tiling, compile=compile,
+                              attention=attention)
 
     @classmethod
     def tiny(cls, variant: str = "dev", seed: int = 0) -> "FluxPipeline":
@@ -254,18 +121,17 @@ class FluxPipeline:
         from utils.encoders.t5 import T5EncoderConfig, T5TextEncoder
         from utils.encoders.vae import AutoencoderKL, VAEConfig
 
-        base = PRESETS["tiny"]
         in_ch = {"fill": 384, "canny": 128, "depth": 128}.get(variant, 64)
-        p = base.with_(in_channels=in_ch, guidance_embed=variant != "schnell")
+        p = PRESETS["tiny"].with_(in_channels=in_ch, guidance_embed=variant != "schnell")
+        max_len = SPEC.default("tiny", "max_sequence_length")
         torch.manual_seed(seed)
         clip_cfg = CLIPTextEncoderConfig.preset("tiny").with_(hidden_size=p.vec_in_dim)
-        t5_cfg = T5EncoderConfig.preset("tiny").with_(d_model=p.context_in_dim, max_length=SPEC.default("tiny", "max_sequence_length"))
+        t5_cfg = T5EncoderConfig.preset("tiny").with_(d_model=p.context_in_dim, max_length=max_len)
         vae_cfg = VAEConfig.preset("tiny-16").with_(channel_mult=(1, 1, 1, 1))  # downscale 8, as the real VAE
         return cls(FluxTransformer(p).eval(), AutoencoderKL(vae_cfg).eval(),
                    CLIPTextEncoder(clip_cfg, tokenizer=tiny_clip_tokenizer(clip_cfg)),
                    T5TextEncoder(t5_cfg, tokenizer=tiny_t5_tokenizer(t5_cfg)),
-                   preset="tiny" if variant in ("dev", "tiny") else variant,
-                   max_sequence_length=SPEC.default("tiny", "max_sequence_length"))
+                   preset="tiny" if variant in ("dev", "tiny") else variant, max_sequence_length=max_len)
 
     @classmethod
     def _load(cls, source: str | os.PathLike | None, preset: str | None, dtype: torch.dtype,
@@ -292,7 +158,7 @@ class FluxPipeline:
             rest = C.OFFICIAL.get(preset, C.OFFICIAL["dev"])[0]
         else:
             rest = source
-        max_len = max_sequence_length or SPEC.default(preset, "max_sequence_length", 512)
+        max_len = max_sequence_length or SPEC.default(preset, "max_sequence_length")
         clip = CLIPTextEncoder.from_pretrained(rest, preset="clip-l", device="cpu", dtype=dtype, subfolder="text_encoder")
         t5 = T5TextEncoder.from_pretrained(rest, preset="t5-xxl", device="cpu", dtype=dtype, subfolder="text_encoder_2",
                                            max_length=max_len)
@@ -322,45 +188,83 @@ class FluxPipeline:
         tokens = self.t5.encode(list(prompts), max_length=max_sequence_length or self.max_sequence_length)
         return tokens.last_hidden_state.to(dev, self.dtype), pooled.to(dev, self.dtype)
 
-    def _encode_images(self, images: torch.Tensor, gens: list[torch.Generator]) -> torch.Tensor:
-        """Pixels in [-1, 1] -> normalised latents, each sample drawn with its own generator."""
-        from utils.encoders.vae import DiagonalGaussian
+    def _check_inputs(self, guidance: float | None, image: Any, mask: Any, control: Any,
+                      strength: float | None) -> None:
+        variant = self.variant
+        if variant == "schnell" and guidance is not None:
+            raise UserError("FLUX.1 [schnell] is timestep-distilled and takes no guidance scale: leave --guidance "
+                            "out (or use a negative prompt with true_cfg for classifier-free guidance)")
+        if mask is not None and image is None:
+            raise UserError("a mask needs the image it applies to: pass image= (CLI: --image) as well")
+        if variant in ("dev", "schnell") and control is not None:
+            raise UserError(f"control images are for the canny and depth presets; this is FLUX.1 [{variant}]")
+        if mask is not None and variant in ("canny", "depth"):
+            raise UserError(f"FLUX.1 {variant.capitalize()} takes no mask: use the fill preset to inpaint")
+        if variant == "fill" and (image is None or mask is None):
+            raise UserError("FLUX.1 Fill inpaints: pass image= and mask= (white = repaint); CLI: --image --mask")
+        if strength is not None and not 0.0 < strength <= 1.0:
+            raise UserError(f"strength must be in (0, 1], got {strength}")
 
-        vae_dtype = next(self.vae.parameters()).dtype
-        out = []
-        for i in range(images.shape[0]):
-            moments = self._vae_runner(images[i:i + 1].to(self.device, vae_dtype), op="encode")
-            z = DiagonalGaussian(moments.float()).sample(gens[i % len(gens)])
-            out.append(self.vae.scale_latents(z))
-        return torch.cat(out)
-
-    def _size(self, height: int | None, width: int | None, image: ImageInput | None) -> tuple[int, int]:
-        m = self.pixel_multiple
-        if (height is None or width is None) and image is not None:
-            ih, iw = _first_size(image)
-            # an input image sets the size, snapped down to the model's multiple
-            height = height or max(m, ih // m * m)
-            width = width or max(m, iw // m * m)
-        height = height or self.default_size
-        width = width or self.default_size
-        _common().check_size(height, width, m, "FLUX")
-        return height, width
-
-    def _control_image(self, image: ImageInput | None, control: ImageInput | None, size: tuple[int, int],
-                       batch: int) -> torch.Tensor:
+    def _control_image(self, image: ImageInput | None, control: ImageInput | None,
+                       size: tuple[int, int]) -> torch.Tensor:
         from models.image_generation.flux import control as ctl
 
-        common = _common()
         if control is not None:
-            x = common.load_image(control, size)
+            return load_image(control, size)
+        if image is not None:
+            photo = load_image(image, size).to(self.device)
+            return ctl.canny_control(photo) if self.variant == "canny" else ctl.estimate_depth(photo)
+        what = "an edge map" if self.variant == "canny" else "a depth map"
+        raise UserError(f"FLUX.1 {self.variant.capitalize()} needs a control image: pass control= ({what}) or "
+                        "image= (a photo it is computed from); CLI: --control or --image")
+
+    def _conditioning(self, image: Any, mask: Any, control: Any, strength: float | None, size: tuple[int, int],
+                      batch: int, gens: list[torch.Generator]
+                      ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """(extra input channels of Fill/Control, packed clean latents of an img2img or inpainting start,
+        packed latent mask of dev/schnell inpainting); each image's VAE sample comes from its generator."""
+        variant, d = self.variant, self.vae.config.downscale
+        cond = init = blend = None
+        if variant == "fill":
+            pixels, m = load_image(image, size), load_mask(mask, size)
+            masked = pack_latents(self.encode_latents(pixels * (1 - m), gens))
+            cond = torch.cat([masked, pack_mask_fill(batch_inputs(m, batch), d).to(self.device)], dim=-1)
+            if strength is not None and strength < 1:  # Fill starts from pure noise unless asked otherwise
+                init = pack_latents(self.encode_latents(pixels, gens))
+        elif variant in ("canny", "depth"):
+            hint = self._control_image(image if control is None else None, control, size)
+            cond = pack_latents(self.encode_latents(hint, gens))
+            if control is not None and image is not None:
+                init = pack_latents(self.encode_latents(load_image(image, size), gens))
         elif image is not None:
-            photo = common.load_image(image, size).to(self.device)
-            x = ctl.canny_control(photo) if self.variant == "canny" else ctl.estimate_depth(photo)
-        else:
-            what = "an edge map" if self.variant == "canny" else "a depth map"
-            raise UserError(f"FLUX.1 {self.variant.capitalize()} needs a control image: pass control= ({what}) or "
-                            "image= (a photo it is computed from); CLI: --control or --image")
-        return _batch(x, batch)
+            init = pack_latents(self.encode_latents(load_image(image, size), gens))
+            if mask is not None:
+                m = batch_inputs(load_mask(mask, (size[0] // d, size[1] // d)), batch).to(self.device)
+                blend = pack_latents(m.expand(-1, LATENT_CHANNELS, -1, -1).contiguous())
+        return cond, init, blend
+
+    def _denoiser(self, txt: torch.Tensor, y: torch.Tensor, negative: tuple[torch.Tensor, torch.Tensor] | None,
+                  true_cfg: float, guidance: float | None, cond: torch.Tensor | None,
+                  latent_hw: tuple[int, int]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The velocity of packed latents at time t (one call, or two with true CFG)."""
+        dev, dt = self.device, self.dtype
+        ids = image_ids(*latent_hw, device=dev)
+
+        def velocity(lat: torch.Tensor, t: torch.Tensor, context: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+            b = lat.shape[0]
+            inp = lat if cond is None else torch.cat([lat, cond.to(lat.dtype).repeat(b // cond.shape[0], 1, 1)], -1)
+            g = None if guidance is None else torch.full((b,), guidance, device=dev, dtype=torch.float32)
+            return self.transformer(inp.to(dt), ids[None].expand(b, -1, -1), context,
+                                    text_ids(b, context.shape[1], dev), t, pooled, g).float()
+
+        def denoiser(lat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            if negative is None or true_cfg == 1.0:
+                return velocity(lat, t, txt, y)
+            both = velocity(torch.cat([lat, lat]), t, torch.cat([negative[0], txt]), torch.cat([negative[1], y]))
+            out_u, out_c = both.chunk(2)
+            return cfg_combine(out_u, out_c, true_cfg)
+
+        return denoiser
 
     # -- the call -------------------------------------------------------------------------------
 
@@ -375,158 +279,66 @@ class FluxPipeline:
                  output_type: str = "pil") -> ImageOutput:
         """Generate images. `image` + `strength` < 1: img2img; `image` + `mask` (white = repaint):
         inpainting (Fill natively, dev/schnell by latent blending); `control` (Canny/Depth), or
-        `image` from which the control is computed. `seed` (or one per image) makes it reproducible;
-        `latents` (B, 16, H/8, W/8) replaces the initial noise. `output_type="latent"` skips decoding."""
-        variant = self.variant
+        `image` from which the control is computed. `seed`: image i uses seed + i (or give one seed per
+        image); `latents` (B, 16, H/8, W/8) replaces the initial noise. `output_type="latent"` skips decoding."""
         if isinstance(prompt, (list, tuple)) and num_images == 1:
             num_images = len(prompt)
-        prompts = _common().as_prompts(prompt, num_images)
+        prompts = as_prompts(prompt, num_images)
         b = len(prompts)
-        n = int(steps if steps is not None else SPEC.default(self.preset, "steps", SPEC.default(variant, "steps", 28)))
+        n = int(self.default("steps", steps))
         if n < 1:
             raise UserError(f"steps must be at least 1, got {n}")
-        if variant == "schnell" and guidance is not None:
-            raise UserError("FLUX.1 [schnell] is timestep-distilled and takes no guidance scale: leave --guidance "
-                            "out (or use a negative prompt with true_cfg for classifier-free guidance)")
-        g = float(guidance if guidance is not None else SPEC.default(self.preset, "guidance",
-                                                                    SPEC.default(variant, "guidance", 3.5)))
-        if mask is not None and image is None:
-            raise UserError("a mask needs the image it applies to: pass image= (CLI: --image) as well")
-        if variant != "fill" and variant not in ("canny", "depth") and control is not None:
-            raise UserError(f"control images are for the canny and depth presets; this is FLUX.1 [{variant}]")
-        if mask is not None and variant in ("canny", "depth"):
-            raise UserError(f"FLUX.1 {variant.capitalize()} takes no mask: use the fill preset to inpaint")
-        if variant == "fill" and (image is None or mask is None):
-            raise UserError("FLUX.1 Fill inpaints: pass image= and mask= (white = repaint); CLI: --image --mask")
-        if strength is not None and not 0.0 < strength <= 1.0:
-            raise UserError(f"strength must be in (0, 1], got {strength}")
-        height, width = self._size(height, width, image if image is not None else control)
-        dev, dt = self.device, self.dtype
+        self._check_inputs(guidance, image, mask, control, strength)
+        g = float(self.default("guidance", guidance)) if self.params.guidance_embed else None
+        height, width = output_size(height, width, image if image is not None else control, self.pixel_multiple,
+                                    self.default_size, "FLUX")
         d = self.vae.config.downscale
         h, w = height // d, width // d
-        gens = _generators(seed, b)
-        common = _common()
+        gens = self.generators(seed, b)
 
-        with attention_backend(self.attention or "auto"):
+        with self.session():
             txt, y = self.encode_prompt(prompts, max_sequence_length)
             neg = None
             if negative_prompt is not None:
-                neg = self.encode_prompt(common.as_prompts(negative_prompt, b), max_sequence_length)
-            cfg = float(true_cfg if true_cfg is not None else (SPEC.default(self.preset, "true_cfg") if neg is not None else 1.0))
+                neg = self.encode_prompt(as_prompts(negative_prompt, b), max_sequence_length)
+            cfg = float(self.default("true_cfg", true_cfg)) if neg is not None else 1.0
 
-            # initial noise, drawn on the CPU per image: a seed gives the same image on any device
+            # the initial noise first (image i from generator i), then any VAE samples
             if latents is not None:
-                noise = latents.float().to(dev)
-                if tuple(noise.shape) != (b, 16, h, w):
-                    raise UserError(f"latents must have shape {(b, 16, h, w)}, got {tuple(noise.shape)}")
+                noise = latents.float().to(self.device)
+                if tuple(noise.shape) != (b, LATENT_CHANNELS, h, w):
+                    raise UserError(f"latents must have shape {(b, LATENT_CHANNELS, h, w)}, got {tuple(noise.shape)}")
             else:
-                noise = torch.cat([torch.randn((1, 16, h, w), generator=gens[i]) for i in range(b)]).to(dev)
+                noise = initial_noise((b, LATENT_CHANNELS, h, w), gens, self.device)
             x_noise = pack_latents(noise)
-
-            # conditioning channels
-            cond = None
-            init = None  # packed clean latents for img2img / inpainting
-            blend = None
-            if variant == "fill":
-                pixels = _batch(common.load_image(image, (height, width)), b).to(dev)
-                m = _batch(_pixel_mask(mask, (height, width)), b).to(dev)
-                masked_latents = self._encode_images(pixels * (1 - m), gens)
-                cond = torch.cat([pack_latents(masked_latents), pack_mask_fill(m, d)], dim=-1)
-                if strength is not None and strength < 1:
-                    init = pack_latents(self._encode_images(pixels, gens))
-            elif variant in ("canny", "depth"):
-                ctl_pixels = self._control_image(image if control is None else None, control, (height, width), b)
-                cond = pack_latents(self._encode_images(ctl_pixels.to(dev), gens))
-                if control is not None and image is not None:
-                    init = pack_latents(self._encode_images(_batch(common.load_image(image, (height, width)), b).to(dev), gens))
-            elif image is not None:
-                init = pack_latents(self._encode_images(_batch(common.load_image(image, (height, width)), b).to(dev), gens))
-                if mask is not None:
-                    lm = _batch(common.load_mask(mask, (h, w)), b).to(dev)
-                    blend = pack_latents(lm.expand(-1, 16, -1, -1).contiguous())
+            cond, init, blend = self._conditioning(image, mask, control, strength, (height, width), b, gens)
 
             # schedule: linspace(1, 1/n, n), shifted for the image token count (dev family)
             sched = self.scheduler(scheduler)
-            seq_len = x_noise.shape[1]
-            sigmas = torch.linspace(1.0, 1.0 / n, n).numpy()
-            schedule = sched.schedule(sigmas=sigmas, mu=sched.mu_for(seq_len) if sched.use_dynamic_shifting else None)
-            start = 0
-            x = x_noise
+            mu = sched.mu_for(x_noise.shape[1]) if sched.use_dynamic_shifting else None
+            schedule = sched.schedule(sigmas=sigmas(n), mu=mu)
+            start, x = 0, x_noise
             if init is not None:
                 s = 1.0 if strength is None else strength
-                if variant not in ("fill", "canny", "depth") and strength is None and blend is None:
+                if self.variant in ("dev", "schnell") and strength is None and blend is None:
                     s = 0.6  # plain img2img without a strength: keep the layout of the input
-                start = _img2img_start(n, s)
+                start = img2img_start(n, s)
                 if start >= n:
                     raise UserError(f"strength {s} with {n} steps leaves no step to run: raise strength or steps")
-                x = sched.add_noise(init, x_noise, start, schedule) if start > 0 or blend is None else x_noise
+                if start > 0 or blend is None:
+                    x = sched.add_noise(init, x_noise, start, schedule)
             inpaint = InpaintBlend(init, blend, x_noise) if blend is not None else None
 
-            ids = image_ids(h, w, device=dev)[None].expand(b, -1, -1)
-            guidance_vec = torch.full((b,), g, device=dev, dtype=torch.float32) if self.params.guidance_embed else None
-
-            def velocity(lat: torch.Tensor, t: torch.Tensor, context: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-                inp = lat if cond is None else torch.cat([lat, cond.to(lat.dtype)], dim=-1)
-                txt_ids = torch.zeros(lat.shape[0], context.shape[1], 3, device=dev)
-                gv = None if guidance_vec is None else guidance_vec[:1].expand(lat.shape[0])
-                return self.transformer(inp.to(dt), ids[:1].expand(lat.shape[0], -1, -1), context, txt_ids,
-                                        t, pooled, gv).float()
-
-            def denoiser(lat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                if neg is None or cfg == 1.0:
-                    return velocity(lat, t, txt, y)
-                both = velocity(torch.cat([lat, lat]), t, torch.cat([neg[0], txt]), torch.cat([neg[1], y]))
-                out_u, out_c = both.chunk(2)
-                return cfg_combine(out_u, out_c, cfg)
-
-            x = sample(denoiser, sched, schedule, x, generator=gens, start=start,
-                       callback=callback, interrupt=interrupt, progress=progress,
-                       model_time=lambda t: (t / 1000.0).to(dev), inpaint=inpaint)
+            x = sample(self._denoiser(txt, y, neg, cfg, g, cond, (h, w)), sched, schedule, x, generator=gens,
+                       start=start, callback=callback, interrupt=interrupt, progress=progress,
+                       model_time=lambda t: (t / 1000.0).to(self.device), inpaint=inpaint)
             z = unpack_latents(x.float(), h, w)
             if output_type == "latent":
-                return ImageOutput(images=[], latents=z)
-            vae_dtype = next(self.vae.parameters()).dtype
-            pixels = self._vae_runner(z.to(self.device, vae_dtype), op="decode")
-        return common.to_output(pixels, z)
+                return self.output(None, z)
+            return self.output(self.decode_latents(z), z)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-
-def _generators(seed: int | Sequence[int] | None, batch: int) -> list[torch.Generator]:
-    """One CPU generator per image: seed, seed + 1, ... (or the given list); a fresh seed when None."""
-    if isinstance(seed, (list, tuple)):
-        if len(seed) != batch:
-            raise UserError(f"got {len(seed)} seeds for {batch} images: give one seed or one per image")
-        return [make_generator(int(s)) for s in seed]
-    base = int(torch.randint(0, 2**31 - 1, (1,)).item()) if seed is None else int(seed)
-    return [make_generator(base + i) for i in range(batch)]
-
-
-def _pin_device(module: nn.Module, device: torch.device) -> None:
-    """After sequential offload the parameters sit on the meta device, so a `device` property that reads
-    them (the text encoders move their inputs there) would say 'meta': report the execution device."""
-    cls = type(module)
-    if isinstance(getattr(cls, "device", None), property):
-        module.__class__ = type(cls.__name__, (cls,), {"device": property(lambda self: device)})
-
-
-def _batch(x: torch.Tensor, b: int) -> torch.Tensor:
-    if x.shape[0] == b:
-        return x
-    if x.shape[0] == 1:
-        return x.expand(b, *x.shape[1:]).contiguous()
-    raise UserError(f"got {x.shape[0]} input images for {b} outputs: give one image or one per output")
-
-
-def _pixel_mask(mask: ImageInput, size: tuple[int, int]) -> torch.Tensor:
-    """(B, 1, H, W) binary mask at pixel size (Fill reads the mask at full resolution)."""
-    return _common().load_mask(mask, size)
-
-
-def _img2img_start(num_steps: int, strength: float) -> int:
-    # FLUX's img2img (BFL and diffusers) skips int(n - n * strength) steps, without rounding n * strength first.
-    return int(max(num_steps - min(num_steps * strength, num_steps), 0))
 
 
 def _missing_weights_message(source: Any, preset: str, err: Exception) -> str:
@@ -546,4 +358,4 @@ def _missing_weights_message(source: Any, preset: str, err: Exception) -> str:
     return f"{text}{tail}" if source is not None or not gated else f"{text}{gate}{tail}"
 
 
-__all__ = ["FluxPipeline", "image_ids", "pack_latents", "pack_mask_fill", "unpack_latents"]
+__all__ = ["FluxPipeline", "SCHEDULER_DEV", "SCHEDULER_SCHNELL", "VARIANTS"]

@@ -12,43 +12,42 @@ from typing import Any, Sequence
 
 import torch
 
-from utils.diffusion import pipeline_utils as common
 from models.image_generation.stable_diffusion import convert as cv
 from models.image_generation.stable_diffusion.mmdit import MMDiT, MMDiTConfig
 from models.image_generation.stable_diffusion.spec import SD3
 from models.image_generation.stable_diffusion.text import encode_sd3
+from utils.data.image_inputs import load_image, load_mask
+from utils.diffusion import (DiffusionPipeline, InpaintBlend, cfg_model, get_scheduler, img2img_latents, img2img_start,
+                             sample, scheduler_from_diffusers_config)
+from utils.diffusion.inputs import as_prompts, output_size
+from utils.diffusion.noise import initial_noise
 from utils.encoders.tiny_tokenizer import tiny_clip_tokenizer, tiny_t5_tokenizer
-from utils.outputs import ImageOutput
-from utils.diffusion import (InpaintBlend, cfg_model, get_scheduler, img2img_latents, img2img_start, randn, sample,
-                             scheduler_from_diffusers_config)
 from utils.errors import UserError
-from utils.torch_utils import make_generator, resolve_device, resolve_dtype
+from utils.outputs import ImageOutput
+from utils.torch_utils import Generators, randn
 
 PRESETS = SD3.presets
 
 
-class SD3Pipeline:
+class SD3Pipeline(DiffusionPipeline):
     """An MMDiT, the 16-channel VAE, CLIP-L + CLIP-G (+ optional T5-XXL) and a flow-matching scheduler."""
 
+    spec = SD3
+    components = ("clip_l", "clip_g", "t5", "transformer", "vae")
+    denoiser_name = "transformer"
+    cuda_dtype = torch.bfloat16
+
     def __init__(self, transformer: MMDiT, vae: Any, clip_l: Any, clip_g: Any, t5: Any = None,
-                 scheduler_config: dict | None = None, preset: str = "tiny", max_sequence_length: int = 256):
+                 scheduler_config: dict | None = None, preset: str = "tiny", max_sequence_length: int | None = None):
         self.transformer, self.vae = transformer, vae
         self.clip_l, self.clip_g, self.t5 = clip_l, clip_g, t5
         self.scheduler_config = dict(scheduler_config or cv.SD3_SCHEDULER)
         self.preset = preset
-        self.max_sequence_length = max_sequence_length
+        self.max_sequence_length = int(self.default("max_sequence_length", max_sequence_length))
 
     @property
     def config(self) -> MMDiTConfig:
         return self.transformer.config
-
-    @property
-    def device(self) -> torch.device:
-        return self.transformer.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.transformer.dtype
 
     @property
     def pixel_multiple(self) -> int:
@@ -58,47 +57,44 @@ class SD3Pipeline:
     def default_size(self) -> int:
         return 1024 if self.preset != "tiny" else 8 * self.pixel_multiple
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "SD3Pipeline":
-        for m in (self.transformer, self.vae, self.clip_l, self.clip_g, self.t5):
-            if m is not None:
-                m.to(device=device, dtype=dtype)
-        return self
-
     # -- loading --------------------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike | None = None, preset: str | None = None,
                         device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, *,
                         text_encoders: str | os.PathLike | None = None, t5: bool | None = None,
-                        tokenizers: Sequence[Any] | None = None, max_sequence_length: int = 256) -> "SD3Pipeline":
+                        tokenizers: Sequence[Any] | None = None, max_sequence_length: int | None = None,
+                        offload: str | None = None, vae_tiling: bool = False, compile: bool = False,
+                        attention: str | None = None) -> "SD3Pipeline":
         """Load SD3 / SD3.5 from an official single file (with or without bundled text encoders), a
         diffusers folder, or a hub id (all gated: accept the licence on the hub and log in first).
 
         `text_encoders`: where CLIP-L/G (and T5) come from when the file has none (default: the preset's
         diffusers repo). `t5=False` never loads T5 (zeros stand in); None loads it when present.
-        `tokenizers`: [clip-l, clip-g, t5] folders/ids/objects for single files.
+        `tokenizers`: [clip-l, clip-g, t5] folders/ids/objects for single files. `max_sequence_length`:
+        T5 tokens (default: the preset's, 256). `offload`: None, "model" or "sequential" (accelerate);
+        `vae_tiling`, `compile` (the MMDiT) and `attention` (a backend name) as for every diffusion
+        pipeline. `dtype`: default bf16 on CUDA, fp32 on CPU.
         """
-        SD3.check_preset(preset)
-        dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev, default_cuda=torch.bfloat16)
-        if source is None and preset is None:
-            preset = "sd3.5-medium"
-        if source is None and preset == "tiny":
+        place = cls.resolve(source, preset, device, dtype, offload)
+        if source is None and place.preset == "tiny":
             pipe = cls._tiny(t5 is not False)
         else:
-            src = source if source is not None else cv.HUB_REPOS[preset]
+            src = source if source is not None else cv.HUB_REPOS[place.preset]
             try:
                 path = cv.locate(src, cv.SD3_PATTERNS, f"SD3 weights '{src}'")
             except UserError as err:
-                raise type(err)(f"{err} ({cv.gated_hint(preset or 'sd3-medium')})") from None
+                raise type(err)(f"{err} ({cv.gated_hint(place.preset or 'sd3-medium')})") from None
             if path.is_dir():
                 if not cv.is_diffusers_folder(path, "transformer"):
                     raise UserError(f"{path} is not an SD3 diffusers folder (no transformer/config.json): pass the "
                                     "pipeline folder or an official single file (sd3.5_medium.safetensors)")
-                pipe = cls._from_diffusers(path, dt, t5, max_sequence_length)
+                pipe = cls._from_diffusers(path, place.dtype, t5, max_sequence_length)
             else:
-                pipe = cls._from_single_file(path, preset, dt, t5, tokenizers, text_encoders, max_sequence_length)
-        return pipe.to(dev, dt)
+                pipe = cls._from_single_file(path, place.preset, place.dtype, t5, tokenizers, text_encoders,
+                                             max_sequence_length)
+        return pipe.configure(place.device, place.dtype, offload=offload, vae_tiling=vae_tiling, compile=compile,
+                              attention=attention)
 
     @classmethod
     def _tiny(cls, with_t5: bool = True) -> "SD3Pipeline":
@@ -116,16 +112,17 @@ class SD3Pipeline:
         if with_t5:
             t_cfg = T5EncoderConfig.preset("tiny").with_(d_model=mmdit_cfg.context_in_dim)
             t5 = T5TextEncoder(t_cfg, tokenizer=tiny_t5_tokenizer(t_cfg))
-        return cls(MMDiT(mmdit_cfg).eval(), AutoencoderKL("tiny-16").eval(), clip_l, clip_g, t5, preset="tiny",
-                   max_sequence_length=16)
+        return cls(MMDiT(mmdit_cfg).eval(), AutoencoderKL("tiny-16").eval(), clip_l, clip_g, t5, preset="tiny")
 
     @classmethod
-    def _from_diffusers(cls, folder, dt: torch.dtype, t5: bool | None, max_len: int) -> "SD3Pipeline":
+    def _from_diffusers(cls, folder, dt: torch.dtype, t5: bool | None, max_len: int | None) -> "SD3Pipeline":
         from utils.encoders.clip import CLIPTextEncoder
         from utils.encoders.t5 import T5TextEncoder
         from utils.encoders.vae import AutoencoderKL
 
         transformer = cv.mmdit_from_diffusers(folder / "transformer", dt)
+        preset = cv.guess_sd3_preset(transformer.config)
+        max_len = max_len or SD3.default(preset, "max_sequence_length")
         clip_l = CLIPTextEncoder.from_pretrained(folder, subfolder="text_encoder", device="cpu", dtype=dt,
                                                  with_projection=True)
         clip_g = CLIPTextEncoder.from_pretrained(folder, subfolder="text_encoder_2", device="cpu", dtype=dt,
@@ -138,11 +135,11 @@ class SD3Pipeline:
             raise UserError(f"t5=True but {folder} has no text_encoder_3/: download the full repo, or leave t5 unset")
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", device="cpu", dtype=dt)
         return cls(transformer, vae, clip_l, clip_g, enc3, cv.scheduler_config(folder, cv.SD3_SCHEDULER),
-                   preset=cv.guess_sd3_preset(transformer.config), max_sequence_length=max_len)
+                   preset=preset, max_sequence_length=max_len)
 
     @classmethod
     def _from_single_file(cls, path, preset: str | None, dt: torch.dtype, t5: bool | None,
-                          tokenizers: Sequence[Any] | None, text_encoders: Any, max_len: int) -> "SD3Pipeline":
+                          tokenizers: Sequence[Any] | None, text_encoders: Any, max_len: int | None) -> "SD3Pipeline":
         from utils.encoders.clip import CLIPTextEncoder, CLIPTextEncoderConfig, load_clip_tokenizer
         from utils.encoders.t5 import T5EncoderConfig, T5TextEncoder, load_t5_tokenizer
         from utils.weights import load_state_dict
@@ -151,6 +148,7 @@ class SD3Pipeline:
         transformer = cv.mmdit_from_state(sd, preset)
         found = cv.guess_sd3_preset(transformer.config)
         preset = preset or found
+        max_len = max_len or SD3.default(preset, "max_sequence_length")
         tiny = found == "tiny"
         repo = cv.HUB_REPOS.get(preset if preset != "tiny" else "sd3-medium", cv.HUB_REPOS["sd3-medium"])
         toks = list(tokenizers) if tokenizers is not None else [None, None, None]
@@ -215,59 +213,59 @@ class SD3Pipeline:
     def __call__(self, prompt: str | Sequence[str] | None = None, negative_prompt: str | Sequence[str] | None = None,
                  num_images: int = 1, height: int | None = None, width: int | None = None, steps: int | None = None,
                  guidance: float | None = None, scheduler: str | None = None, image: Any = None, mask: Any = None,
-                 strength: float | None = None, seed: int | None = None, control: Any = None,
-                 latents: torch.Tensor | None = None, output_type: str = "pil", generator: torch.Generator | None = None,
+                 strength: float | None = None, seed: int | Sequence[int] | None = None, control: Any = None,
+                 latents: torch.Tensor | None = None, output_type: str = "pil", generator: Generators = None,
                  callback: Any = None, interrupt: Any = None, progress: bool = True) -> ImageOutput:
-        """Generate. With `image`: img2img (`strength`, default 0.6); with `mask` too: inpainting."""
+        """Generate. With `image`: img2img (`strength`, default 0.6); with `mask` too: inpainting.
+        `seed`: image i uses seed + i (or give one seed per image); `generator` (one for the whole
+        batch, or one per image) replaces it."""
         if control is not None:
             raise UserError("SD3 here has no ControlNet: drop --control (use --image for img2img)")
         if mask is not None and image is None:
             raise UserError("inpainting needs --image as well as --mask")
         if output_type not in ("pil", "latent"):
             raise UserError(f"output_type must be 'pil' or 'latent', got '{output_type}'")
-        prompts = common.as_prompts(prompt, num_images)
+        prompts = as_prompts(prompt, num_images)
         batch = len(prompts)
-        if image is not None and (height is None or width is None):
-            probe = common.load_image(image)
-            height, width = height or probe.shape[-2], width or probe.shape[-1]
-        height, width = height or self.default_size, width or self.default_size
-        common.check_size(height, width, self.pixel_multiple, "SD3")
-        steps = steps or SD3.default(self.preset, "steps")
-        guidance = SD3.default(self.preset, "guidance") if guidance is None else float(guidance)
-        gen = generator if generator is not None else make_generator(seed)
-        device, dtype = self.device, self.dtype
+        height, width = output_size(height, width, image, self.pixel_multiple, self.default_size, "SD3")
+        steps = int(self.default("steps", steps))
+        if steps < 1:
+            raise UserError(f"steps must be at least 1, got {steps}")
+        guidance = float(self.default("guidance", guidance))
+        gens = self.generators(seed, batch, generator)
 
-        context, pooled = self.encode_prompt(prompts)
-        cond = {"context": context.to(device, dtype), "y": pooled.to(device, dtype)}
-        uncond = cond
-        if guidance > 1.0:
-            neg_context, neg_pooled = self.encode_prompt(common.as_prompts(negative_prompt or "", batch))
-            uncond = {"context": neg_context.to(device, dtype), "y": neg_pooled.to(device, dtype)}
-        denoiser = cfg_model(self.transformer, cond=cond, uncond=uncond, scale=guidance)
+        with self.session():
+            device, dtype = self.device, self.dtype
+            context, pooled = self.encode_prompt(prompts)
+            cond = {"context": context.to(device, dtype), "y": pooled.to(device, dtype)}
+            uncond = cond
+            if guidance > 1.0:
+                neg_context, neg_pooled = self.encode_prompt(as_prompts(negative_prompt or "", batch))
+                uncond = {"context": neg_context.to(device, dtype), "y": neg_pooled.to(device, dtype)}
+            denoiser = cfg_model(self.transformer, cond=cond, uncond=uncond, scale=guidance)
 
-        sched = self._scheduler(scheduler)
-        schedule = sched.schedule(steps)
-        down = self.vae.config.downscale
-        shape = (batch, self.config.in_channels, height // down, width // down)
-        start, blend = 0, None
-        if image is None:
-            x = (latents if latents is not None else randn(shape, gen, device, torch.float32)).to(device, dtype)
-        else:
-            x0 = self.vae.encode_latents(common.load_image(image, (height, width)).to(device, self.vae.dtype), gen)
-            x0 = x0.to(dtype).expand(batch, -1, -1, -1) if x0.shape[0] == 1 else x0.to(dtype)
-            noise = randn(x0.shape, gen, device, dtype)
-            strength = (1.0 if mask is not None else 0.6) if strength is None else strength
-            start = img2img_start(steps, strength, sched.order)
-            if start >= len(schedule.timesteps):
-                raise UserError(f"strength {strength} with {steps} steps leaves no step to run: raise either")
-            x = noise if (mask is not None and start == 0) else img2img_latents(sched, schedule, x0, noise, start)
-            if mask is not None:
-                blend = InpaintBlend(x0, common.load_mask(mask, tuple(shape[-2:])).to(device, dtype), noise)
-        result = sample(denoiser, sched, schedule, x, generator=gen, start=start, callback=callback,
-                        interrupt=interrupt, progress=progress, inpaint=blend)
-        if output_type == "latent":
-            return common.to_output(None, result)
-        return common.to_output(self.vae.decode_latents(result), result)
+            sched = self._scheduler(scheduler)
+            schedule = sched.schedule(steps)
+            down = self.vae.config.downscale
+            shape = (batch, self.config.in_channels, height // down, width // down)
+            start, blend = 0, None
+            if image is None:
+                x = (latents if latents is not None else initial_noise(shape, gens, device)).to(device, dtype)
+            else:
+                x0 = self.encode_latents(load_image(image, (height, width)), gens).to(device, dtype)
+                x0 = x0.expand(batch, -1, -1, -1) if x0.shape[0] == 1 else x0
+                noise = randn(x0.shape, gens, device, dtype)
+                strength = (1.0 if mask is not None else 0.6) if strength is None else strength
+                start = img2img_start(steps, strength, sched.order)
+                if start >= len(schedule.timesteps):
+                    raise UserError(f"strength {strength} with {steps} steps leaves no step to run: raise either")
+                x = noise if (mask is not None and start == 0) else img2img_latents(sched, schedule, x0, noise, start)
+                if mask is not None:
+                    blend = InpaintBlend(x0, load_mask(mask, tuple(shape[-2:])).to(device, dtype), noise)
+            result = sample(denoiser, sched, schedule, x, generator=gens, start=start, callback=callback,
+                            interrupt=interrupt, progress=progress, inpaint=blend)
+            pixels = self.decode_latents(result) if output_type == "pil" else None
+        return self.output(pixels, result)
 
 
 __all__ = ["PRESETS", "SD3Pipeline"]

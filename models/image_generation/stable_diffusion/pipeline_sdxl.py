@@ -12,24 +12,31 @@ from typing import Any, Sequence
 
 import torch
 
-from utils.diffusion import pipeline_utils as common
 from models.image_generation.stable_diffusion import convert as cv
 from models.image_generation.stable_diffusion.conditioning import sdxl_time_ids, sdxl_vector
-from models.image_generation.stable_diffusion.text import encode_sdxl
-from utils.encoders.tiny_tokenizer import tiny_clip_tokenizer
 from models.image_generation.stable_diffusion.spec import SDXL
+from models.image_generation.stable_diffusion.text import encode_sdxl
 from models.image_generation.stable_diffusion.unet import SDXLUNet, UNetConfig
-from utils.outputs import ImageOutput
-from utils.diffusion import (InpaintBlend, cfg_model, get_scheduler, img2img_latents, img2img_start, randn, sample,
-                             scheduler_from_diffusers_config)
+from utils.data.image_inputs import load_image, load_mask
+from utils.diffusion import (DiffusionPipeline, InpaintBlend, StopAfter, cfg_model, cutoff_steps, get_scheduler,
+                             img2img_latents, img2img_start, sample, scheduler_from_diffusers_config, start_index)
+from utils.diffusion.inputs import as_prompts, output_size
+from utils.diffusion.noise import initial_noise
+from utils.encoders.tiny_tokenizer import tiny_clip_tokenizer
 from utils.errors import UserError
-from utils.torch_utils import make_generator, resolve_device, resolve_dtype
+from utils.outputs import ImageOutput
+from utils.torch_utils import Generators, randn
 
 PRESETS = SDXL.presets
 
 
-class SDXLPipeline:
+class SDXLPipeline(DiffusionPipeline):
     """SDXL base or refiner: a UNet, the 4-channel VAE, CLIP-L + bigG (refiner: bigG) and a scheduler."""
+
+    spec = SDXL
+    components = ("text_encoders", "unet", "vae")
+    denoiser_name = "unet"
+    cuda_dtype = torch.float16
 
     def __init__(self, unet: SDXLUNet, vae: Any, text_encoders: Sequence[Any], scheduler_config: dict | None = None,
                  force_zeros_for_empty_prompt: bool = True, preset: str = "tiny", refiner: "SDXLPipeline | None" = None):
@@ -50,14 +57,6 @@ class SDXLPipeline:
         return self.config.micro_conditioning == "refiner"
 
     @property
-    def device(self) -> torch.device:
-        return self.unet.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.unet.dtype
-
-    @property
     def pixel_multiple(self) -> int:
         return self.vae.config.downscale * self.config.downscale
 
@@ -65,12 +64,8 @@ class SDXLPipeline:
     def default_size(self) -> int:
         return 1024 if self.preset != "tiny" else 8 * self.pixel_multiple
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "SDXLPipeline":
-        for m in [self.unet, self.vae, *self.text_encoders]:
-            m.to(device=device, dtype=dtype)
-        if self.refiner is not None:
-            self.refiner.to(device, dtype)
-        return self
+    def sub_pipelines(self) -> list[DiffusionPipeline]:
+        return [self.refiner] if self.refiner is not None else []
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -78,31 +73,34 @@ class SDXLPipeline:
     def from_pretrained(cls, source: str | os.PathLike | None = None, preset: str | None = None,
                         device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, *,
                         refiner: "str | os.PathLike | SDXLPipeline | None" = None, vae: str | os.PathLike | None = None,
-                        tokenizers: Sequence[Any] | None = None) -> "SDXLPipeline":
+                        tokenizers: Sequence[Any] | None = None, offload: str | None = None, vae_tiling: bool = False,
+                        compile: bool = False, attention: str | None = None) -> "SDXLPipeline":
         """Load SDXL base or refiner from an official single file, a diffusers folder or a hub id.
 
         No source: `preset='tiny'` builds random weights (offline, seconds); an official preset fetches
         its hub repo. `refiner`: a second source (or pipeline) used for the ensemble hand-off. `vae`: a
         replacement VAE (e.g. madebyollin/sdxl-vae-fp16-fix, which decodes in fp16 without upcasting).
         `tokenizers`: folders, hub ids ('repo:subfolder') or tokenizer objects for single files.
+        `offload`: None, "model" or "sequential" (accelerate; the refiner too); `vae_tiling`, `compile`
+        (the UNet) and `attention` (a backend name) as for every diffusion pipeline. `dtype`: default
+        fp16 on CUDA, fp32 on CPU.
         """
-        SDXL.check_preset(preset)
-        dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev, default_cuda=torch.float16)
-        if source is None and preset is None:
-            preset = "sdxl-base"  # the registry's default: fetched from its hub repo
-        if source is None and preset == "tiny":
+        place = cls.resolve(source, preset, device, dtype, offload)
+        if source is None and place.preset == "tiny":
             pipe = cls._tiny()
         else:
-            pipe = cls._load(source if source is not None else cv.HUB_REPOS[preset], preset, dt, tokenizers)
+            src = source if source is not None else cv.HUB_REPOS[place.preset]
+            pipe = cls._load(src, place.preset, place.dtype, tokenizers)
         if vae is not None:
             from utils.encoders.vae import AutoencoderKL
 
-            pipe.vae = AutoencoderKL.from_pretrained(vae, preset="sdxl", dtype=dt)
+            pipe.vae = AutoencoderKL.from_pretrained(vae, preset="sdxl", dtype=place.dtype)
         if refiner is not None:
             pipe.refiner = refiner if isinstance(refiner, SDXLPipeline) else cls.from_pretrained(
-                refiner, preset="sdxl-refiner" if preset != "tiny" else "tiny", device=dev, dtype=dt)
-        return pipe.to(dev, dt)
+                refiner, preset="sdxl-refiner" if place.preset != "tiny" else "tiny", device="cpu",
+                dtype=place.dtype)
+        return pipe.configure(place.device, place.dtype, offload=offload, vae_tiling=vae_tiling, compile=compile,
+                              attention=attention)
 
     @classmethod
     def _tiny(cls, refiner_style: bool = False) -> "SDXLPipeline":
@@ -191,7 +189,7 @@ class SDXLPipeline:
             return context, pooled, None, None
         if negative is None and self.force_zeros_for_empty_prompt:
             return context, pooled, torch.zeros_like(context), torch.zeros_like(pooled)
-        neg_context, neg_pooled = encode_sdxl(self.text_encoders, common.as_prompts(negative or "", len(prompts)))
+        neg_context, neg_pooled = encode_sdxl(self.text_encoders, as_prompts(negative or "", len(prompts)))
         return context, pooled, neg_context, neg_pooled
 
     def _scheduler(self, name: str | None):
@@ -202,21 +200,43 @@ class SDXLPipeline:
                             "euler-a, dpm++2m-karras, ddim, heun...")
         return get_scheduler(name, self.scheduler_config)
 
+    def _conditioning(self, prompts: list[str], negative_prompt: Any, guided: bool, size: tuple[int, int],
+                      original_size: Any, crop_top_left: tuple[int, int], target_size: Any, aesthetic_score: float,
+                      negative_aesthetic_score: float) -> tuple[dict, dict]:
+        """The UNet inputs (context, y = pooled + micro-conditioning) of the conditional and unconditional branches."""
+        device, dtype, batch = self.device, self.dtype, len(prompts)
+        context, pooled, neg_context, neg_pooled = self.encode_prompt(prompts, negative_prompt, guided)
+        orig = tuple(original_size or size)
+        if self.is_refiner:
+            ids = sdxl_time_ids(orig, crop_top_left, aesthetic_score=aesthetic_score, batch=batch)
+            neg_ids = sdxl_time_ids(orig, crop_top_left, aesthetic_score=negative_aesthetic_score, batch=batch)
+        else:
+            ids = neg_ids = sdxl_time_ids(orig, crop_top_left, tuple(target_size or size), batch=batch)
+        atd = self.config.addition_time_embed_dim
+        cond = {"context": context.to(device, dtype), "y": sdxl_vector(pooled, ids.to(pooled.device), atd).to(device, dtype)}
+        uncond = cond
+        if guided:
+            uncond = {"context": neg_context.to(device, dtype),
+                      "y": sdxl_vector(neg_pooled, neg_ids.to(neg_pooled.device), atd).to(device, dtype)}
+        return cond, uncond
+
     @torch.inference_mode()
     def __call__(self, prompt: str | Sequence[str] | None = None, negative_prompt: str | Sequence[str] | None = None,
                  num_images: int = 1, height: int | None = None, width: int | None = None, steps: int | None = None,
                  guidance: float | None = None, scheduler: str | None = None, image: Any = None, mask: Any = None,
-                 strength: float | None = None, seed: int | None = None, control: Any = None,
+                 strength: float | None = None, seed: int | Sequence[int] | None = None, control: Any = None,
                  denoising_end: float | None = None, denoising_start: float | None = None,
                  refiner_switch: float | None = 0.8, latents: torch.Tensor | None = None,
                  original_size: tuple[int, int] | None = None, crop_top_left: tuple[int, int] = (0, 0),
                  target_size: tuple[int, int] | None = None, aesthetic_score: float = 6.0,
                  negative_aesthetic_score: float = 2.5, guidance_rescale: float = 0.0, output_type: str = "pil",
-                 generator: torch.Generator | None = None, callback: Any = None, interrupt: Any = None,
+                 generator: Generators = None, callback: Any = None, interrupt: Any = None,
                  progress: bool = True) -> ImageOutput:
         """Generate. With `image`: img2img (`strength`), with `mask` too: inpainting (white = repaint).
         `image` may also be latents (B, 4, h, w) from a base run with `denoising_end` (then pass
-        `denoising_start`). `output_type='latent'` skips decoding (the output's `latents`)."""
+        `denoising_start`). `seed`: image i uses seed + i (or give one seed per image); `generator`
+        (one for the whole batch, or one per image) replaces it. `output_type='latent'` skips decoding
+        (the output's `latents`)."""
         if control is not None:
             raise UserError("SDXL here has no ControlNet: drop --control (use --image for img2img)")
         if mask is not None and image is None:
@@ -233,91 +253,77 @@ class SDXLPipeline:
             if frac is not None and not 0.0 < frac < 1.0:
                 raise UserError(f"{name} must be between 0 and 1, got {frac}")
 
-        prompts = common.as_prompts(prompt, num_images)
+        prompts = as_prompts(prompt, num_images)
         batch = len(prompts)
+        down = self.vae.config.downscale
         latent_input = isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[1] == self.config.in_channels
         if latent_input:
-            height = height or image.shape[-2] * self.vae.config.downscale
-            width = width or image.shape[-1] * self.vae.config.downscale
-        elif image is not None and (height is None or width is None):
-            probe = common.load_image(image)
-            height, width = height or probe.shape[-2], width or probe.shape[-1]
-        height, width = height or self.default_size, width or self.default_size
-        common.check_size(height, width, self.pixel_multiple, "SDXL")
-        steps = steps or SDXL.default(self.preset, "steps")
-        guidance = SDXL.default(self.preset, "guidance") if guidance is None else float(guidance)
-        gen = generator if generator is not None else make_generator(seed)
-        device, dtype = self.device, self.dtype
+            height, width = height or image.shape[-2] * down, width or image.shape[-1] * down
+        height, width = output_size(height, width, None if latent_input else image, self.pixel_multiple,
+                                    self.default_size, "SDXL")
+        steps = int(self.default("steps", steps))
+        if steps < 1:
+            raise UserError(f"steps must be at least 1, got {steps}")
+        guidance = float(self.default("guidance", guidance))
+        gens = self.generators(seed, batch, generator)
+        num_train = self.scheduler_config.get("num_train_timesteps", 1000)
 
-        guided = guidance > 1.0
-        context, pooled, neg_context, neg_pooled = self.encode_prompt(prompts, negative_prompt, guided)
-        orig = tuple(original_size or (height, width))
-        target = tuple(target_size or (height, width))
-        if self.is_refiner:
-            ids = sdxl_time_ids(orig, crop_top_left, aesthetic_score=aesthetic_score, batch=batch)
-            neg_ids = sdxl_time_ids(orig, crop_top_left, aesthetic_score=negative_aesthetic_score, batch=batch)
-        else:
-            ids = neg_ids = sdxl_time_ids(orig, crop_top_left, target, batch=batch)
-        atd = self.config.addition_time_embed_dim
-        cond = {"context": context.to(device, dtype), "y": sdxl_vector(pooled, ids.to(pooled.device), atd).to(device, dtype)}
-        uncond = cond
-        if guided:
-            uncond = {"context": neg_context.to(device, dtype),
-                      "y": sdxl_vector(neg_pooled, neg_ids.to(neg_pooled.device), atd).to(device, dtype)}
-        denoiser = cfg_model(self.unet, cond=cond, uncond=uncond, scale=guidance, rescale=guidance_rescale)
+        with self.session():
+            device, dtype = self.device, self.dtype
+            guided = guidance > 1.0
+            cond, uncond = self._conditioning(prompts, negative_prompt, guided, (height, width), original_size,
+                                              crop_top_left, target_size, aesthetic_score, negative_aesthetic_score)
+            denoiser = cfg_model(self.unet, cond=cond, uncond=uncond, scale=guidance, rescale=guidance_rescale)
 
-        sched = self._scheduler(scheduler)
-        schedule = sched.schedule(steps)
-        shape = (batch, self.config.in_channels, height // self.vae.config.downscale, width // self.vae.config.downscale)
-        start, blend = 0, None
-        if image is None:
-            x = latents if latents is not None else randn(shape, gen, device, torch.float32)
-            x = (x.to(device, torch.float32) * schedule.init_noise_sigma).to(dtype)
-        else:
-            x0 = (image.to(device, dtype) if latent_input else
-                  self.vae.encode_latents(common.load_image(image, (height, width)).to(device, self.vae.dtype), gen))
-            x0 = x0.to(dtype).expand(batch, -1, -1, -1) if x0.shape[0] == 1 else x0.to(dtype)
-            noise = randn(x0.shape, gen, device, dtype)
-            if denoising_start is not None:
-                start = common.start_index(schedule.timesteps, denoising_start, sched.order,
-                                           self.scheduler_config.get("num_train_timesteps", 1000))
-                x = x0  # already noisy: the base run stopped at this level
-            else:
-                strength = (1.0 if mask is not None else 0.3) if strength is None else strength
-                start = img2img_start(steps, strength, sched.order)
-                if start >= len(schedule.timesteps):
-                    raise UserError(f"strength {strength} with {steps} steps leaves no step to run: raise either")
-                if mask is not None and start == 0:
-                    x = (noise.float() * schedule.init_noise_sigma).to(dtype)
+            sched = self._scheduler(scheduler)
+            schedule = sched.schedule(steps)
+            shape = (batch, self.config.in_channels, height // down, width // down)
+            start, blend = 0, None
+            if image is None:
+                if latents is not None:
+                    x = (latents.to(device, torch.float32) * schedule.init_noise_sigma).to(dtype)
                 else:
-                    x = img2img_latents(sched, schedule, x0, noise, start)
-            if mask is not None:
-                m = common.load_mask(mask, tuple(shape[-2:])).to(device, dtype)
-                blend = InpaintBlend(x0, m, noise)
+                    x = initial_noise(shape, gens, device, init_sigma=schedule.init_noise_sigma).to(dtype)
+            else:
+                x0 = (image.to(device, dtype) if latent_input else
+                      self.encode_latents(load_image(image, (height, width)), gens).to(device, dtype))
+                x0 = x0.expand(batch, -1, -1, -1) if x0.shape[0] == 1 else x0
+                noise = randn(x0.shape, gens, device, dtype)
+                if denoising_start is not None:
+                    start = start_index(schedule.timesteps, denoising_start, sched.order, num_train)
+                    x = x0  # already noisy: the base run stopped at this level
+                else:
+                    strength = (1.0 if mask is not None else 0.3) if strength is None else strength
+                    start = img2img_start(steps, strength, sched.order)
+                    if start >= len(schedule.timesteps):
+                        raise UserError(f"strength {strength} with {steps} steps leaves no step to run: raise either")
+                    if mask is not None and start == 0:
+                        x = (noise.float() * schedule.init_noise_sigma).to(dtype)
+                    else:
+                        x = img2img_latents(sched, schedule, x0, noise, start)
+                if mask is not None:
+                    blend = InpaintBlend(x0, load_mask(mask, tuple(shape[-2:])).to(device, dtype), noise)
 
-        stop_after = None
-        if denoising_end is not None:
-            stop_after = common.cutoff_steps(schedule.timesteps, denoising_end,
-                                             self.scheduler_config.get("num_train_timesteps", 1000)) - start
-        stop = common.StopAfter(stop_after, interrupt)
+            stop_after = None
+            if denoising_end is not None:
+                stop_after = cutoff_steps(schedule.timesteps, denoising_end, num_train) - start
+            stop = StopAfter(stop_after, interrupt)
 
-        def on_step(info):
-            stop.count(info)
-            return callback(info) if callback is not None else None
+            def on_step(info):
+                stop.count(info)
+                return callback(info) if callback is not None else None
 
-        result = sample(denoiser, sched, schedule, x, generator=gen, start=start, callback=on_step, interrupt=stop,
-                        progress=progress, inpaint=blend)
+            result = sample(denoiser, sched, schedule, x, generator=gens, start=start, callback=on_step,
+                            interrupt=stop, progress=progress, inpaint=blend)
+            pixels = self.decode_latents(result) if output_type == "pil" and not refine else None
         if refine:
             return self.refiner(prompt=prompts, negative_prompt=negative_prompt, height=height, width=width,
                                 steps=steps, guidance=guidance, scheduler=scheduler, image=result,
-                                denoising_start=denoising_end, generator=gen, aesthetic_score=aesthetic_score,
+                                denoising_start=denoising_end, generator=gens, aesthetic_score=aesthetic_score,
                                 negative_aesthetic_score=negative_aesthetic_score, original_size=original_size,
                                 crop_top_left=crop_top_left, guidance_rescale=guidance_rescale, callback=callback,
                                 interrupt=interrupt, progress=progress)
-        if output_type == "latent":
-            return common.to_output(None, result)
-        pixels = self.vae.decode_latents(result)
-        return common.to_output(pixels, result)
+        return self.output(pixels, result)
 
 
 __all__ = ["PRESETS", "SDXLPipeline"]

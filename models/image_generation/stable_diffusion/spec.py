@@ -31,10 +31,10 @@ SD3 = ModelSpec(
                            file="sd3.5_large.safetensors", gated=True)),
     aliases=("stable-diffusion-3", "sd3.5", "sd35"),
     paper="https://arxiv.org/abs/2403.03206",
-    # the model cards' steps and guidance
-    defaults={"*": {"steps": 28, "guidance": 7.0},
+    # the model cards' steps and guidance; max_sequence_length: the T5 tokens of the context (diffusers' 256)
+    defaults={"*": {"steps": 28, "guidance": 7.0, "max_sequence_length": 256},
               "sd3.5-medium": {"steps": 40, "guidance": 4.5}, "sd3.5-large": {"steps": 28, "guidance": 4.5},
-              "tiny": {"steps": 3, "guidance": 5.0}},
+              "tiny": {"steps": 3, "guidance": 5.0, "max_sequence_length": 16}},
 )
 
 SPECS = (SDXL, SD3)

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from models.image_generation.flux import convert as C
-from models.image_generation.flux.pipeline import (SCHEDULER_DEV, SCHEDULER_SCHNELL, FluxPipeline, pack_latents,
-                                                   unpack_latents)
+from models.image_generation.flux.pipeline import SCHEDULER_DEV, SCHEDULER_SCHNELL, FluxPipeline
+from models.image_generation.flux.sampling import pack_latents, unpack_latents
 from tests.helpers.tokenizers import write_clip_tokenizer, write_t5_tokenizer
 from utils.errors import UserError, WeightsError
 
@@ -140,6 +140,22 @@ def test_tiny_runs_and_is_reproducible():
     assert not torch.equal(neg.latents, a.latents)
 
 
+def test_seed_means_seed_plus_image_index():
+    """Image i of a call uses seed + i: image 2 of four made with seed 5 is the image made with seed 7,
+    in a text-to-image and an img2img call (where each image's VAE sample comes from its generator too)."""
+    # float64, so that the batch size cannot move the numbers (in float32 it does, by ~1e-6)
+    pipe = FluxPipeline.from_pretrained(preset="tiny", device="cpu", dtype=torch.float64)
+    four = pipe("a red fox", num_images=4, seed=5, steps=2, progress=False)
+    one = pipe("a red fox", seed=7, steps=2, progress=False)
+    assert (four.latents[2:3] - one.latents).abs().max() <= 1e-5
+    assert (four.pixels[2:3] - one.pixels).abs().max() <= 1e-5
+    assert (four.latents[0] - four.latents[1]).abs().max() > 1e-2  # and the images differ
+    photo = one.images[0]
+    four = pipe("a red fox", image=photo, strength=0.75, num_images=4, seed=5, steps=4, progress=False)
+    one = pipe("a red fox", image=photo, strength=0.75, seed=7, steps=4, progress=False)
+    assert (four.pixels[2:3] - one.pixels).abs().max() <= 1e-5
+
+
 def test_size_and_input_errors():
     pipe = FluxPipeline.tiny()
     with pytest.raises(UserError, match="multiples of 16"):
@@ -167,7 +183,7 @@ def test_img2img_and_inpainting_with_dev(tmp_path):
     g = torch.Generator().manual_seed(0)
     torch.randn((1, 16, 10, 12), generator=g)  # the pipeline draws the noise first, then the VAE sample
     with torch.inference_mode():
-        init = pipe._encode_images(pipe_image(photo), [g])
+        init = pipe.encode_latents(pipe_image(photo), [g])
     assert torch.allclose(z[..., 6:], init[..., 6:], atol=1e-5)
 
 
@@ -206,13 +222,19 @@ def test_fill_and_control_variants():
 
 
 def test_offload_matches_plain_run():
+    """accelerate's hooks with the CPU as the execution device: the wiring (every model hooked, the VAE
+    reached through its hook) and the same images; the memory saving itself needs a GPU."""
     import accelerate  # noqa: F401 - a hard dependency: a broken install fails here
     pipe = FluxPipeline.tiny()
-    expect = pipe("a red fox", seed=0, steps=2, progress=False).latents
-    off = FluxPipeline.tiny().enable_model_cpu_offload("cpu")
-    assert torch.allclose(off("a red fox", seed=0, steps=2, progress=False).latents, expect, atol=1e-6)
-    seq = FluxPipeline.tiny().enable_sequential_cpu_offload("cpu")
-    assert torch.allclose(seq("a red fox", seed=0, steps=2, progress=False).latents, expect, atol=1e-6)
+    photo = Image.fromarray(np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    expect = pipe("a red fox", seed=0, steps=2, progress=False).pixels
+    expect_i2i = pipe("a red fox", image=photo, strength=0.75, seed=0, steps=4, progress=False).pixels
+    for mode in ("model", "sequential"):
+        off = FluxPipeline.from_pretrained(preset="tiny", device="cpu", offload=mode)
+        assert off.offload == mode and all(hasattr(m, "_hf_hook") for m in (off.clip, off.t5, off.transformer))
+        assert torch.allclose(off("a red fox", seed=0, steps=2, progress=False).pixels, expect, atol=1e-6)
+        got = off("a red fox", image=photo, strength=0.75, seed=0, steps=4, progress=False).pixels
+        assert torch.allclose(got, expect_i2i, atol=1e-6)
 
 
 def test_missing_weights_message(monkeypatch, tmp_path):

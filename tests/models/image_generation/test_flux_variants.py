@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from models.image_generation.flux import control as ctl
-from models.image_generation.flux.pipeline import FluxPipeline, pack_latents
+from models.image_generation.flux.pipeline import FluxPipeline
+from models.image_generation.flux.sampling import pack_latents
 
 import diffusers
 

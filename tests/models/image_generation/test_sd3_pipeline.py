@@ -78,7 +78,8 @@ def test_text_to_image_parity_with_diffusers(folder, with_t5):
     if not with_t5:
         ref = StableDiffusion3Pipeline(**{**ref.components, "text_encoder_3": None, "tokenizer_3": None})
         ref.set_progress_bar_config(disable=True)
-    ours = SD3Pipeline.from_pretrained(path, device="cpu", t5=with_t5)
+    # a folder of tiny size takes the tiny preset's 16 T5 tokens; diffusers' call uses 256
+    ours = SD3Pipeline.from_pretrained(path, device="cpu", t5=with_t5, max_sequence_length=256)
     assert (ours.t5 is not None) == with_t5
     expected = ref(PROMPT, negative_prompt="blurry", num_inference_steps=3, guidance_scale=5.0, height=32, width=32,
                    generator=torch.Generator().manual_seed(5), output_type="np").images
@@ -127,9 +128,38 @@ def test_img2img_parity_with_diffusers(folder):
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     expected = ref_i2i(PROMPT, image=image, strength=0.6, num_inference_steps=5, guidance_scale=4.0,
                        generator=torch.Generator().manual_seed(2), output_type="np").images
-    ours = SD3Pipeline.from_pretrained(path, device="cpu")
+    ours = SD3Pipeline.from_pretrained(path, device="cpu", max_sequence_length=256)
     got = _pixels(ours(PROMPT, image=image, strength=0.6, steps=5, guidance=4.0, seed=2, progress=False))
     assert abs(expected - got).max() <= 1e-3
+
+
+def test_seed_means_seed_plus_image_index():
+    """Image i of a call uses seed + i: image 2 of four made with seed 5 is the image made with seed 7, in
+    text-to-image and img2img (each image's VAE sample and noise from its own generator)."""
+    # float64, so that the batch size cannot move the numbers (in float32 it does, by ~1e-6)
+    pipe = SD3Pipeline.from_pretrained(preset="tiny", device="cpu", dtype=torch.float64)
+    four = pipe("a red fox", num_images=4, seed=5, steps=2, progress=False)
+    one = pipe("a red fox", seed=7, steps=2, progress=False)
+    assert (four.latents[2:3] - one.latents).abs().max() <= 1e-5
+    assert (four.pixels[2:3] - one.pixels).abs().max() <= 1e-5
+    assert (four.latents[0] - four.latents[1]).abs().max() > 1e-2
+    four_i = pipe("a red fox", image=one.images[0], num_images=4, seed=5, steps=3, progress=False)
+    one_i = pipe("a red fox", image=one.images[0], seed=7, steps=3, progress=False)
+    assert (four_i.pixels[2:3] - one_i.pixels).abs().max() <= 1e-5
+
+
+def test_offload_matches_plain_run():
+    """Model and sequential CPU offload through the base (accelerate hooks with the CPU as the execution
+    device: the wiring and the same images; the memory saving needs a GPU)."""
+    import accelerate  # noqa: F401 - a hard dependency: a broken install fails here
+
+    plain = SD3Pipeline.from_pretrained(preset="tiny", device="cpu")
+    expect = plain("a red fox", seed=0, steps=2, progress=False).pixels
+    for mode in ("model", "sequential"):
+        pipe = SD3Pipeline.from_pretrained(preset="tiny", device="cpu", offload=mode, vae_tiling=True)
+        assert pipe.offload == mode and pipe.vae.tile_latent == 64
+        assert all(hasattr(m, "_hf_hook") for m in (pipe.clip_l, pipe.clip_g, pipe.t5, pipe.transformer))
+        assert torch.allclose(pipe("a red fox", seed=0, steps=2, progress=False).pixels, expect, atol=1e-6)
 
 
 def test_tiny_preset_and_errors(tmp_path):

@@ -183,6 +183,51 @@ def test_tiny_preset_runs_offline_with_every_mode():
     assert pipe("x", steps=5, seed=0, progress=False).images
 
 
+def test_seed_means_seed_plus_image_index():
+    """Image i of a call uses seed + i: image 2 of four made with seed 5 is the image made with seed 7,
+    with an ancestral sampler (step noise per image) and in img2img (VAE sample and noise per image);
+    a list of generators, one per image, means the same."""
+    # float64, so that the batch size cannot move the numbers (in float32 it does, by ~1e-6)
+    pipe = SDXLPipeline.from_pretrained(preset="tiny", device="cpu", dtype=torch.float64)
+    kw = dict(steps=3, scheduler="euler-a", progress=False)
+    four = pipe("a red fox", num_images=4, seed=5, **kw)
+    one = pipe("a red fox", seed=7, **kw)
+    assert (four.latents[2:3] - one.latents).abs().max() <= 1e-5
+    assert (four.pixels[2:3] - one.pixels).abs().max() <= 1e-5
+    assert (four.latents[0] - four.latents[1]).abs().max() > 1e-2
+    listed = pipe("a red fox", num_images=2, generator=[torch.Generator().manual_seed(s) for s in (5, 6)], **kw)
+    assert (listed.latents - four.latents[:2]).abs().max() <= 1e-5
+    four_i = pipe("a red fox", image=one.images[0], strength=0.6, num_images=4, seed=5, **kw)
+    one_i = pipe("a red fox", image=one.images[0], strength=0.6, seed=7, **kw)
+    assert (four_i.pixels[2:3] - one_i.pixels).abs().max() <= 1e-5
+
+
+def test_offload_and_tiling_through_the_base():
+    """Model and sequential CPU offload (accelerate hooks, the CPU standing in for the GPU: the wiring and
+    the same images; the memory saving needs a GPU), the refiner offloaded with the base, VAE tiling."""
+    import accelerate  # noqa: F401 - a hard dependency: a broken install fails here
+
+    plain = SDXLPipeline.from_pretrained(preset="tiny", device="cpu")
+    photo = plain("x", seed=3, steps=2, progress=False).images[0]
+    expect = plain("a red fox", seed=0, steps=2, progress=False).pixels
+    expect_i2i = plain("a red fox", image=photo, seed=0, steps=2, strength=0.6, progress=False).pixels
+    for mode in ("model", "sequential"):
+        pipe = SDXLPipeline.from_pretrained(preset="tiny", device="cpu", offload=mode)
+        assert pipe.offload == mode and all(hasattr(m, "_hf_hook") for m in (*pipe.text_encoders, pipe.unet))
+        assert torch.allclose(pipe("a red fox", seed=0, steps=2, progress=False).pixels, expect, atol=1e-6)
+        with pytest.raises(UserError, match="offload"):
+            pipe.to("cpu")
+    # img2img reaches the VAE encoder through its hook too
+    got = pipe("a red fox", image=photo, seed=0, steps=2, strength=0.6, progress=False).pixels
+    assert torch.allclose(got, expect_i2i, atol=1e-6)
+    ensemble = SDXLPipeline.from_pretrained(preset="tiny", device="cpu", refiner=plain, offload="model",
+                                            vae_tiling=True)
+    assert ensemble.refiner.offload == "model" and hasattr(ensemble.refiner.unet, "_hf_hook")
+    assert ensemble.vae.tile_latent == 64 and ensemble.refiner.vae.tile_latent == 64
+    with pytest.raises(UserError, match="offload must be"):
+        SDXLPipeline.from_pretrained(preset="tiny", device="cpu", offload="disk")
+
+
 def test_bad_calls_are_clear_errors():
     pipe = SDXLPipeline.from_pretrained(preset="tiny", device="cpu")
     with pytest.raises(UserError, match="multiples of"):

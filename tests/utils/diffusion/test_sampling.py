@@ -9,7 +9,8 @@ import torch
 from utils.diffusion import (InpaintBlend, blend, cfg_combine, cfg_model, distilled_guidance_model, flux_mu,
                              get_scheduler, img2img_latents, img2img_start, initial_noise, rescale_guidance, sample,
                              scheduler_from_diffusers_config, scheduler_names)
-from utils.diffusion.noise import generators, randn
+from utils.diffusion.noise import generators
+from utils.torch_utils import randn
 from utils.errors import UserError
 
 
@@ -80,16 +81,28 @@ def test_callback_can_replace_latents_and_interrupt_stops():
     assert res.interrupted and res.steps_done == 0 and torch.equal(res.latents, x)
 
 
-def test_progress_bar_runs(capsys):
+def test_progress_bar_shown_and_hidden(capsys):
     sched = get_scheduler("ddim")
     sch = sched.schedule(3)
     sample(model, sched, sch, torch.zeros(SHAPE), progress=True)
+    err = capsys.readouterr().err
+    assert "sampling" in err and "/3" in err  # a bar over the 3 steps, on stderr
+    sample(model, sched, sch, torch.zeros(SHAPE), progress=False)
+    assert capsys.readouterr().err == ""
+    # a run that resumes at step 1 counts the 2 steps it runs
+    sample(model, sched, sch, torch.zeros(SHAPE), start=1, progress=True)
+    assert "/2" in capsys.readouterr().err
 
 
 def test_noise_is_seeded_and_per_sample():
     a = initial_noise((2, 4, 8, 8), 5)
     b = initial_noise((2, 4, 8, 8), 5)
     assert torch.equal(a, b)
+    # a seed means seed + i for image i: image 1 of seed 5 is image 0 of seed 6
+    assert torch.equal(a[1:], initial_noise((1, 4, 8, 8), 6))
+    assert [int(g.initial_seed()) for g in generators(5, 3)] == [5, 6, 7]
+    with pytest.raises(UserError, match="2 seeds for 3 images"):
+        generators([1, 2], 3)
     gens = generators([3, 4])
     batch = randn((2, 4, 8, 8), gens)
     single = randn((1, 4, 8, 8), generators(4))

@@ -9,7 +9,7 @@ import torch
 
 import diffusers
 from utils.diffusion import sample, scheduler_from_diffusers_config
-from utils.diffusion.noise import randn
+from utils.torch_utils import randn
 
 TOL = 1e-5
 STEPS = (1, 4, 25)
