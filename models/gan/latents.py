@@ -3,12 +3,12 @@
 Work the same for unconditional and class-conditional generators: latents are plain tensors
 (B, *latent_shape); class labels travel beside them (`save_latents(..., labels=...)`).
 
-    from models import generate
+    import models
     from models.gan.latents import slerp, truncate
     pipe = models.load("gan", "dcgan")
-    z = pipe.sample_latents(2, make_generator(0))
+    z = pipe(num_images=2, seed=0).latents                  # or pipe.sample_latents(2, make_generator(0))
     path = slerp(z[0], z[1], torch.linspace(0, 1, 8))       # (8, latent_dim)
-    generate("gan", "dcgan", latents=truncate(path, 0.7), prompt="3")
+    models.generate("gan", "dcgan", latents=truncate(path, 0.7), prompt="3")
 """
 from __future__ import annotations
 

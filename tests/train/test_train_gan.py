@@ -112,6 +112,24 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
     assert not (tmp_path / "o" / "generator.safetensors").exists()
 
 
+def test_cli_refuses_to_mix_two_runs_in_one_folder(tmp_path, capsys):
+    """A fresh run into a folder with checkpoints, or a resume with another seed, would not continue the
+    run the checkpoints belong to: one line, exit 2, and the folder is left as it was."""
+    from train.train_gan import main
+
+    _run(tmp_path, 3)
+    before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    argv = ["--model", "dcgan", "--preset", "tiny", "--steps", "6", "--batch-size", "32", "--out", str(tmp_path),
+            "--no-progress", "--cpu"]
+    for extra, message in (([], "--resume auto"), (["--resume", "auto", "--seed", "1"], "--seed 0")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv + extra)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3
+
+
 def test_script_runs_as_a_user_types_it(tmp_path):
     res = subprocess.run([sys.executable, str(ROOT / "train" / "train_gan.py"), "--help"], capture_output=True,
                          text=True, cwd=tmp_path)

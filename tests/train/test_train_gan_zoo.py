@@ -56,7 +56,7 @@ def test_cyclegan_cycle_and_discriminator_losses_drop(tmp_path):
     hist = full["history"]
     assert _mean(hist, "cycle", slice(-3, None)) < _mean(hist, "cycle", slice(0, 3))
     assert _mean(hist, "loss_d", slice(-3, None)) < _mean(hist, "loss_d", slice(0, 3))
-    assert [h["lr_factor"] for h in hist[4:7]] == [1.0, 1.0, 1 - 1 / 6]
+    assert [h["lr_factor"] for h in hist[4:7]] == [1.0, 1 - 1 / 6, 1 - 2 / 6]  # steps 5, 6, 7 of 10
     from models.gan.cyclegan import CycleGANPipeline
 
     pipe = CycleGANPipeline.from_pretrained(full["generator"], direction="BtoA")
@@ -90,8 +90,11 @@ def _tensors(obj, prefix=""):
 
 
 def test_lr_factor_is_the_original_linear_rule():
-    # CycleGAN's lambda_rule with epochs as steps: 1 - max(0, e - n_epochs) / (n_epochs_decay + 1)
+    # CycleGAN's lambda_rule with epochs as steps, stepped after each epoch as its train.py does: the 0-based
+    # epoch e trains at 1 - max(0, e + epoch_count - n_epochs) / (n_epochs_decay + 1), epoch_count = 1.
+    # 100 epochs at the full rate, then 100 that decay towards 0 (the paper's schedule).
     steps, start = 200, 100
-    assert [lr_factor(s, start, steps) for s in (0, 99, 100)] == [1.0, 1.0, 1.0]
-    assert lr_factor(150, start, steps) == 1 - 50 / 101 and lr_factor(199, start, steps) == 1 - 99 / 101
+    assert [lr_factor(s, start, steps) for s in (0, 98, 99)] == [1.0, 1.0, 1.0]
+    assert lr_factor(100, start, steps) == 1 - 1 / 101
+    assert lr_factor(150, start, steps) == 1 - 51 / 101 and lr_factor(199, start, steps) == 1 - 100 / 101
     assert lr_factor(5, 0, steps) == 1.0

@@ -1,4 +1,4 @@
-"""The GAN training loop every latent GAN of the zoo runs through (train/train_gan.py is its command line).
+"""The GAN training loop every GAN of the zoo trains through (train/train_gan.py is its command line).
 
 `GANTrainer(settings, make_recipe, options).run()` trains on accelerate (CPU, one GPU or
 `accelerate launch`), writes TensorBoard scalars, sample grids, atomic checkpoints with exact
@@ -138,10 +138,47 @@ def collate(items: list[dict]) -> dict[str, Any]:
 
 
 def lr_factor(step: int, decay_start: int, steps: int) -> float:
-    """Constant until `decay_start`, then linear towards 0 (CycleGAN's schedule, per step instead of per epoch)."""
+    """The learning-rate factor of 0-based `step`: 1 before `decay_start`, then down by 1 / (n + 1) per step
+    over the n = steps - decay_start last steps, the last one at 1 / (n + 1).
+
+    CycleGAN's linear decay (the original's `lambda_rule`, epoch_count 1, stepped after each epoch), per
+    step instead of per epoch.
+    """
     if decay_start <= 0:
         return 1.0
-    return 1.0 - max(0, step - decay_start) / float(steps - decay_start + 1)
+    return 1.0 - max(0, step + 1 - decay_start) / float(steps - decay_start + 1)
+
+
+class StepData:
+    """The loader's batches, `per_step` (n_critic) of them for each generator step.
+
+    Step t owns batches t * per_step ... (t + 1) * per_step - 1 of the seeded order. A step that reads
+    fewer (a recipe's `train_step` that takes one batch whatever n_critic is) leaves the rest unread; they
+    are skipped when the next step begins. So the batches of a step never depend on what earlier steps
+    read, and a resumed run reads what the uninterrupted one did.
+    """
+
+    def __init__(self, batches: Iterator[dict[str, Any]], start_step: int, per_step: int):
+        self.batches, self.per_step = batches, per_step
+        self.position = self.end = start_step * per_step
+
+    def begin(self, step: int) -> None:
+        first = step * self.per_step
+        while self.position < first:
+            next(self.batches)
+            self.position += 1
+        self.end = first + self.per_step
+
+    def next(self) -> dict[str, Any]:
+        if self.position >= self.end:
+            raise RuntimeError(f"a training step read more than n_critic = {self.per_step} batches: a recipe's "
+                               "train_step may call next_batch() at most settings.n_critic times per step")
+        self.position += 1
+        return next(self.batches)
+
+
+RESUME_FIXED = ("seed", "batch_size", "n_critic")
+"""Settings a resumed run must share with its checkpoint: together with the step, they fix the data and the noise."""
 
 
 class GANTrainer:
@@ -163,10 +200,16 @@ class GANTrainer:
         self.resume_from = self._resume_path()
 
     def _resume_path(self) -> Path | None:
+        """The checkpoint to resume from; a fresh run refuses a folder that holds another run's checkpoints
+        (its `--resume auto` would later pick theirs)."""
         from utils.training.checkpoints import latest_checkpoint
 
         resume = self.options.resume
         if not resume:
+            found = latest_checkpoint(self.ckpt_dir)
+            if found is not None:
+                raise UserError(f"{self.out} already holds the checkpoints of a run (up to {found.name}): pass "
+                                "--resume auto to continue it, or another --out to start afresh")
             return None
         path = latest_checkpoint(self.ckpt_dir) if resume == "auto" else Path(resume)
         if resume != "auto" and not path.exists():
@@ -220,24 +263,32 @@ class GANTrainer:
         if saved["model"] != s.model or saved["preset"] != s.preset:
             raise UserError(f"{self.resume_from} belongs to {saved['model']} preset '{saved['preset']}', not "
                             f"{s.model} '{s.preset}'")
+        # these fix which batch and which noise every step gets: another value would not continue the run
+        changed = [f"--{key.replace('_', '-')} {saved[key]}" for key in RESUME_FIXED
+                   if saved.get(key) != getattr(s, key)]
+        if changed:
+            raise UserError(f"{self.resume_from.name} was trained with {', '.join(changed)}: pass the same to "
+                            "continue it exactly, or start a new run in another --out")
         G.load_state_dict(state["generator"])
         D.load_state_dict(state["discriminator"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-        if self.ada is not None:
-            self.ada.load_state_dict(state["ada"])
+        for part, kept, flag in (("ema", self.ema, "--ema 0"), ("ada", self.ada, "the run's --augment")):
+            if kept is not None and part not in state:
+                raise UserError(f"{self.resume_from.name} was trained without {part.upper()}: pass {flag} to "
+                                "continue it, or start a new run in another --out")
+            if kept is not None:
+                kept.load_state_dict(state[part])
         self.start = int(state["step"])
         return state
 
-    def _data(self) -> Iterator[dict[str, Any]]:
+    def _data(self) -> StepData:
         s = self.settings
         loader = torch.utils.data.DataLoader(
             self.dataset, collate_fn=collate, num_workers=self.options.workers,
             batch_sampler=StepBatches(len(self.dataset), s.batch_size, s.seed, self.start * s.n_critic,
                                       s.steps * s.n_critic, self.rank, self.world))
-        return iter(loader)
+        return StepData(iter(loader), self.start, s.n_critic)
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -268,6 +319,17 @@ class GANTrainer:
         save_checkpoint(checkpoint_path(self.ckpt_dir, step), state)
         prune_checkpoints(self.ckpt_dir, self.options.keep)
 
+    def _trim_log(self, step: int) -> None:
+        """Keep the log lines up to `step` (a run stopped after its last checkpoint logged steps beyond it)."""
+        from utils.io import atomic_path
+
+        path = self.out / "log.jsonl"
+        if not path.exists():
+            return
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in kept))
+
     def _sample(self, step: int) -> None:
         from utils.visualization.grid import grid_array, save_grid
 
@@ -286,14 +348,14 @@ class GANTrainer:
 
     # -- the loop ------------------------------------------------------------------------------------
 
-    def _builtin_step(self, data: Iterator, gen: torch.Generator, log: dict[str, float]) -> None:
+    def _builtin_step(self, data: StepData, gen: torch.Generator, log: dict[str, float]) -> None:
         """n_critic discriminator updates, then one generator update (the DCGAN/WGAN-GP/R1 family)."""
         from utils.gan.penalties import gradient_penalty, r1_penalty
 
         s, acc, G, D = self.settings, self.accelerator, self.G, self.D
         latent_shape = self.unwrapped_g.latent_shape
         for _ in range(s.n_critic):
-            batch = next(data)
+            batch = data.next()
             real = match_channels(batch["image"], self.config.channels).to(self.device)
             y = batch["label"].to(self.device) if self.conditional else None
             z = torch.randn((real.shape[0], *latent_shape), generator=gen).to(self.device)
@@ -347,6 +409,8 @@ class GANTrainer:
 
             self.writer = SummaryWriter(str(self.out / "tb"))
             write_json(self.out / "settings.json", asdict(s))
+            if self.start > 0:
+                self._trim_log(self.start)
         fixed_gen = torch.Generator().manual_seed(s.seed + 12345)
         n_show = 64 if not self.conditional else 10 * 8
         if self.recipe.sampler is None:
@@ -354,7 +418,7 @@ class GANTrainer:
         self.fixed_y = (torch.arange(n_show) % self.config.num_classes).to(self.device) if self.conditional else None
 
         def next_batch() -> dict[str, Any]:
-            return {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in next(data).items()}
+            return {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in data.next().items()}
 
         history: list[dict[str, float]] = []
         bar = tqdm(range(self.start, s.steps), initial=self.start, total=s.steps, desc=f"{s.model}",
@@ -362,6 +426,7 @@ class GANTrainer:
         self.G.train()
         self.D.train()
         for step in bar:
+            data.begin(step)
             gen = seed_step(s.seed, step, self.rank)
             log: dict[str, float] = {}
             if s.lr_decay_start > 0:

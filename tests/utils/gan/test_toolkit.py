@@ -84,3 +84,79 @@ def test_spectral_norm_bounds_the_largest_singular_value():
     net.eval()
     for layer in net:
         assert torch.linalg.matrix_norm(layer.weight, ord=2).item() == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["non_saturating", "hinge", "wasserstein", "lsgan"])
+def test_every_loss_pulls_the_right_way(name):
+    """D's loss falls as it scores reals higher and fakes lower; G's loss falls as D scores its fakes higher."""
+    loss = get_loss(name)
+    low, high = torch.full((4,), -0.5), torch.full((4,), 0.5)
+    assert loss.d_loss(high, low) < loss.d_loss(low, high)
+    assert loss.g_loss(high) < loss.g_loss(low)
+    real = torch.tensor([0.3, -0.2], requires_grad=True)
+    fake = torch.tensor([0.1, 0.4], requires_grad=True)
+    loss.d_loss(real, fake).backward()
+    assert (real.grad <= 0).all() and (fake.grad >= 0).all() and real.grad.abs().sum() > 0
+
+
+def test_the_named_losses_are_the_ones_the_registry_hands_out():
+    from utils.gan import losses
+
+    assert get_loss("hinge").d_loss is losses.hinge_d_loss and get_loss("hinge").g_loss is losses.hinge_g_loss
+    assert get_loss("non_saturating").d_loss is losses.non_saturating_d_loss
+
+
+def test_ema_ramps_up_and_copies_buffers():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.BatchNorm1d(2))
+    torch.nn.init.zeros_(net[0].weight)
+    ema = EMA(net, beta=0.999)  # rampup: beta_t = min(0.999, (1 + t) / (10 + t))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+    net.train()(torch.randn(8, 2))  # moves the batch-norm statistics
+    ema.update(net, step=0)  # beta 0.1: the shadow moves 90% of the way
+    assert torch.allclose(ema.shadow[0].weight, torch.full((2, 2), 0.9))
+    assert torch.equal(ema.shadow[1].running_mean, net[1].running_mean)  # buffers are copied, not averaged
+    ema.update(net, step=10_000)  # beta 0.999 once ramped up
+    assert torch.allclose(ema.shadow[0].weight, torch.full((2, 2), 0.9 + 0.1 * 0.001))
+    other = EMA(net, beta=0.999)
+    other.load_state_dict(ema.state_dict())
+    assert torch.equal(other.shadow[0].weight, ema.shadow[0].weight)
+
+
+def test_ada_probability_stays_in_unit_interval_and_round_trips():
+    ada = AdaptiveAugment(target=0.6, speed=0.4)
+    for _ in range(5):
+        ada.update(torch.ones(4))
+    assert ada.p == 1.0
+    x = torch.randn(3, 1, 8, 8)
+    assert not torch.equal(ada(x, torch.Generator().manual_seed(0)), x)
+    other = AdaptiveAugment()
+    other.load_state_dict(ada.state_dict())
+    assert other.p == 1.0
+    assert torch.equal(AdaptiveAugment(p=0.0)(x), x)  # p 0: the reals pass untouched
+
+
+def test_cutout_blanks_one_rectangle_of_half_the_side():
+    out = diff_augment(torch.ones(16, 1, 16, 16), "cutout", generator=torch.Generator().manual_seed(0))
+    for img in out[:, 0]:
+        rows, cols = (img == 0).any(1), (img == 0).any(0)
+        assert 0 < rows.sum() <= 8 and 0 < cols.sum() <= 8
+        # the zeros are exactly the product of their rows and columns: one axis-aligned rectangle
+        assert torch.equal(img == 0, rows[:, None] & cols[None, :])
+
+
+def test_spectral_norm_wraps_convs_and_embeddings_once():
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Embedding(5, 4), torch.nn.BatchNorm2d(3))
+    apply_spectral_norm(net)
+    apply_spectral_norm(net)  # a second call adds nothing
+    assert len(net[0].parametrizations.weight) == 1 and len(net[1].parametrizations.weight) == 1
+    assert not hasattr(net[2], "parametrizations")
+
+
+def test_recipe_defaults_are_the_dcgan_papers():
+    from utils.gan.losses import LOSSES
+    from utils.gan.recipe import GANRecipe
+
+    r = GANRecipe(torch.nn.Identity(), torch.nn.Identity(), config=None)
+    assert (r.loss, r.lr_g, r.lr_d, r.betas, r.n_critic) == ("non_saturating", 2e-4, 2e-4, (0.5, 0.999), 1)
+    assert r.loss in LOSSES and r.train_step is None and r.gp_weight == r.r1_weight == 0.0
