@@ -102,7 +102,7 @@ class ResnetBlock(nn.Module):
         self.norm1 = group_norm(in_channels, groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.norm2 = group_norm(out_channels, groups)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 

@@ -39,11 +39,17 @@ class MMDiTConfig:
     """Sizes of an SD3-family MMDiT. hidden = num_heads * head_dim (64 * depth in every release)."""
 
     in_channels: int = 16
+    """Latent channels in."""
     out_channels: int = 16
+    """Predicted velocity channels."""
     patch_size: int = 2
+    """Side of the latent patch each image token covers."""
     depth: int = 24
+    """Joint blocks (the last one's text stream is pre-only)."""
     num_heads: int = 24
+    """Attention heads of every stream."""
     head_dim: int = 64
+    """Channels per head. Stored in the weights only with qk_norm (the width of ln_q / ln_k)."""
     context_in_dim: int = 4096
     """Width of the text tokens (T5-XXL's 4096; CLIP features are zero-padded to it)."""
     adm_in_channels: int = 2048
@@ -51,8 +57,11 @@ class MMDiTConfig:
     pos_embed_max_size: int = 192
     """Side of the stored position table in patches (192: up to 384 latents = 3072 px)."""
     qk_norm: bool = False
+    """RMS-normalise q and k per head (SD3.5)."""
     dual_attention_layers: tuple[int, ...] = ()
+    """Blocks whose image stream has a second self-attention (`attn2`, SD3.5 Medium's first 13)."""
     mlp_ratio: float = 4.0
+    """MLP width as a multiple of the hidden size."""
     sample_size: int = 128
     """Latent side the position table was built for (its frequencies depend on it)."""
 

@@ -35,23 +35,32 @@ class UNetConfig:
     """Sizes of an SDXL-family UNet (names follow the release's yaml)."""
 
     in_channels: int = 4
+    """Latent channels in (4; 9 for an inpainting UNet)."""
     out_channels: int = 4
+    """Predicted noise channels."""
     model_channels: int = 320
+    """Width of the full-resolution level; the timestep embedding is 4x as wide."""
     channel_mult: tuple[int, ...] = (1, 2, 4)
+    """Level widths as multiples of model_channels; each level but the last halves the resolution."""
     num_res_blocks: int = 2
+    """ResBlocks per input level (the output side has one more)."""
     transformer_depth: tuple[int, ...] = (0, 2, 10)
     """Transformer blocks per SpatialTransformer at each level; 0 = that level has no attention."""
     transformer_depth_middle: int = 10
+    """Transformer blocks in the middle block's SpatialTransformer."""
     head_dim: int = 64
-    """Channels per attention head (`num_head_channels`); heads = level channels // head_dim."""
+    """Channels per attention head (`num_head_channels`); heads = level channels // head_dim. Not stored in
+    the weights (64 in every release)."""
     context_dim: int = 2048
+    """Width of the text tokens: CLIP-L 768 + bigG 1280 (base), bigG 1280 alone (refiner)."""
     adm_in_channels: int = 2816
     """Width of y: 1280 pooled + 6 x 256 (base) or 1280 + 5 x 256 (refiner)."""
     norm_groups: int = 32
+    """GroupNorm groups (not stored in the weights: 32 in every release)."""
     micro_conditioning: str = "base"
     """'base': original size, crop, target size; 'refiner': original size, crop, aesthetic score."""
     addition_time_embed_dim: int = 256
-    """Fourier features per micro-conditioning number."""
+    """Fourier features per micro-conditioning number (not stored in the weights: 256 in every release)."""
 
     @property
     def time_embed_dim(self) -> int:
