@@ -1,8 +1,10 @@
 """`DiffusionPipeline`: what every diffusion pipeline of the zoo shares, whatever it generates.
 
 A subclass names its models in `components` (in the order a call runs them), its denoiser in
-`denoiser_name`, and its package's `ModelSpec` in `spec`; it keeps its own `__init__`, loaders and
-`__call__`. The base gives it:
+`denoiser_name`, and its package's `ModelSpec` in `spec`; it keeps its own `__init__`, a classmethod
+`tiny()` (random tiny components, what `preset="tiny"` loads), its loaders, and `__call__`, whose body
+runs inside `with self.session():`. Its `from_pretrained` is `resolve()`, then `tiny()` or its
+loader, then `configure()`. The base gives it:
 
 - `device`, `dtype`, `to()` over every component (and sub-pipelines, e.g. SDXL's refiner);
 - `enable_model_cpu_offload()`, `enable_sequential_cpu_offload()` (accelerate hooks),

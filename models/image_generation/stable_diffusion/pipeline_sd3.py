@@ -78,7 +78,7 @@ class SD3Pipeline(DiffusionPipeline):
         """
         place = cls.resolve(source, preset, device, dtype, offload)
         if source is None and place.preset == "tiny":
-            pipe = cls._tiny(t5 is not False)
+            pipe = cls.tiny(t5 is not False)
         else:
             src = source if source is not None else cv.HUB_REPOS[place.preset]
             try:
@@ -97,7 +97,8 @@ class SD3Pipeline(DiffusionPipeline):
                               attention=attention)
 
     @classmethod
-    def _tiny(cls, with_t5: bool = True) -> "SD3Pipeline":
+    def tiny(cls, with_t5: bool = True) -> "SD3Pipeline":
+        """Random tiny components (MMDiT, CLIP-L/G, optional T5, VAE) with tokenizers built in code: runs offline."""
         from utils.encoders.clip import CLIPTextEncoder, CLIPTextEncoderConfig
         from utils.encoders.t5 import T5EncoderConfig, T5TextEncoder
         from utils.encoders.vae import AutoencoderKL

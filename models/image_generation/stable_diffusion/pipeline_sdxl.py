@@ -87,7 +87,7 @@ class SDXLPipeline(DiffusionPipeline):
         """
         place = cls.resolve(source, preset, device, dtype, offload)
         if source is None and place.preset == "tiny":
-            pipe = cls._tiny()
+            pipe = cls.tiny()
         else:
             src = source if source is not None else cv.HUB_REPOS[place.preset]
             pipe = cls._load(src, place.preset, place.dtype, tokenizers)
@@ -103,7 +103,8 @@ class SDXLPipeline(DiffusionPipeline):
                               attention=attention)
 
     @classmethod
-    def _tiny(cls, refiner_style: bool = False) -> "SDXLPipeline":
+    def tiny(cls) -> "SDXLPipeline":
+        """Random tiny components (UNet, CLIP-L, bigG, VAE) with tokenizers built in code: runs offline."""
         from utils.encoders.clip import CLIPTextEncoder, CLIPTextEncoderConfig
         from utils.encoders.vae import AutoencoderKL
 
