@@ -117,9 +117,14 @@ class LPIPS(nn.Module):
         # Constants that move [-1, 1] inputs to ImageNet statistics (as in the paper's code).
         self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1), persistent=False)
-        features = getattr(torchvision.models, spec.builder)(weights=None).features
-        # Nothing past the last tap is used; dropping it keeps the state dict to the used layers.
-        self.features = nn.Sequential(*list(features.children())[: spec.taps[-1] + 1])
+        # Built on the meta device: the classifier (120M parameters for VGG16) is never allocated or
+        # initialised, only the feature layers up to the last tap (the state dict holds just those).
+        with torch.device("meta"):
+            features = getattr(torchvision.models, spec.builder)(weights=None).features
+        self.features = nn.Sequential(*list(features.children())[: spec.taps[-1] + 1]).to_empty(device="cpu")
+        for m in self.features:
+            if isinstance(m, nn.Conv2d):
+                m.reset_parameters()  # random until weights are loaded
         for m in self.features:
             if isinstance(m, nn.ReLU):
                 m.inplace = False  # the tapped activations must not be overwritten later
