@@ -286,9 +286,14 @@ def test_default_cap_keeps_the_strongest_gradients():
     strat = DefaultStrategy(refine_start=0, refine_every=1, max_gaussians=23, grow_grad2d=0.0)
     state = strat.initialize_state(scene_scale=1.0)
     state["grad2d"], state["count"] = torch.arange(20, dtype=torch.float32) + 1, torch.ones(20)
+    before = params["means"].detach().clone()
     torch.manual_seed(0)
     out = strat._grow(params, opts, state, step=1)
     assert out["cloned"] + out["split"] == 3 and len(params["means"]) == 23
+    # only the three highest gradients (Gaussians 17-19) grew: cloned ones appear twice, split ones
+    # were replaced by two children; every other Gaussian is there once, untouched
+    times = [int((params["means"] == m).all(-1).sum()) for m in before]
+    assert times[:17] == [1] * 17 and all(t in (0, 2) for t in times[17:])
 
 
 def test_strategy_ops_keep_optimizer_aligned():
