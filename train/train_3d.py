@@ -1,4 +1,4 @@
-"""Train a 3D model on posed images.
+"""Train a 3D model of the zoo; each model has its own options (`--model NAME --help` lists them).
 
     python train/train_3d.py --model gaussian_splatting                 # built-in scene, offline
     python train/train_3d.py --model gaussian_splatting --data data/nerf_synthetic/lego --steps 30000
@@ -21,13 +21,9 @@ if __package__ in (None, ""):  # run as a script: make the repo importable witho
 from utils.cli import ArgumentParser
 from utils.errors import UserError, cli_errors
 
-SUPPORTED = ("gaussian_splatting",)
+# -- gaussian_splatting -------------------------------------------------------------------------------
 
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = ArgumentParser(prog="train_3d.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--model", required=True, help="registered 3d model to train (gaussian_splatting)")
+def add_gaussian_splatting_args(p: ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="scene folder (NeRF-synthetic or COLMAP); default: the built-in "
                                                  "synthetic scene, written to outputs/datasets/synthetic_scene")
     p.add_argument("--steps", type=int, default=None,
@@ -51,7 +47,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--turntable-frames", type=int, default=60, help="frames of the turntable video (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
-    return p.parse_args(argv)
 
 
 def load_scene(data: str | None, downscale: int):
@@ -78,13 +73,7 @@ def load_scene(data: str | None, downscale: int):
     return train, test, ("synthetic_scene" if builtin else root.resolve().name), builtin
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from models.registry import get_spec
-
-    spec = get_spec("3d", args.model)
-    if spec.name not in SUPPORTED:
-        raise UserError(f"train_3d.py cannot train '{spec.name}' yet: it trains {', '.join(SUPPORTED)}")
+def train_gaussian_splatting(args: argparse.Namespace, argv: list[str]) -> int:
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be positive, got {args.steps}")
 
@@ -123,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     write_splat_ply(out / "point_cloud.ply", {k: v.detach() for k, v in trainer.model.splats.items()})
     metrics = trainer.evaluate(write_dir=out / "test_renders")
     metrics.update(train_seconds=round(train_seconds, 1), strategy=args.strategy, device=device.type,
-                   scene=scene, command="python " + " ".join(["train/train_3d.py", *(argv or sys.argv[1:])]))
+                   scene=scene, command="python " + " ".join(["train/train_3d.py", *argv]))
     write_metrics(out / "metrics.json", metrics)
     if args.turntable_frames > 0:
         cams = orbit_from_cameras(train.cameras, args.turntable_frames)
@@ -138,6 +127,48 @@ BUILTIN_STEPS = 1000
 """Default steps on the built-in scene: a few minutes on two CPU cores."""
 BUILTIN_CAP = 10_000
 """Default cap on the number of Gaussians on the built-in scene (its ground truth has 3,260)."""
+
+
+# -- dispatch ------------------------------------------------------------------------------------------
+
+# registry name -> (adds the model's options to the parser, runs the training). A new 3D model adds
+# its own two functions above and one entry here.
+TRAINERS = {
+    "gaussian_splatting": (add_gaussian_splatting_args, train_gaussian_splatting),
+}
+
+
+def build_parser(model: str | None) -> ArgumentParser:
+    p = ArgumentParser(prog="train_3d.py", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--model", required=True, help=f"registered 3d model to train: {', '.join(TRAINERS)}")
+    if model in TRAINERS:
+        TRAINERS[model][0](p.add_argument_group(f"{model} options"))
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The model's own options, once --model names it (`--help` without --model lists the models)."""
+    from models.registry import get_spec
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    peek = ArgumentParser(prog="train_3d.py", add_help=False)
+    peek.add_argument("--model")
+    known, _ = peek.parse_known_args(argv)
+    model = None
+    if known.model is not None:
+        model = get_spec("3d", known.model).name
+        if model not in TRAINERS:
+            raise UserError(f"train_3d.py cannot train '{model}' yet: it trains {', '.join(TRAINERS)}")
+    args = build_parser(model).parse_args(argv)
+    args.model = model
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    return TRAINERS[args.model][1](args, argv)
 
 
 if __name__ == "__main__":
