@@ -1,4 +1,4 @@
-"""Render novel views of a 3D model of the zoo.
+"""Generate or render with a 3D model of the zoo; each model has its own options (`--model NAME --help`).
 
     python inference/generate_3d.py --model gaussian_splatting --ply scene.ply
     python inference/generate_3d.py --model gaussian_splatting --ply outputs/gaussian_splatting/synthetic_scene/point_cloud.ply \\
@@ -20,9 +20,9 @@ from utils.cli import ArgumentParser
 from utils.errors import UserError, cli_errors
 
 
-def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="generate_3d.py", description="Render novel views of a 3D model of the zoo.")
-    p.add_argument("--model", default="gaussian_splatting", help="3d model (gaussian_splatting)")
+# -- gaussian_splatting -------------------------------------------------------------------------------
+
+def add_gaussian_splatting_args(p) -> None:
     p.add_argument("--ply", default=None, help="splat file: 3DGS .ply or a checkpoint (.pt/.pth)")
     p.add_argument("--preset", default=None, help="'tiny' renders random Gaussians without a file")
     p.add_argument("--out", default=None, help="output folder (default outputs/generate_3d/<name>)")
@@ -36,22 +36,18 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--background", type=float, nargs=3, default=(1.0, 1.0, 1.0), help="background RGB in [0, 1]")
     p.add_argument("--fps", type=float, default=24.0, help="video frame rate")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_gaussian_splatting(args) -> int:
     from models import load
-    from models.registry import get_spec
 
-    spec = get_spec("3d", args.model)
     if args.ply is None and args.preset != "tiny":
         raise UserError("give --ply scene.ply (a 3DGS .ply or checkpoint), or --preset tiny for random Gaussians")
     if args.ply is not None and not Path(args.ply).exists():
         raise UserError(f"--ply {args.ply} not found: give the path of a .ply or checkpoint")
     if args.frames < 1 or args.size < 8:
         raise UserError("--frames must be at least 1 and --size at least 8")
-    pipe = load("3d", spec.name, preset=args.preset, device=args.device)
+    pipe = load("3d", "gaussian_splatting", preset=args.preset, device=args.device)
     out = pipe(ply=args.ply, n_views=args.frames, width=args.size, fov=args.fov, elevation=args.elevation,
                radius=args.radius, up=tuple(args.up), center=tuple(args.center) if args.center else None,
                background=tuple(args.background), fps=args.fps)
@@ -64,6 +60,36 @@ def main(argv: list[str] | None = None) -> int:
     ImageOutput(out.renders).save(folder / "renders")
     print(f"{len(out.renders)} views of {len(out.points)} Gaussians -> {folder}/turntable.mp4, renders/")
     return 0
+
+
+# -- dispatch ------------------------------------------------------------------------------------------
+
+# registry name -> (adds the model's options, runs it). A new 3D model adds its two functions and one entry.
+RUNNERS = {
+    "gaussian_splatting": (add_gaussian_splatting_args, run_gaussian_splatting),
+}
+
+
+def build_parser(model: str | None = "gaussian_splatting") -> ArgumentParser:
+    p = ArgumentParser(prog="generate_3d.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="gaussian_splatting", help=f"3d model: {', '.join(RUNNERS)}")
+    if model in RUNNERS:
+        RUNNERS[model][0](p.add_argument_group(f"{model} options"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models.registry import get_spec
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    peek = ArgumentParser(prog="generate_3d.py", add_help=False)
+    peek.add_argument("--model", default="gaussian_splatting")
+    model = get_spec("3d", peek.parse_known_args(argv)[0].model).name
+    if model not in RUNNERS:
+        raise UserError(f"generate_3d.py cannot run '{model}' yet: it runs {', '.join(RUNNERS)}")
+    args = build_parser(model).parse_args(argv)
+    args.model = model
+    return RUNNERS[model][1](args)
 
 
 if __name__ == "__main__":
