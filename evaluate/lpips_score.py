@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from utils.errors import UserError, cli_errors
+from utils.errors import UserError, WeightsError, cli_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,8 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                             f"in {root_b} (e.g. {first}): give two folders with the same file names")
         names = sorted(a)
         device = resolve_device(args.device)
-        model = LPIPS.from_pretrained(args.net, backbone_weights=args.backbone_weights,
-                                      heads=args.heads if args.heads is not None else True, device=device)
+        try:
+            model = LPIPS.from_pretrained(args.net, backbone_weights=args.backbone_weights,
+                                          heads=args.heads if args.heads is not None else True, device=device)
+        except WeightsError as err:  # name the command-line option, not the Python argument
+            raise WeightsError(str(err).replace("backbone_weights=<path>", "--backbone-weights PATH")) from None
 
         def tensor(path: Path) -> torch.Tensor:  # (3, H, W) in [-1, 1]
             return torch.from_numpy(np.asarray(load_rgb(path), dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1

@@ -23,7 +23,7 @@ if __name__ == "__main__" and not __package__:  # run as a file: make the reposi
 import argparse
 from typing import Sequence
 
-from utils.errors import UserError, cli_errors
+from utils.errors import UserError, WeightsError, cli_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             z = (latents * math.sqrt(dim)).reshape(-1, *shape)
             return pipe.generate(z, y, len(z)).to(latents.device)
 
-        lpips = LPIPS.from_pretrained("vgg", backbone_weights=args.lpips_backbone, device=device)
+        try:
+            lpips = LPIPS.from_pretrained("vgg", backbone_weights=args.lpips_backbone, device=device)
+        except WeightsError as err:  # name the command-line option, not the Python argument
+            raise WeightsError(str(err).replace("backbone_weights=<path>", "--lpips-backbone PATH")) from None
         value, distances = perceptual_path_length(
             generate, dim, num_samples=args.num_samples, space="z", epsilon=args.epsilon, sampling=args.sampling,
             crop=args.crop, batch_size=args.batch_size, lpips=lpips, seed=args.seed, device=device,

@@ -72,7 +72,8 @@ def test_bad_inputs_are_one_line(tmp_path, vgg_backbone, call_script, one_line_e
         (("--model", "dcgan", "--preset", "tiny", "--num-samples", "1", *v), ["--num-samples must be at least 2"]),
         (("--model", "dcgan", "--preset", "tiny", "--epsilon", "0", *v), ["--epsilon must be positive"]),
         (("--model", "dcgan", "--preset", "tiny", "--save-distances", tmp_path / "d.txt", *v), ["needs a .npy"]),
-        (("--model", "dcgan", "--preset", "tiny", "--device", "cpu"), ["vgg16-397923af.pth", "offline"]),
+        (("--model", "dcgan", "--preset", "tiny", "--device", "cpu"), ["vgg16-397923af.pth", "offline",
+                                                                        "--lpips-backbone PATH"]),
         (("--model", "dcgan", "--weights", tmp_path / "none.safetensors", *v), ["none.safetensors"]),
     ]:
         one_line_error(*call_script("ppl_score", *args)[::2], *fragments)

@@ -355,7 +355,7 @@ def load_inception(weights: str | os.PathLike | None = None, device: str | torch
             from utils.weights.hub import fetch_url
 
             path = fetch_url(WEIGHTS_URL, Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILES[0],
-                             f"the FID Inception weights {WEIGHTS_FILES[0]}", download, instead="or pass --weights PATH")
+                             f"the FID Inception weights file {WEIGHTS_FILES[0]}", download, instead="or pass --weights PATH")
     else:
         path = Path(weights)
         if not path.exists():
