@@ -42,7 +42,11 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 class GANPipeline:
-    """What every GAN pipeline shares: loading (`from_pretrained`), a seeded generator, the output."""
+    """What every GAN pipeline shares: loading (`from_pretrained`), a seeded generator, the output.
+
+    A subclass is built as `cls(network, config, device, dtype, **options)` and keeps its network under
+    its own name (`self.generator = self.place(generator)`; VQGAN's `self.model`).
+    """
 
     model_name: ClassVar[str]
     """The registry name (modality 'gan')."""

@@ -11,6 +11,7 @@ import torch
 
 import models
 from utils.training import load_checkpoint
+from utils.weights import flatten_tensors
 from train.train_gan import parse_args, train
 from tests.helpers.images import signed
 
@@ -36,16 +37,6 @@ def _mean(hist: list[dict], key: str, part: slice) -> float:
     return sum(vals) / len(vals)
 
 
-def _tensors(obj, prefix=""):
-    if isinstance(obj, torch.Tensor):
-        return {prefix: obj}
-    if isinstance(obj, dict):
-        return {k2: v2 for k, v in obj.items() for k2, v2 in _tensors(v, f"{prefix}.{k}").items()}
-    if isinstance(obj, list):
-        return {k2: v2 for i, v in enumerate(obj) for k2, v2 in _tensors(v, f"{prefix}.{i}").items()}
-    return {}
-
-
 def _assert_resume_exact(tmp: Path, full: dict, model: str, parts: tuple[str, ...], *extra: str) -> None:
     """Resume the 6-step run from its step-3 checkpoint into another folder; everything after matches."""
     full_dir = Path(full["out"])
@@ -54,7 +45,7 @@ def _assert_resume_exact(tmp: Path, full: dict, model: str, parts: tuple[str, ..
     a = load_checkpoint(full_dir / "checkpoints" / "step_0000006.pt")
     b = load_checkpoint(tmp / "resumed" / "checkpoints" / "step_0000006.pt")
     for part in parts:
-        ta, tb = _tensors(a[part]), _tensors(b[part])
+        ta, tb = flatten_tensors(a[part]), flatten_tensors(b[part])
         assert ta and ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta), part
     from safetensors.torch import load_file
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from utils.training import load_checkpoint
+from utils.weights import flatten_tensors
 from utils.gan.losses import get_loss
 from train.train_gan import parse_args, train
 
@@ -61,19 +62,9 @@ def test_resume_is_bit_exact(tmp_path):
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "step_0000006.pt")
     b = load_checkpoint(tmp_path / "part" / "checkpoints" / "step_0000006.pt")
     for part in ("generator", "discriminator", "ema", "opt_g"):
-        flat_a, flat_b = _tensors(a[part]), _tensors(b[part])
+        flat_a, flat_b = flatten_tensors(a[part]), flatten_tensors(b[part])
         assert flat_a.keys() == flat_b.keys()
         assert all(torch.equal(flat_a[k], flat_b[k]) for k in flat_a), part
-
-
-def _tensors(obj, prefix=""):
-    if isinstance(obj, torch.Tensor):
-        return {prefix: obj}
-    if isinstance(obj, dict):
-        return {k2: v2 for k, v in obj.items() for k2, v2 in _tensors(v, f"{prefix}.{k}").items()}
-    if isinstance(obj, list):
-        return {k2: v2 for i, v in enumerate(obj) for k2, v2 in _tensors(v, f"{prefix}.{i}").items()}
-    return {}
 
 
 def test_checkpoints_load_with_weights_only(tmp_path):

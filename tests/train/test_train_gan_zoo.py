@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from utils.training import load_checkpoint
+from utils.weights import flatten_tensors
 from train.train_gan import parse_args, train
 from utils.gan.trainer import lr_factor
 
@@ -74,19 +75,9 @@ def test_cyclegan_resume_is_exact_with_pools_and_lr_decay(tmp_path):
     ca = load_checkpoint(tmp_path / "full" / "checkpoints" / "step_0000006.pt")
     cb = load_checkpoint(tmp_path / "part" / "checkpoints" / "step_0000006.pt")
     for part in ("generator", "discriminator", "opt_g", "opt_d"):
-        flat_a, flat_b = _tensors(ca[part]), _tensors(cb[part])
+        flat_a, flat_b = flatten_tensors(ca[part]), flatten_tensors(cb[part])
         assert flat_a.keys() == flat_b.keys() and all(torch.equal(flat_a[k], flat_b[k]) for k in flat_a), part
     assert int(ca["discriminator"]["pool_fake_b.count"]) == 12
-
-
-def _tensors(obj, prefix=""):
-    if isinstance(obj, torch.Tensor):
-        return {prefix: obj}
-    if isinstance(obj, dict):
-        return {k2: v2 for k, v in obj.items() for k2, v2 in _tensors(v, f"{prefix}.{k}").items()}
-    if isinstance(obj, list):
-        return {k2: v2 for i, v in enumerate(obj) for k2, v2 in _tensors(v, f"{prefix}.{i}").items()}
-    return {}
 
 
 def test_lr_factor_is_the_original_linear_rule():

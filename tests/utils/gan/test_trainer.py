@@ -14,6 +14,7 @@ from utils.errors import UserError
 from utils.gan.recipe import GANRecipe, StepContext
 from utils.gan.trainer import GANTrainer, Settings, StepBatches, TrainerOptions, collate, lr_factor, match_channels
 from utils.training import load_checkpoint
+from utils.weights import flatten_tensors
 
 
 @dataclass(frozen=True)
@@ -78,20 +79,10 @@ def train(out: Path, train_step=None, resume: str | None = None, **changes) -> d
     return GANTrainer(settings(**changes), lambda: toy_recipe(train_step), options).run()
 
 
-def tensors(obj, prefix="") -> dict[str, torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return {prefix: obj}
-    if isinstance(obj, dict):
-        return {k2: v2 for k, v in obj.items() for k2, v2 in tensors(v, f"{prefix}.{k}").items()}
-    if isinstance(obj, (list, tuple)):
-        return {k2: v2 for i, v in enumerate(obj) for k2, v2 in tensors(v, f"{prefix}.{i}").items()}
-    return {}
-
-
 def assert_same_state(a: Path, b: Path, parts: tuple[str, ...]) -> None:
     sa, sb = load_checkpoint(a), load_checkpoint(b)
     for part in parts:
-        ta, tb = tensors(sa[part]), tensors(sb[part])
+        ta, tb = flatten_tensors(sa[part]), flatten_tensors(sb[part])
         assert ta and ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta), part
 
 
