@@ -1,0 +1,101 @@
+"""One ASGI app: the REST API and the gradio demo mounted beside it, behind the token and size guards.
+
+    from inference.web.app import create_app, serve
+    app = create_app(ServerSettings())          # uvicorn-ready (python inference/web_demo.py runs it)
+"""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the machine
+
+import gradio as gr  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+
+from inference.web.api import build_router, install_error_handlers  # noqa: E402
+from inference.web.files import FileStore  # noqa: E402
+from inference.web.middleware import BodyLimit, TokenGuard  # noqa: E402
+from inference.web.service import Service  # noqa: E402
+from inference.web.settings import LOCALHOST, ServerSettings  # noqa: E402
+from inference.web.tabs import Tabs  # noqa: E402
+
+TAB_NAMES = ("generate", "interpolate", "latents", "camera", "video", "study")
+# system fonts only: the page loads nothing from outside (it works offline)
+THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+def build_demo(service: Service) -> gr.Blocks:
+    """The gradio Blocks: one tab per thing the served models can do (and the study, when set)."""
+    settings = service.settings
+    wanted = set(settings.tabs or TAB_NAMES)
+    unknown = wanted - set(TAB_NAMES)
+    if unknown:
+        from utils.errors import UserError
+
+        raise UserError(f"unknown tab(s) {', '.join(sorted(unknown))}: choose from {', '.join(TAB_NAMES)}")
+    tabs = Tabs(service)
+    with gr.Blocks(title="cv-generative", analytics_enabled=False) as demo:
+        gr.Markdown("## cv-generative\nModels of the zoo, from the registry. Every result shows its settings "
+                    "and the command that makes it again. The REST API is described at `/docs` and `/openapi.json`.")
+        with gr.Tabs():
+            for name in TAB_NAMES[:-1]:
+                if name in wanted:
+                    getattr(tabs, f"{name}_tab")()
+            if "study" in wanted and settings.study is not None:
+                from inference.web.study import Study
+                from inference.web.study_tab import study_tab
+
+                study_tab(Study(settings.study, service), demo)
+    limit = settings.concurrency + settings.queue
+    demo.queue(default_concurrency_limit=limit, max_size=4 * limit)
+    return demo
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """The API (/models, /generate, /interpolate, /health, /files) with the demo at /."""
+    settings = settings or ServerSettings()
+    service = Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = FastAPI(title="cv-generative", summary="Generate with the models of the zoo", version="0.1.0",
+                  lifespan=lifespan)
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(build_router(service, FileStore(settings.output_dir, settings.max_files)))
+    demo = build_demo(service)
+    app = gr.mount_gradio_app(app, demo, path="/", ssr_mode=False, theme=THEME, footer_links=[],
+                              max_file_size=settings.limits.max_body_bytes, show_error=True)
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    token = settings.resolved_token()
+    if token:
+        app.add_middleware(TokenGuard, token=token)
+    return app
+
+
+def host_warning(host: str) -> str | None:
+    """The warning printed when the server listens beyond this machine."""
+    if host in (LOCALHOST, "localhost", "::1"):
+        return None
+    return (f"warning: serving on {host}: anyone who can reach this machine can run the models. "
+            "Set --token (or $CVG_API_TOKEN) and put the server behind a reverse proxy with TLS.")
+
+
+def serve(settings: ServerSettings) -> None:
+    """Run the app with uvicorn until interrupted."""
+    import uvicorn
+
+    warning = host_warning(settings.host)
+    if warning:
+        print(warning, file=sys.stderr)
+    app = create_app(settings)
+    token = "yes" if settings.resolved_token() else "no"
+    print(f"serving {len(app.state.service.catalog.infos)} models on http://{settings.host}:{settings.port} "
+          f"(token required: {token}; API schema at /openapi.json)", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=5)
