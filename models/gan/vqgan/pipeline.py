@@ -1,7 +1,6 @@
 """VQGANPipeline: reconstruct images through the codebook, or decode grids of code indices."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -10,14 +9,13 @@ import torch
 from PIL import Image
 
 from models.gan.vqgan.config import PRESETS, VQGANConfig
-from models.gan.vqgan.convert import config_from_diffusers, convert_state_dict, detect_layout, infer_config
+from models.gan.vqgan.convert import load_vqgan_checkpoint
 from models.gan.vqgan.model import VQGAN
 from models.gan.pipeline_base import GANPipeline
 from utils.data.augmentations import center_crop
 from utils.data.image_folder import load_rgb
 from utils.errors import UserError, WeightsError
 from utils.outputs import ImageOutput
-from utils.weights import load_folder_state_dict, load_state_dict
 
 OFFICIAL_LINKS = {
     "imagenet-f16-1024": "https://heibox.uni-heidelberg.de/d/8088892a516d4e3baf92/",
@@ -90,40 +88,11 @@ class VQGANPipeline(GANPipeline):
     @classmethod
     def from_source(cls, source: str | Path, preset: str | None, device: torch.device,
                     dtype: torch.dtype) -> "VQGANPipeline":
-        """As the base, but a taming checkpoint's discriminator is split off and kept beside the model."""
-        path, sd, config = cls.read_checkpoint(cls.resolve_source(source), preset)
-        ae, disc = convert_state_dict(sd, config)
+        """Every VQGAN layout through `convert.load_vqgan_checkpoint`; a taming checkpoint's discriminator
+        is split off and kept beside the model."""
+        path = cls.resolve_source(source)
+        config, ae, disc = load_vqgan_checkpoint(path, preset)
         return cls(cls.load_network(config, ae, path), config, device, dtype, discriminator_state=disc)
-
-    @classmethod
-    def read_checkpoint(cls, path: Path, preset: str | None) -> tuple[Path, dict[str, torch.Tensor], VQGANConfig]:
-        """(the file or folder, its tensors, the config): a folder's config.json, else the shapes."""
-        base = PRESETS[preset or cls.spec().default_preset]
-        if path.is_dir():
-            sd, config = cls._read_folder(path, base)
-        else:
-            sd, config = load_state_dict(path), None
-        if config is None:
-            if detect_layout(sd) == "diffusers":
-                raise UserError(f"{path.name} is in the diffusers layout but has no config.json beside it: pass "
-                                "the VQModel folder")
-            config = infer_config({k: v for k, v in sd.items() if not k.startswith("loss.")}, base)
-        return path, sd, config
-
-    @staticmethod
-    def _read_folder(path: Path, base: VQGANConfig) -> tuple[dict[str, torch.Tensor], VQGANConfig | None]:
-        for folder in (path, path / "vqvae"):
-            cfg_file = folder / "config.json"
-            if cfg_file.exists():
-                cfg = json.loads(cfg_file.read_text())
-                if cfg.get("_class_name", "VQModel") != "VQModel":
-                    raise UserError(f"{cfg_file} describes a {cfg['_class_name']}, not a VQModel")
-                return load_folder_state_dict(folder), config_from_diffusers(cfg, base)
-        ckpt = path / "checkpoints" / "last.ckpt"  # a taming log folder
-        if ckpt.exists():
-            return load_state_dict(ckpt), None
-        raise UserError(f"{path} is neither a diffusers VQModel folder (config.json + weights) nor a taming log "
-                        "folder (checkpoints/last.ckpt): pass the checkpoint file itself")
 
     # -- running ---------------------------------------------------------------------------------
 
