@@ -209,7 +209,8 @@ class Service:
     def settings_of(self, info: ModelInfo, req: Request) -> dict[str, Any]:
         preset = info.spec.check_preset(req.preset)
         shown = {"model": info.key, "preset": preset, "seed": req.seed if info.takes("seed") else None,
-                 "num_images": req.num_images if req.latents is None else int(req.latents.shape[0]),
+                 "num_images": (req.num_images if req.latents is None else int(req.latents.shape[0]))
+                 if info.takes("num_images") or req.latents is not None else None,
                  "prompt": req.prompt or None, "negative_prompt": req.negative_prompt or None, "steps": req.steps,
                  "height": req.height, "width": req.width, "guidance": req.guidance, "truncation": req.truncation,
                  "latents": "from file" if req.latents is not None else None}

@@ -79,7 +79,7 @@ class VoteStore:
             con.execute("PRAGMA synchronous=FULL")
             return con
         except sqlite3.DatabaseError as err:
-            raise UserError(f"cannot open the study database {self.path} ({err}): is it an SQLite file?") from None
+            raise UserError(f"{self.path} is not a study database ({err}): give the file the study wrote") from None
 
     def add(self, vote: Vote) -> int:
         """Record one vote in its own transaction; returns its id once it is on disk."""

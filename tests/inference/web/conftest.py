@@ -1,0 +1,97 @@
+"""Live servers for the web tests: the real app under uvicorn on 127.0.0.1 (a free port), and Debian's
+headless Chromium driven by playwright (the system browser: nothing is downloaded)."""
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"]
+
+
+def chromium_path() -> str:
+    """The system Chromium (.ci/run installs Debian's `chromium`)."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RuntimeError("no chromium on PATH: install Debian's package (apt-get install -y chromium), as .ci/run does")
+
+
+@contextmanager
+def live_server(settings) -> Iterator[str]:
+    """`create_app(settings)` served by uvicorn in a thread on a free port; yields the base URL."""
+    import uvicorn
+
+    from inference.web.app import create_app
+
+    app = create_app(settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Server settings for a test: the digits DCGAN (and its tiny preset), files in tmp_path."""
+    from inference.web.settings import ServerSettings
+
+    return ServerSettings(models=("dcgan",), output_dir=tmp_path / "files")
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("web")
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    """`registered(*specs)`: add stand-in models to the registry for one test (as a new package would)."""
+    import models
+    import models.registry as registry
+
+    def add(*specs):
+        monkeypatch.setattr(registry, "MODELS", registry.MODELS + tuple(specs))
+        monkeypatch.setattr(models, "MODELS", registry.MODELS)
+        models.clear_cache()
+
+    yield add
+    models.clear_cache()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def live():
+    """The `live_server(settings)` context manager, for tests and module fixtures with their own settings."""
+    return live_server
