@@ -7,6 +7,9 @@
 Writes <out>/turntable.mp4 and <out>/renders/*.png (orbit cameras around the splats' median,
 z up unless --up), and a copy of the splats as <out>/scene.ply. --ply takes a 3DGS .ply, an
 original 3DGS chkpnt*.pth, a gsplat ckpt_*.pt or a checkpoint of train_3d.py.
+
+    python inference/generate_3d.py --model voxel_vae_gan --model_path <run>/checkpoints/latest \\
+        --images a.jpg b.jpg --poses a.json b.json --threshold 0.4      # shape.binvox/.obj/.ply, renders/
 """
 from __future__ import annotations
 
@@ -62,11 +65,61 @@ def run_gaussian_splatting(args) -> int:
     return 0
 
 
+# -- voxel_vae_gan -------------------------------------------------------------------------------------
+
+def add_voxel_vae_gan_args(p) -> None:
+    p.add_argument("--model_path", default=None, help="epoch folder of a train_3d.py run (checkpoints/epoch_N or "
+                                                      "latest) or its model.safetensors")
+    p.add_argument("--preset", default=None, help="'tiny' (or another preset) runs random weights without a file")
+    p.add_argument("--images", nargs="+", default=None, help="the object's views (image files)")
+    p.add_argument("--masks", nargs="+", default=None, help="their foreground masks, in the same order (optional)")
+    p.add_argument("--poses", nargs="+", default=None, help="their CO3D pose .json files (models trained with pose)")
+    p.add_argument("--threshold", type=float, default=0.5, help="occupancy threshold")
+    p.add_argument("--combine_type", choices=("mean", "max"), default=None, help="view fusion (default: as trained)")
+    p.add_argument("--seed", type=int, default=None, help="draw z from N(mu, sigma) with this seed (default: z = mu)")
+    p.add_argument("--size", type=int, default=256, help="render width and height in pixels")
+    p.add_argument("--out", default=None, help="output folder (default outputs/generate_3d/voxel_vae_gan)")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
+
+
+def run_voxel_vae_gan(args) -> int:
+    from models import load
+
+    if args.images is None:
+        raise UserError("give the object's views: --images a.jpg b.jpg (and --poses a.json b.json for a pose model)")
+    if args.model_path is None and args.preset is None:
+        raise UserError("give --model_path <run>/checkpoints/latest (a trained model), or --preset tiny for random "
+                        "weights")
+    if args.size < 8:
+        raise UserError("--size must be at least 8")
+    if args.model_path is not None:
+        from models.generation_3d.voxel_vae_gan.pipeline import VoxelVAEGANPipeline
+
+        pipe = VoxelVAEGANPipeline.from_pretrained(args.model_path, device=args.device)
+    else:
+        pipe = load("3d", "voxel_vae_gan", preset=args.preset, device=args.device)
+    out = pipe(images=args.images, poses=args.poses, masks=args.masks, threshold=args.threshold, seed=args.seed,
+               combine_type=args.combine_type, render_size=args.size)
+    folder = Path(args.out) if args.out else Path("outputs") / "generate_3d" / "voxel_vae_gan"
+    written = [p for suffix in (".binvox", ".npy", ".obj", ".ply") if suffix in out.writers
+               for p in out.save(folder / f"shape{suffix}")]
+    from utils.outputs import ImageOutput
+
+    written += ImageOutput(out.renders).save(folder / "renders")
+    occupied = int((out.voxels > args.threshold).sum())
+    if occupied == 0:
+        print(f"warning: the prediction is empty at --threshold {args.threshold} (highest occupancy "
+              f"{float(out.voxels.max()):.3f}): try a lower threshold, e.g. --threshold 0.1", file=sys.stderr)
+    print(f"{occupied} occupied voxels of {out.voxels.size} from {len(args.images)} view(s) -> {folder}/ "
+          f"({', '.join(sorted({p.name for p in written if p.parent == folder}))}, renders/)")
+    return 0
+
 # -- dispatch ------------------------------------------------------------------------------------------
 
 # registry name -> (adds the model's options, runs it). A new 3D model adds its two functions and one entry.
 RUNNERS = {
     "gaussian_splatting": (add_gaussian_splatting_args, run_gaussian_splatting),
+    "voxel_vae_gan": (add_voxel_vae_gan_args, run_voxel_vae_gan),
 }
 
 

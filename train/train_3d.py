@@ -3,6 +3,7 @@
     python train/train_3d.py --model gaussian_splatting                 # built-in scene, offline
     python train/train_3d.py --model gaussian_splatting --data data/nerf_synthetic/lego --steps 30000
     python train/train_3d.py --model gaussian_splatting --data data/garden --downscale 4 --strategy mcmc
+    python train/train_3d.py --model voxel_vae_gan --config config/pose.yaml --output_dir models/experiments
 
 --data takes a NeRF-synthetic scene (transforms_train.json) or a COLMAP scene (sparse/0 + images/).
 Outputs go to outputs/<model>/<scene>/ unless --out: point_cloud.ply, test_renders/, turntable.mp4,
@@ -129,12 +130,106 @@ BUILTIN_CAP = 10_000
 """Default cap on the number of Gaussians on the built-in scene (its ground truth has 3,260)."""
 
 
+# -- voxel_vae_gan -------------------------------------------------------------------------------------
+
+def add_voxel_vae_gan_args(p) -> None:
+    from models.generation_3d.voxel_vae_gan.config import parse_bool
+
+    p.add_argument("--config", default=None, help="YAML config with the seed's keys; config/pose.yaml (the default) "
+                                                  "is the copy shipped in models/generation_3d/voxel_vae_gan/configs/")
+    p.add_argument("--input_dir", default=None, help="category folder in the CO3D layout (or its parent, with obj); "
+                                                     "default: the built-in dataset's train split")
+    p.add_argument("--val_dir", default=None, help="validation category folder (default: ../../val/<category> "
+                                                   "when --input_dir is <root>/train/<category>)")
+    p.add_argument("--output_dir", default=None, help="run folder: checkpoints/, visualizations/, tb/, log.jsonl "
+                                                      "(default outputs/voxel_vae_gan/<category>)")
+    p.add_argument("--resume", default=None, help="epoch folder to continue from (checkpoints/epoch_N or "
+                                                  "checkpoints/latest); without it a run continues from "
+                                                  "<output_dir>/checkpoints/latest when there is one")
+    p.add_argument("--start_epoch", type=int, default=None, help="count epochs from N (default: the checkpoint's)")
+    for key, typ, what in (("n_epochs", int, "training epochs"), ("batch_size", int, "objects per step"),
+                           ("z_size", int, "latent size"), ("cube_len", int, "voxel resolution (32 or 64)"),
+                           ("image_size", int, "input view size in pixels"), ("obj", str, "object category"),
+                           ("num_views", int, "views per object"), ("g_lr", float, "generator learning rate"),
+                           ("e_lr", float, "encoder learning rate"), ("d_lr", float, "discriminator learning rate"),
+                           ("recon_weight", float, "reconstruction loss weight"),
+                           ("kl_weight_start", float, "KL weight at the first step"),
+                           ("kl_weight_end", float, "KL weight at the last step"),
+                           ("seed", int, "seed of the weights, data order, views and noise"),
+                           ("save_every", int, "epochs between checkpoints/epoch_N folders"),
+                           ("vis_every", int, "epochs between visualizations/epoch_N.png (0: none)")):
+        p.add_argument(f"--{key}", type=typ, default=None, help=f"{what} (default: the config's)")
+    p.add_argument("--combine_type", choices=("mean", "max"), default=None, help="view fusion (default: the config's)")
+    p.add_argument("--use_pose", type=parse_bool, nargs="?", const=True, default=None,
+                   help="pose encoding: --use_pose True|False (default: the config's)")
+    p.add_argument("--preset", default=None, help="base architecture: pose (the config's), default (64^3, Wu et al.) "
+                                                  "or tiny")
+    p.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="accelerate mixed precision")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument("--no_tensorboard", action="store_true", help="no TensorBoard logs")
+
+
+VOXEL_KEYS = ("n_epochs", "batch_size", "z_size", "cube_len", "image_size", "obj", "num_views", "combine_type",
+              "use_pose", "g_lr", "e_lr", "d_lr", "recon_weight", "kl_weight_start", "kl_weight_end", "seed",
+              "save_every", "vis_every", "mixed_precision")
+
+
+def train_voxel_vae_gan(args: argparse.Namespace, argv: list[str]) -> int:
+    from models.generation_3d.voxel_vae_gan.config import build_configs, load_yaml_config
+
+    values = load_yaml_config(args.config or "config/pose.yaml")
+    values.update({k: getattr(args, k) for k in VOXEL_KEYS if getattr(args, k) is not None})
+    model_cfg, train_cfg = build_configs(values, args.preset)
+
+    import torch
+
+    from models.generation_3d.voxel_vae_gan.training import VoxelVAEGANTrainer
+    from utils.data.co3d.builtin import ensure_builtin, split_dir
+    from utils.data.co3d.dataset import Co3dVoxelDataset
+    from utils.data.co3d.layout import resolve_category
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    kw = dict(cube_len=model_cfg.cube_len, image_size=model_cfg.image_size)
+    if args.input_dir is None:
+        root = ensure_builtin(cube_len=model_cfg.cube_len)
+        train_dir, val_dir = split_dir(root, "train"), split_dir(root, "val")
+    else:
+        train_dir = resolve_category(args.input_dir, train_cfg.obj)
+        val_dir = Path(args.val_dir) if args.val_dir else None
+        guess = train_dir.parent.parent / "val" / train_dir.name
+        if val_dir is None and train_dir.parent.name == "train" and guess.is_dir():
+            val_dir = guess
+    train_set = Co3dVoxelDataset(train_dir, **kw, min_views=train_cfg.num_views)
+    val_set = Co3dVoxelDataset(val_dir, **kw) if val_dir is not None else None
+    category = train_dir.name
+    out = Path(args.output_dir) if args.output_dir else Path("outputs") / "voxel_vae_gan" / category
+    trainer = VoxelVAEGANTrainer(model_cfg, train_cfg, train_set, val_set, out, resume=args.resume,
+                                 start_epoch=args.start_epoch, device=args.device, workers=args.workers,
+                                 progress=not args.no_progress, tensorboard=not args.no_tensorboard,
+                                 dataset_name=str(train_dir), command="python " + " ".join(["train/train_3d.py", *argv]))
+    print(f"training voxel_vae_gan on {train_dir}: {len(train_set)} objects ({len(val_set) if val_set else 0} "
+          f"validation), {model_cfg.cube_len}^3 voxels from {train_cfg.num_views} view(s) of {model_cfg.image_size} px, "
+          f"pose {'on' if model_cfg.use_pose else 'off'}, fusion {train_cfg.combine_type}, epochs "
+          f"{trainer.start_epoch + 1}..{train_cfg.n_epochs}", file=sys.stderr)
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    last = result["epochs"][-1] if result["epochs"] else {}
+    val = f", validation IoU {last['val_iou']:.4f}" if "val_iou" in last else ""
+    print(f"done in {time.perf_counter() - t0:.1f} s: epoch {last.get('epoch', trainer.start_epoch)}, recon "
+          f"{last.get('recon', float('nan')):.4f}{val} -> {out}/checkpoints/latest")
+    return 0
+
 # -- dispatch ------------------------------------------------------------------------------------------
 
 # registry name -> (adds the model's options to the parser, runs the training). A new 3D model adds
 # its own two functions above and one entry here.
 TRAINERS = {
     "gaussian_splatting": (add_gaussian_splatting_args, train_gaussian_splatting),
+    "voxel_vae_gan": (add_voxel_vae_gan_args, train_voxel_vae_gan),
 }
 
 

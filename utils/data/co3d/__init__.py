@@ -1,0 +1,1 @@
+"""The CO3D layout: reader, cameras, preprocessing commands, and the built-in dataset."""
