@@ -27,6 +27,7 @@ SPEC_MODULES: tuple[str, ...] = (
     "models.gan.biggan.spec",
     "models.gan.vqgan.spec",
 )
+    "models.gan.stylegan3.spec",
 
 
 def _collect() -> tuple[ModelSpec, ...]:
