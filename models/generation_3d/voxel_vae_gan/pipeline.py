@@ -42,7 +42,6 @@ def voxel_mesh(probs, threshold: float) -> tuple[np.ndarray, np.ndarray]:
 
 def load_weights(source: str | Path) -> tuple[VoxelVAEGAN, dict[str, Any]]:
     """A trained model and its info (config.json of the epoch folder, the training mean shape) from `source`."""
-    from safetensors import SafetensorsError
     from safetensors.torch import load_file
 
     from models.generation_3d.voxel_vae_gan.training import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE
@@ -59,7 +58,7 @@ def load_weights(source: str | Path) -> tuple[VoxelVAEGAN, dict[str, Any]]:
             with safe_open(str(found), framework="pt") as f:
                 meta = f.metadata() or {}
             state = load_file(str(found))
-        except (SafetensorsError, OSError) as err:
+        except Exception as err:  # noqa: BLE001 - any failure to read is the same user-facing problem
             raise UserError(f"cannot read {found} ({' '.join(str(err).split())[:100]}): it is corrupt") from None
         if "config" not in meta:
             raise UserError(f"{found} has no voxel_vae_gan config in its metadata: it was not written by train_3d.py")
@@ -95,6 +94,8 @@ def load_weights(source: str | Path) -> tuple[VoxelVAEGAN, dict[str, Any]]:
 
 
 def _as_views(images, size: int, masks=None) -> torch.Tensor:
+    from PIL import Image
+
     from utils.data.co3d.dataset import load_view
 
     if torch.is_tensor(images):
@@ -114,20 +115,11 @@ def _as_views(images, size: int, masks=None) -> torch.Tensor:
         raise UserError(f"{len(masks)} masks for {len(images)} images: give one mask per image, or none")
     views = []
     for im, mask in zip(images, masks):
-        if isinstance(im, (str, Path)):
-            if not Path(im).is_file():
-                raise UserError(f"image {im} not found")
-            arr = load_view(im, mask, size)
-        else:
-            from PIL import Image
-
-            if not isinstance(im, Image.Image):
-                raise UserError(f"a view must be an image path, a PIL image or a tensor, got {type(im).__name__}")
-            import tempfile
-
-            with tempfile.TemporaryDirectory() as d:  # one code path for files and in-memory images
-                im.convert("RGB").save(Path(d) / "v.png")
-                arr = load_view(Path(d) / "v.png", mask, size)
+        if isinstance(im, (str, Path)) and not Path(im).is_file():
+            raise UserError(f"image {im} not found")
+        if not isinstance(im, (str, Path, Image.Image)):
+            raise UserError(f"a view must be an image path, a PIL image or a tensor, got {type(im).__name__}")
+        arr = load_view(im, mask, size)
         views.append(torch.from_numpy(arr).permute(2, 0, 1).float() / 255)
     return torch.stack(views)
 

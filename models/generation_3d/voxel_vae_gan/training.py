@@ -212,6 +212,16 @@ class VoxelVAEGANTrainer:
         self.start_epoch = int(self.state["epoch"]) if self.state is not None else 0
         if start_epoch is not None:
             self.start_epoch = start_epoch
+        # read every grid now, so that a corrupt .binvox fails before anything is written
+        grids = torch.stack([train_set.voxels(i) for i in range(len(train_set))])
+        for i in range(len(val_set) if val_set is not None else 0):
+            val_set.voxels(i)
+        if self.state is not None:
+            self.mean_shape = self.state["mean_shape"].float()
+            self.base_t = float(self.state["baseline_threshold"])
+        else:
+            self.mean_shape = grids.mean(0)
+            self.base_t = baseline_threshold(self.mean_shape, grids)
 
     # -- setup -------------------------------------------------------------------------------------
 
@@ -237,12 +247,6 @@ class VoxelVAEGANTrainer:
                 opt.load_state_dict(s[key])
                 for group in opt.param_groups:  # the learning rates of this command line
                     group["lr"] = {"opt_e": cfg.e_lr, "opt_g": cfg.g_lr, "opt_d": cfg.d_lr}[key]
-            self.mean_shape = s["mean_shape"].float()
-            self.base_t = float(s["baseline_threshold"])
-        else:
-            grids = torch.stack([self.train_set.voxels(i) for i in range(len(self.train_set))])
-            self.mean_shape = grids.mean(0)
-            self.base_t = baseline_threshold(self.mean_shape, grids)
         self.model = model
         self.E, self.G, self.D, self.opt_e, self.opt_g, self.opt_d = self.acc.prepare(
             model.encoder, model.generator, model.discriminator, opt_e, opt_g, opt_d)

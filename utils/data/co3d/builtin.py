@@ -99,12 +99,17 @@ def write_builtin(root: str | Path, cube_len: int = 32, seed: int = 0, splits: d
         shutil.rmtree(root)
     rng = np.random.default_rng(seed)
     total, done = sum(splits.values()), 0
-    for split, n in splits.items():
-        for i in range(n):
-            write_sequence(split_dir(root, split), f"{split}_{i:04d}", rng, cube_len, views, image_size)
-            done += 1
-            if progress and (done % 25 == 0 or done == total):
-                print(f"built-in dataset: {done}/{total} shapes -> {root}", file=sys.stderr, flush=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # many small tensor ops: one thread ran 12x faster than two on a loaded 2-core machine
+    try:
+        for split, n in splits.items():
+            for i in range(n):
+                write_sequence(split_dir(root, split), f"{split}_{i:04d}", rng, cube_len, views, image_size)
+                done += 1
+                if progress and (done % 25 == 0 or done == total):
+                    print(f"built-in dataset: {done}/{total} shapes -> {root}", file=sys.stderr, flush=True)
+    finally:
+        torch.set_num_threads(threads)
     (root / "VERSION").write_text(json.dumps({"version": VERSION, "cube_len": cube_len, "seed": seed,
                                               "splits": splits, "views": views, "image_size": image_size}))
     return root

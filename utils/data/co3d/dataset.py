@@ -34,13 +34,14 @@ def resample_grid(grid: np.ndarray, cube_len: int) -> np.ndarray:
     return grid[np.ix_(*idx)]
 
 
-def load_view(image_path: str | Path, mask_path: str | Path | None, size: int, background: float = 1.0) -> np.ndarray:
-    """An RGB frame (composited through its mask), centre-cropped square and resized: (size, size, 3) uint8."""
+def load_view(image_path, mask_path, size: int, background: float = 1.0) -> np.ndarray:
+    """An RGB frame (a path or a PIL image) (composited through its mask), centre-cropped square and resized: (size, size, 3) uint8."""
     try:
-        im = Image.open(image_path).convert("RGB")
+        im = (image_path if isinstance(image_path, Image.Image) else Image.open(image_path)).convert("RGB")
         rgb = np.asarray(im, dtype=np.float32) / 255
         if mask_path is not None:
-            mask = np.asarray(Image.open(mask_path).convert("L").resize(im.size, Image.BILINEAR), np.float32) / 255
+            m = mask_path if isinstance(mask_path, Image.Image) else Image.open(mask_path)
+            mask = np.asarray(m.convert("L").resize(im.size, Image.BILINEAR), np.float32) / 255
             rgb = rgb * mask[..., None] + background * (1 - mask[..., None])
     except OSError as err:
         raise UserError(f"cannot read frame {image_path} or its mask ({err}): the file is corrupt or not an "
@@ -51,7 +52,7 @@ def load_view(image_path: str | Path, mask_path: str | Path | None, size: int, b
     square = Image.fromarray((rgb[top:top + s, left:left + s] * 255 + 0.5).astype(np.uint8))
     if s != size:
         square = square.resize((size, size), Image.BICUBIC if size > s else Image.LANCZOS)
-    return np.asarray(square)
+    return np.array(square)
 
 
 class Co3dVoxelDataset(torch.utils.data.Dataset):
