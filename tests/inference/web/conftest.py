@@ -3,14 +3,11 @@ headless Chromium driven by playwright (the system browser: nothing is downloade
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+
+from tests.helpers.live_server import live_server
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"]
@@ -23,34 +20,6 @@ def chromium_path() -> str:
         if found:
             return found
     raise RuntimeError("no chromium on PATH: install Debian's package (apt-get install -y chromium), as .ci/run does")
-
-
-@contextmanager
-def live_server(settings) -> Iterator[str]:
-    """`create_app(settings)` served by uvicorn in a thread on a free port; yields the base URL."""
-    import uvicorn
-
-    from inference.web.app import create_app
-
-    app = create_app(settings)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 @pytest.fixture
