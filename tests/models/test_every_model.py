@@ -32,6 +32,7 @@ CALLS = {
     "vqgan": dict(image=IMAGE),
     "biggan": dict(num_images=2, prompt="3"),
     "gaussian_splatting": dict(n_views=2, width=32),
+    "voxel_vae_gan": dict(images=[IMAGE, OTHER_IMAGE], render_size=32),
 }
 
 

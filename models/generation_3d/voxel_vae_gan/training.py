@@ -37,7 +37,7 @@ from models.generation_3d.voxel_vae_gan.losses import kl_divergence, kl_weight, 
 from models.generation_3d.voxel_vae_gan.model import VoxelVAEGAN
 from utils.errors import UserError
 
-__all__ = ["VoxelVAEGANTrainer", "resolve_checkpoint", "read_training_state", "save_epoch", "baseline_threshold",
+__all__ = ["VoxelVAEGANTrainer", "dataset_iou", "resolve_checkpoint", "read_training_state", "save_epoch", "baseline_threshold",
            "ARCH_KEYS", "STATE_FILE", "WEIGHTS_FILE"]
 
 STATE_FILE = "training_state.pt"
@@ -141,6 +141,28 @@ def baseline_threshold(mean_shape: torch.Tensor, grids: torch.Tensor) -> float:
         if iou > best:
             best, best_t = iou, t
     return best_t
+
+
+@torch.no_grad()
+def dataset_iou(model: VoxelVAEGAN, dataset, num_views: int, combine_type: str = "mean", threshold: float = 0.5,
+                batch_size: int = 16) -> torch.Tensor:
+    """Per-object IoU (N,) of reconstructions (z = mu) from each object's default views."""
+    from utils.data.co3d.dataset import collate
+    from utils.metrics.metrics_3d import voxel_iou
+
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(dataset), batch_size):
+        idx = range(start, min(start + batch_size, len(dataset)))
+        batch = collate([dataset[(i, dataset.default_views(i, num_views))] for i in idx])
+        poses = batch["poses"].to(device) if model.cfg.use_pose else None
+        mu, _ = model.encoder(batch["images"].to(device), poses, combine_type)
+        probs = torch.sigmoid(model.generator(mu).float()).cpu()
+        out.append(voxel_iou(probs, batch["voxels"] > 0.5, threshold=threshold))
+    model.train(was)
+    return torch.cat(out)
 
 
 # -- data ----------------------------------------------------------------------------------------------
