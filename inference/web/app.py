@@ -79,6 +79,48 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     return app
 
 
+ENV_PREFIX = "CVG_"
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> ServerSettings:
+    """Server settings from CVG_* environment variables (the Docker image's way to configure the app):
+    CVG_MODELS (comma-separated), CVG_DEVICE, CVG_DTYPE, CVG_CONCURRENCY, CVG_QUEUE, CVG_TIMEOUT,
+    CVG_MAX_IMAGES, CVG_MAX_SIZE, CVG_MAX_STEPS, CVG_MAX_WORK, CVG_MAX_FRAMES, CVG_MAX_BODY, CVG_OUTPUT_DIR;
+    the token is read from CVG_API_TOKEN when the app starts."""
+    from pathlib import Path
+
+    from inference.web.settings import Limits
+    from utils.errors import UserError
+
+    env = dict(os.environ if env is None else env)
+    get = (lambda key: env.get(ENV_PREFIX + key) or None)
+
+    def number(key: str, kind: type, default):
+        value = get(key)
+        if value is None:
+            return default
+        try:
+            return kind(value)
+        except ValueError:
+            raise UserError(f"${ENV_PREFIX}{key}={value!r} is not a {kind.__name__}") from None
+
+    d, lim = ServerSettings(), Limits()
+    limits = Limits(max_images=number("MAX_IMAGES", int, lim.max_images), max_size=number("MAX_SIZE", int, lim.max_size),
+                    max_steps=number("MAX_STEPS", int, lim.max_steps), max_work=number("MAX_WORK", int, lim.max_work),
+                    max_frames=number("MAX_FRAMES", int, lim.max_frames),
+                    max_body_bytes=number("MAX_BODY", int, lim.max_body_bytes),
+                    timeout_s=number("TIMEOUT", float, lim.timeout_s))
+    models = tuple(n.strip() for n in (get("MODELS") or "").split(",") if n.strip())
+    return ServerSettings(models=models, device=get("DEVICE"), dtype=get("DTYPE"),
+                          concurrency=number("CONCURRENCY", int, d.concurrency), queue=number("QUEUE", int, d.queue),
+                          limits=limits, output_dir=Path(get("OUTPUT_DIR") or d.output_dir))
+
+
+def app_from_env() -> FastAPI:
+    """`uvicorn --factory inference.web.app:app_from_env`: the app configured by CVG_* variables."""
+    return create_app(settings_from_env())
+
+
 def host_warning(host: str) -> str | None:
     """The warning printed when the server listens beyond this machine."""
     if host in (LOCALHOST, "localhost", "::1"):

@@ -162,3 +162,25 @@ def test_systems_and_trials(tmp_path):
         assert np.array_equal(np.asarray(shown), np.asarray(want))
     st.vote(trials[0], "right", "session-1")
     assert st.count() == 1 and VoteStore(settings.db).votes()[0].winner == trials[0].right.text
+
+
+def test_serve_runs_the_study_alone_on_the_demo_server(study, tmp_path, monkeypatch):
+    """`serve` builds the app with only the study tab; the app it would run answers with that tab."""
+    import httpx
+
+    import inference.web.app as app
+    from tests.helpers.live_server import live_server as live
+
+    captured = []
+    real = app.create_app
+    monkeypatch.setattr(app, "create_app", lambda s: captured.append(s) or real(s))
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: None)
+    (tmp_path / "prompts.txt").write_text("3\n\n5\n")
+    study.main(["serve", "--a", "dcgan", "--b", "vanilla_gan", "--prompts", str(tmp_path / "prompts.txt"),
+                "--seeds", "2", "--db", str(tmp_path / "s.db"), "--models", "dcgan,vanilla_gan"])
+    (settings,) = captured
+    assert settings.tabs == ("study",) and settings.study.prompts == ("3", "5") and settings.study.seeds == (0, 1)
+    assert settings.host == "127.0.0.1"
+    with live(settings) as url:
+        config = httpx.get(url + "/config").text
+    assert "tab-study" in config and "tab-generate" not in config and "tab-interpolate" not in config

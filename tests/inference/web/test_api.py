@@ -188,3 +188,13 @@ def test_a_newly_registered_model_is_served_without_editing_the_demo(live, setti
         assert "tab-video" in config and "slow_test_gan" in config
         r = post(url, "/generate", {"model": "fake_video", "options": {"num_frames": 3}})
         assert r.status_code == 200 and base64.b64decode(r.json()["video"])[4:8] == b"ftyp"
+
+
+def test_a_request_past_the_timeout_is_504_and_the_server_keeps_serving(live, settings, registered):
+    from tests.inference.web.fakes import SLOW
+
+    registered(SLOW)
+    with live(replace(settings, models=("slow_test_gan", "dcgan"), limits=Limits(timeout_s=0.15))) as url:
+        r = post(url, "/generate", {"model": "slow_test_gan"})
+        assert r.status_code == 504 and "did not finish within 0.15s" in r.json()["error"]
+        assert post(url, "/generate", {"model": "dcgan", "preset": "tiny"}).status_code == 200
