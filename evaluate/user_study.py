@@ -26,7 +26,6 @@ if __package__ in (None, ""):  # run as a script: make the repo importable witho
 from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import UserError, cli_errors  # noqa: E402
 
-
 # -- statistics ---------------------------------------------------------------------------------------
 
 def wilson(wins: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

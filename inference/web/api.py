@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from fastapi import APIRouter, FastAPI, Request as HTTPRequest
+from fastapi import APIRouter, FastAPI
+from fastapi import Request as HTTPRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field

@@ -4,7 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from inference.web.settings import LOCALHOST, Limits, ServerSettings, StudySettings, TOKEN_ENV
+from inference.web.settings import (
+    LOCALHOST,
+    TOKEN_ENV,
+    Limits,
+    ServerSettings,
+    StudySettings,
+)
 from utils.errors import UserError
 
 

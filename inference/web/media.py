@@ -5,8 +5,8 @@ import base64
 import binascii
 import io
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image
 

@@ -31,7 +31,7 @@ class System:
     settings: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str) -> "System":
+    def parse(cls, text: str) -> System:
         head, *pairs = [p.strip() for p in text.split(",")]
         model, _, preset = head.partition(":")
         if not model:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import random
 import sqlite3
 import subprocess
@@ -168,7 +167,7 @@ def test_serve_runs_the_study_alone_on_the_demo_server(study, tmp_path, monkeypa
     """`serve` builds the app with only the study tab; the app it would run answers with that tab."""
     import httpx
 
-    import inference.web.app as app
+    from inference.web import app
     from tests.helpers.live_server import live_server as live
 
     captured = []

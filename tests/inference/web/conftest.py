@@ -39,7 +39,7 @@ def module_tmp(tmp_path_factory) -> Path:
 def registered(monkeypatch):
     """`registered(*specs)`: add stand-in models to the registry for one test (as a new package would)."""
     import models
-    import models.registry as registry
+    from models import registry
 
     def add(*specs):
         monkeypatch.setattr(registry, "MODELS", registry.MODELS + tuple(specs))

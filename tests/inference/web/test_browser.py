@@ -49,6 +49,14 @@ def images_in(page, selector: str, count: int | None = None) -> list[np.ndarray]
     return [np.asarray(Image.open(io.BytesIO(page.request.get(src).body()))) for src in srcs]
 
 
+def wait_info(page, selector: str, *texts: str) -> str:
+    """Wait until the settings box under a result names `texts` (the page's tabs keep earlier results)."""
+    cond = " && ".join(f"v.includes({t!r})" for t in texts)
+    page.wait_for_function(f"(() => {{ const e = document.querySelector('{selector} textarea'); "
+                           f"const v = e ? e.value : ''; return {cond}; }})()")
+    return page.locator(f"{selector} textarea").input_value()
+
+
 def set_number(page, selector: str, value) -> None:
     box = page.locator(f"{selector} input[type=number]").first
     box.fill(str(value))
@@ -67,11 +75,11 @@ def test_generate_with_the_default_model_shows_its_images(page):
     page.get_by_role("tab", name="Generate").click()
     set_number(page, "#gen-seed", 4)
     page.click("#gen-button")
+    info = wait_info(page, "#gen-info", "seed=4")
     shown = images_in(page, "#gen-gallery", count=4)
     assert all(im.std() > 0 for im in shown)  # not a constant image
     want = models.generate("gan", "dcgan", seed=4, num_images=4).images
     assert all(np.array_equal(s, np.asarray(w)) for s, w in zip(shown, want))
-    info = page.locator("#gen-info textarea").input_value()
     assert "seed=4" in info and "python inference/generate_image.py --model dcgan --preset digits --seed 4" in info
 
 
@@ -79,10 +87,10 @@ def test_the_interpolation_tab_returns_the_frames_asked_for(page):
     page.get_by_role("tab", name="Interpolate").click()
     set_number(page, "#int-frames", 5)
     page.click("#int-button")
+    wait_info(page, "#int-info", "frames=5")
     frames = images_in(page, "#int-gallery", count=5)  # the strip and GIF are separate components
     assert len(frames) == 5 and not np.array_equal(frames[0], frames[-1])
     page.locator("#int-video video").wait_for()
-    assert "frames=5" in page.locator("#int-info textarea").input_value()
 
 
 def test_an_uploaded_latent_regenerates_the_same_image(page, tmp_path):
@@ -91,6 +99,7 @@ def test_an_uploaded_latent_regenerates_the_same_image(page, tmp_path):
     page.fill("#gen-truncation input[type=number]", "0.7")
     page.locator("#gen-truncation input[type=number]").press("Tab")
     page.click("#gen-button")
+    wait_info(page, "#gen-info", "seed=11", "truncation=0.7")
     original = images_in(page, "#gen-gallery", count=4)
     link = page.locator("#gen-latents a").first
     link.wait_for()
@@ -101,9 +110,12 @@ def test_an_uploaded_latent_regenerates_the_same_image(page, tmp_path):
     page.set_input_files("#lat-upload input[type=file]", str(saved))
     page.locator("#lat-upload a").first.wait_for()  # uploaded
     page.click("#lat-button")
+    wait_info(page, "#lat-info", "seed=11", "latents=from file")
     again = images_in(page, "#lat-gallery", count=4)
-    assert all(np.array_equal(a, b) for a, b in zip(original, again))
-    assert "truncation=0.7" in page.locator("#gen-info textarea").input_value()
+    assert len(again) == 4 and all(np.array_equal(a, b) for a, b in zip(original, again))
+    # and they are not simply the default images: the truncated latents were used
+    plain = models.generate("gan", "dcgan", seed=11, num_images=4).images
+    assert not all(np.array_equal(a, np.asarray(p)) for a, p in zip(again, plain))
 
 
 def test_a_study_vote_is_in_the_database_after_a_server_restart(browser, live, tmp_path):

@@ -61,9 +61,9 @@ def test_settings_from_the_environment():
 
 
 def test_the_command_line_binds_localhost_and_warns_for_a_reachable_host(monkeypatch, capsys):
-    import inference.web.app as app
-    from inference.web_demo import build_parser
+    from inference.web import app
     from inference.web.cli import settings_from
+    from inference.web_demo import build_parser
 
     args = build_parser().parse_args([])
     assert settings_from(args).host == "127.0.0.1" and app.host_warning("127.0.0.1") is None
