@@ -1,5 +1,6 @@
-"""The pure-PyTorch Gaussian rasterizer: against closed forms, gsplat's reference functions,
-finite differences, and (on a GPU) gsplat's CUDA rasterization."""
+"""The CPU Gaussian rasterizers (pure PyTorch, and compiled with numba): against closed forms,
+gsplat's reference functions, finite differences, and (on a GPU) gsplat's CUDA rasterization.
+tests/utils/rendering/test_gaussian_rasterizer_numba.py compares the two CPU backends directly."""
 from __future__ import annotations
 
 import math
@@ -89,11 +90,12 @@ def test_depth_modes():
     assert torch.allclose(ed[..., 0][covered], torch.full_like(ed[..., 0][covered], z), atol=1e-4)
 
 
-def test_tile_size_does_not_change_the_image():
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_tile_size_does_not_change_the_image(backend):
     means, quats, scales, opacities, sh = _scene(80)
     cams = _cams(2)
     outs = [rasterization(means, quats, scales, opacities, sh, cams.viewmats, cams.Ks, cams.width, cams.height,
-                          sh_degree=3, backgrounds=torch.ones(2, 3), config=RasterConfig(tile_size=ts))[0]
+                          sh_degree=3, backgrounds=torch.ones(2, 3), config=RasterConfig(tile_size=ts, backend=backend))[0]
             for ts in (2, 4, 16)]
     assert torch.allclose(outs[0], outs[1], atol=1e-5) and torch.allclose(outs[1], outs[2], atol=1e-5)
 
@@ -108,7 +110,8 @@ def test_sorting_by_depth():
     assert img[0, 4, 4, 2] > 0.85 and img[0, 4, 4, 0] < 0.1
 
 
-def test_gradients_match_finite_differences():
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_gradients_match_finite_differences(backend):
     means, quats, scales, opacities, sh = _scene(3, seed=3, dtype=torch.float64)
     sh = sh[:, :4]
     cams = _cams(1, size=12, dtype=torch.float64)
@@ -117,7 +120,7 @@ def test_gradients_match_finite_differences():
 
     def f(m, q, s, o, c):
         img, _, _ = rasterization(m, q, s, o, c, cams.viewmats, cams.Ks, cams.width, cams.height, sh_degree=1,
-                                  backgrounds=bg)
+                                  backgrounds=bg, config=RasterConfig(backend=backend))
         return (img * weights).sum()
 
     inputs = [t.clone().requires_grad_() for t in (means, quats, scales, opacities, sh)]
@@ -131,12 +134,13 @@ def test_gradients_match_finite_differences():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cpu_backend_matches_gsplat_cuda():
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_cpu_backend_matches_gsplat_cuda(backend):
     means, quats, scales, opacities, sh = _scene(300)
     cams = _cams(2, size=64)
     bg = torch.ones(2, 3)
     cpu, cpu_a, _ = rasterization(means, quats, scales, opacities, sh, cams.viewmats, cams.Ks, cams.width,
-                                  cams.height, sh_degree=3, backgrounds=bg, config=RasterConfig(backend="torch"))
+                                  cams.height, sh_degree=3, backgrounds=bg, config=RasterConfig(backend=backend))
     dev = [t.cuda() for t in (means, quats, scales, opacities, sh)]
     gpu, gpu_a, _ = rasterization(*dev, cams.viewmats.cuda(), cams.Ks.cuda(), cams.width, cams.height, sh_degree=3,
                                   backgrounds=bg.cuda(), config=RasterConfig(backend="gsplat"))

@@ -1,0 +1,254 @@
+"""The numba kernels of the compiled CPU rasterizer (numpy arrays in, numpy arrays out).
+
+`utils.rendering.splat_numba` wraps them in an autograd function; this file holds only
+the loops, so it imports numpy and numba and nothing else.
+
+Both kernels deal the tiles round-robin to `n_workers` numba threads and work one tile at a
+time: the tile's depth-sorted intersections are first copied into contiguous buffers (as gsplat
+stages them in shared memory), then each Gaussian's exponent is evaluated over the whole tile in
+one vectorisable loop, and a scalar loop composites the pixels it reaches.
+
+- `forward_kernel`: front to back, per pixel: skip sigma < 0 and alpha < 1/255, clamp alpha at
+  0.999, stop before the Gaussian that would take the transmittance below 1e-4; writes colour,
+  alpha, the index after the last Gaussian drawn and the final transmittance of each pixel.
+- `backward_kernel`: back to front from each pixel's last Gaussian, undoing the transmittance
+  (T_i = T_{i+1} / (1 - alpha_i)) and carrying the sums of w_j c_j and w_j behind, so that
+
+      dL/dalpha_i = sum_d vC_d (T_i c_id - S_id / (1 - alpha_i)) + vA (T_i - S_i / (1 - alpha_i));
+
+  writes one gradient row per intersection (a tile owns its rows: no races, and the result does
+  not depend on the number of threads).
+
+The discrete decisions (sigma < 0, alpha < 1/255, the clamp) are taken in the input's float type
+with the reference's order of operations; transmittance and sums are float64.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["forward_kernel", "backward_kernel", "MIN_TRANSMITTANCE", "SKIP_MARGIN"]
+
+MIN_TRANSMITTANCE = 1e-4
+"""A pixel stops taking Gaussians once its transmittance would fall below this."""
+
+SKIP_MARGIN = 1e-5
+"""A pixel skips a Gaussian without taking exp when sigma > ln(opacity / threshold) + this; the
+margin (in sigma, i.e. a 1e-5 relative change of alpha) is far above float32 rounding, so a skip
+never changes a decision the exact test would take."""
+
+@njit(cache=True, nogil=True)
+def _gather_tile(means2d, conics, colors, opacities, flatten_ids, start, end, threshold,
+                 buf, bound, cbuf):  # pragma: no cover
+    """Copy a tile's intersections into contiguous buffers (as gsplat stages them in shared memory)."""
+    D = colors.shape[1]
+    for k in range(end - start):
+        g = flatten_ids[start + k]
+        buf[k, 0] = means2d[g, 0]
+        buf[k, 1] = means2d[g, 1]
+        buf[k, 2] = conics[g, 0]
+        buf[k, 3] = conics[g, 1]
+        buf[k, 4] = conics[g, 2]
+        o = opacities[g]
+        buf[k, 5] = o
+        bound[k] = np.log(np.float64(o) / np.float64(threshold)) + SKIP_MARGIN if o >= threshold else -1.0
+        for d in range(D):
+            cbuf[k, d] = colors[g, d]
+
+@njit(cache=True, nogil=True)
+def _tile_pixels(tx, ty, tile_size, width, height, half, pxs, pys, inside):  # pragma: no cover
+    """Pixel centres of a tile (row-major) and whether each lies inside the image; returns their count."""
+    n = 0
+    for p in range(tile_size * tile_size):
+        x = tx * tile_size + p % tile_size
+        y = ty * tile_size + p // tile_size
+        pxs[p] = np.float32(x) + half
+        pys[p] = np.float32(y) + half
+        inside[p] = x < width and y < height
+        n += inside[p]
+    return n
+
+@njit(parallel=True, cache=True, nogil=True)
+def forward_kernel(means2d, conics, colors, opacities, offsets, flatten_ids, tile_size, tile_w, tile_h,
+                    width, height, consts, out_colors, out_alphas, last_ids, final_T, n_workers,
+                    max_count):  # pragma: no cover
+    half, threshold, max_alpha = consts[0], consts[1], consts[2]
+    n_tiles = offsets.shape[0]
+    per_cam = tile_w * tile_h
+    M = flatten_ids.shape[0]
+    D = colors.shape[1]
+    P = tile_size * tile_size
+    for worker in prange(n_workers):
+        buf = np.empty((max_count, 6), dtype=means2d.dtype)
+        bound = np.empty(max_count, dtype=np.float64)
+        cbuf = np.empty((max_count, D), dtype=colors.dtype)
+        pxs = np.empty(P, dtype=means2d.dtype)
+        pys = np.empty(P, dtype=means2d.dtype)
+        sig = np.empty(P, dtype=means2d.dtype)
+        inside = np.empty(P, dtype=np.bool_)
+        done = np.empty(P, dtype=np.bool_)
+        T = np.empty(P, dtype=np.float64)
+        acc = np.empty((P, D), dtype=np.float64)
+        a_sum = np.empty(P, dtype=np.float64)
+        last = np.empty(P, dtype=np.int64)
+        # tiles dealt round-robin: the busy tiles of an object in the middle of the image
+        # spread over all threads
+        for t in range(worker, n_tiles, n_workers):
+            cam = t // per_cam
+            ty = (t % per_cam) // tile_w
+            tx = t % tile_w
+            start = offsets[t]
+            end = offsets[t + 1] if t + 1 < n_tiles else M
+            _gather_tile(means2d, conics, colors, opacities, flatten_ids, start, end, threshold, buf, bound, cbuf)
+            active = _tile_pixels(tx, ty, tile_size, width, height, half, pxs, pys, inside)
+            for p in range(P):
+                done[p] = not inside[p]
+                T[p] = 1.0
+                a_sum[p] = 0.0
+                last[p] = 0
+                for d in range(D):
+                    acc[p, d] = 0.0
+            for k in range(end - start):
+                if active == 0:
+                    break
+                mx, my, ca, cb, cc, o = buf[k, 0], buf[k, 1], buf[k, 2], buf[k, 3], buf[k, 4], buf[k, 5]
+                bnd = bound[k]
+                for p in range(P):  # the Gaussian's exponent over the whole tile (vectorised)
+                    dx = mx - pxs[p]
+                    dy = my - pys[p]
+                    sig[p] = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                for p in range(P):
+                    sigma = sig[p]
+                    if done[p] or sigma < 0 or sigma > bnd:
+                        continue
+                    alpha = min(o * np.exp(-sigma), max_alpha)
+                    if alpha < threshold:
+                        continue
+                    next_T = T[p] * (1.0 - np.float64(alpha))
+                    if next_T < MIN_TRANSMITTANCE:
+                        done[p] = True
+                        active -= 1
+                        continue
+                    w = alpha * T[p]
+                    for d in range(D):
+                        acc[p, d] += w * cbuf[k, d]
+                    a_sum[p] += w
+                    T[p] = next_T
+                    last[p] = k + 1
+            for p in range(P):
+                if inside[p]:
+                    px = tx * tile_size + p % tile_size
+                    py = ty * tile_size + p // tile_size
+                    for d in range(D):
+                        out_colors[cam, py, px, d] = acc[p, d]
+                    out_alphas[cam, py, px] = a_sum[p]
+                    last_ids[cam, py, px] = start + last[p]
+                    final_T[cam, py, px] = T[p]
+
+@njit(parallel=True, cache=True, nogil=True)
+def backward_kernel(means2d, conics, colors, opacities, offsets, flatten_ids, tile_size, tile_w, tile_h,
+                     width, height, consts, last_ids, final_T, v_colors, v_alphas,
+                     g_means2d, g_conics, g_colors, g_opacities, n_workers, max_count):  # pragma: no cover
+    half, threshold, max_alpha = consts[0], consts[1], consts[2]
+    n_tiles = offsets.shape[0]
+    per_cam = tile_w * tile_h
+    M = flatten_ids.shape[0]
+    D = colors.shape[1]
+    P = tile_size * tile_size
+    for worker in prange(n_workers):
+        buf = np.empty((max_count, 6), dtype=means2d.dtype)
+        bound = np.empty(max_count, dtype=np.float64)
+        cbuf = np.empty((max_count, D), dtype=colors.dtype)
+        pxs = np.empty(P, dtype=means2d.dtype)
+        pys = np.empty(P, dtype=means2d.dtype)
+        sig = np.empty(P, dtype=means2d.dtype)
+        inside = np.empty(P, dtype=np.bool_)
+        T = np.empty(P, dtype=np.float64)
+        behind = np.empty((P, D), dtype=np.float64)  # sum of w_j c_j over the Gaussians behind
+        behind_a = np.empty(P, dtype=np.float64)
+        v_c = np.empty((P, D), dtype=np.float64)
+        v_a = np.empty(P, dtype=np.float64)
+        last = np.empty(P, dtype=np.int64)
+        g_col = np.empty(D, dtype=np.float64)
+        for t in range(worker, n_tiles, n_workers):
+            cam = t // per_cam
+            ty = (t % per_cam) // tile_w
+            tx = t % tile_w
+            start = offsets[t]
+            end = offsets[t + 1] if t + 1 < n_tiles else M
+            _gather_tile(means2d, conics, colors, opacities, flatten_ids, start, end, threshold, buf, bound, cbuf)
+            _tile_pixels(tx, ty, tile_size, width, height, half, pxs, pys, inside)
+            k_end = 0
+            for p in range(P):
+                last[p] = 0
+                behind_a[p] = 0.0
+                for d in range(D):
+                    behind[p, d] = 0.0
+                if inside[p]:
+                    px = tx * tile_size + p % tile_size
+                    py = ty * tile_size + p // tile_size
+                    last[p] = last_ids[cam, py, px] - start
+                    T[p] = final_T[cam, py, px]
+                    v_a[p] = v_alphas[cam, py, px]
+                    for d in range(D):
+                        v_c[p, d] = v_colors[cam, py, px, d]
+                    k_end = max(k_end, last[p])
+            for k in range(k_end - 1, -1, -1):
+                mx, my, ca, cb, cc, o = buf[k, 0], buf[k, 1], buf[k, 2], buf[k, 3], buf[k, 4], buf[k, 5]
+                bnd = bound[k]
+                for p in range(P):
+                    dx = mx - pxs[p]
+                    dy = my - pys[p]
+                    sig[p] = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                g_mx = g_my = g_ca = g_cb = g_cc = g_o = 0.0
+                for d in range(D):
+                    g_col[d] = 0.0
+                for p in range(P):
+                    sigma = sig[p]
+                    if k >= last[p] or sigma < 0 or sigma > bnd:
+                        continue
+                    vis = np.exp(-sigma)
+                    raw = o * vis
+                    alpha = min(raw, max_alpha)
+                    if alpha < threshold:
+                        continue
+                    alpha64 = np.float64(alpha)
+                    ra = 1.0 / (1.0 - alpha64)
+                    Tp = T[p] * ra  # transmittance in front of this Gaussian
+                    T[p] = Tp
+                    w = alpha64 * Tp
+                    v_alpha = v_a[p] * (Tp - behind_a[p] * ra)
+                    for d in range(D):
+                        c = np.float64(cbuf[k, d])
+                        g_col[d] += w * v_c[p, d]
+                        v_alpha += v_c[p, d] * (Tp * c - behind[p, d] * ra)
+                        behind[p, d] += w * c
+                    behind_a[p] += w
+                    if raw <= max_alpha:  # the clamp passes no gradient
+                        g_o += v_alpha * vis
+                        v_sigma = -v_alpha * np.float64(raw)
+                        dx64 = np.float64(mx - pxs[p])
+                        dy64 = np.float64(my - pys[p])
+                        g_ca += 0.5 * v_sigma * dx64 * dx64
+                        g_cb += v_sigma * dx64 * dy64
+                        g_cc += 0.5 * v_sigma * dy64 * dy64
+                        g_mx += v_sigma * (ca * dx64 + cb * dy64)
+                        g_my += v_sigma * (cc * dy64 + cb * dx64)
+                i = start + k
+                g_means2d[i, 0] = g_mx
+                g_means2d[i, 1] = g_my
+                g_conics[i, 0] = g_ca
+                g_conics[i, 1] = g_cb
+                g_conics[i, 2] = g_cc
+                g_opacities[i, 0] = g_o
+                for d in range(D):
+                    g_colors[i, d] = g_col[d]
+
+
+@njit(cache=True, nogil=True)
+def sum_rows(ids, rows, out):  # pragma: no cover
+    """out[ids[i]] += rows[i]: the per-intersection gradients summed per Gaussian (serial: no races)."""
+    for i in range(ids.shape[0]):
+        g = ids[i]
+        for j in range(rows.shape[1]):
+            out[g, j] += rows[i, j]
