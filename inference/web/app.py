@@ -37,7 +37,9 @@ def build_demo(service: Service) -> gr.Blocks:
 
         raise UserError(f"unknown tab(s) {', '.join(sorted(unknown))}: choose from {', '.join(TAB_NAMES)}")
     tabs = Tabs(service)
-    with gr.Blocks(title="cv-generative", analytics_enabled=False) as demo:
+    service.on_close(tabs.close)
+    # gradio's own copies of results are dropped after an hour too
+    with gr.Blocks(title="cv-generative", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("## cv-generative\nModels of the zoo, from the registry. Every result shows its settings "
                     "and the command that makes it again. The REST API is described at `/docs` and `/openapi.json`.")
         with gr.Tabs():

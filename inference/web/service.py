@@ -99,6 +99,7 @@ class Service:
         self.settings = settings
         self.catalog = catalog or Catalog(settings.models, settings.default_model, settings.device, settings.dtype)
         self.gates = Gates(settings.concurrency, settings.queue, settings.retry_after_s)
+        self._closers: list[Callable[[], None]] = []
 
     # -- generation --------------------------------------------------------------------------------
 
@@ -392,5 +393,11 @@ class Service:
             req = replace(req, prompt=None)
         return self.generate(req, progress, timeout)
 
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Run `fn` when the app shuts down (the tabs' temporary folder)."""
+        self._closers.append(fn)
+
     def close(self) -> None:
         self.gates.close()
+        for fn in self._closers:
+            fn()

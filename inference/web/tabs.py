@@ -6,7 +6,9 @@ call takes. Every result shows its settings and the equivalent command line or P
 from __future__ import annotations
 
 import functools
+import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -60,8 +62,22 @@ class Tabs:
         self.limits = service.settings.limits
         self.tmp = Path(tempfile.mkdtemp(prefix="cvg-web-"))
 
+    keep_s = 3600.0
+    """How long a result's files stay in the private folder (gradio keeps its own copies for the page)."""
+
     def file(self, suffix: str) -> Path:
+        """A new file name in the private folder; files older than `keep_s` are removed on the way."""
+        now = time.time()
+        for old in self.tmp.iterdir():
+            try:
+                if now - old.stat().st_mtime > self.keep_s:
+                    old.unlink()
+            except FileNotFoundError:
+                pass
         return self.tmp / f"{uuid.uuid4().hex[:12]}{suffix}"
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _default(self, infos: list[ModelInfo]) -> str | None:
         keys = [i.key for i in infos]
