@@ -85,28 +85,61 @@ class VideoOutput:
     """frames[v][t]: frame t of video v."""
     fps: float = 8.0
     """Frames per second of playback."""
+    pixels: torch.Tensor | None = None
+    """(B, T, C, H, W) float32 on the CPU, in [0, 1]: the frames before 8-bit rounding."""
+    latents: torch.Tensor | None = None
+    """What the frames were decoded from: a diffusion pipeline's final latents (B, T, C, h, w)."""
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def preview(self, columns: int | None = None) -> Image.Image:
+        """A grid of the frames: one row per video (up to 8 frames), or each video tiled and stacked."""
+        from utils.visualization.grid import make_grid
+        from utils.visualization.video import frame_strip
+
+        if len(self.frames) == 1 or any(len(v) > 8 for v in self.frames):
+            strips = [frame_strip(v, columns) for v in self.frames]
+            return strips[0] if len(strips) == 1 else make_grid(strips, nrow=1, padding=4)
+        return make_grid([f for v in self.frames for f in v], nrow=columns or max(len(v) for v in self.frames))
 
     def save(self, path: str | Path) -> list[Path]:
-        """`.mp4`/`.webm`/`.gif` writes the first video (or `name_{v}` for several); else frame folders."""
-        from utils.visualization.video import write_video
+        """`.mp4` (H.264, yuv420p), `.webm`, `.gif` or `.webp` writes the video (`name_{v}` for several);
+        `.png`/`.jpg` a preview grid of the frames; a path without suffix a folder of PNG frames
+        (`path/0000.png`..., or `path/{v:02d}/0000.png` for several videos). Every file is written atomically."""
+        from utils.visualization.video import VIDEO_FILE_SUFFIXES, write_video
 
         path = Path(path)
-        written = []
-        if path.suffix.lower() in VIDEO_SUFFIXES:
+        suffix = path.suffix.lower()
+        if not self.frames or any(not v for v in self.frames):
+            raise UserError("this video output has no frames to save")
+        if suffix and suffix not in VIDEO_FILE_SUFFIXES and suffix not in IMAGE_SUFFIXES:
+            raise UserError(f"cannot save a video as '{path.suffix}': use one of {', '.join(VIDEO_FILE_SUFFIXES)}, "
+                            f"an image suffix for a preview grid, or a folder name without suffix")
+        if suffix in VIDEO_FILE_SUFFIXES:
+            written = []
             for v, frames in enumerate(self.frames):
                 target = path if len(self.frames) == 1 else path.with_name(f"{path.stem}_{v}{path.suffix}")
-                write_video(frames, target, self.fps)
-                written.append(target)
+                written.append(write_video(frames, target, self.fps))
             return written
-        if path.suffix:
-            raise UserError(f"cannot save a video as '{path.suffix}': use .mp4, .webm, .gif or a folder")
-        for v, frames in enumerate(self.frames):
-            for t, frame in enumerate(frames):
-                target = path / f"{v:02d}" / f"{t:04d}.png"
-                with atomic_path(target) as tmp:
-                    frame.save(tmp)
-                written.append(target)
-        return written
+        try:
+            if suffix:
+                image = self.preview()
+                with atomic_path(path) as tmp:
+                    image.save(tmp)
+                return [path]
+            written = []
+            for v, frames in enumerate(self.frames):
+                folder = path if len(self.frames) == 1 else path / f"{v:02d}"
+                for t, frame in enumerate(frames):
+                    target = folder / f"{t:04d}.png"
+                    with atomic_path(target) as tmp:
+                        frame.save(tmp)
+                    written.append(target)
+            return written
+        except OSError as err:
+            raise UserError(f"cannot write {path} ({' '.join(str(err).split())[:120]}): check that its folder can be "
+                            "written, or choose another path") from None
 
 
 @dataclass

@@ -1,7 +1,9 @@
-"""RMS norm: the function (FLUX's QK norm, whose gains are named `scale`) and the module (SD3's `ln_q`/`ln_k`)."""
+"""RMS norm: the function (FLUX's QK norm, whose gains are named `scale`) and the module (SD3's `ln_q`/`ln_k`);
+GroupNorm computed in float32 (the SD/SDXL/SVD UNets' `GroupNorm32`)."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -26,4 +28,13 @@ class RMSNorm(nn.Module):
         return rms_norm(x, self.weight, self.eps)
 
 
-__all__ = ["RMSNorm", "rms_norm"]
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm computed in float32 (the releases do this so fp16 activations stay stable)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:
+            return super().forward(x)
+        return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
+
+
+__all__ = ["GroupNorm32", "RMSNorm", "rms_norm"]

@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.errors import UserError, did_you_mean
-from utils.nn import attention, timestep_embedding
+from utils.nn import timestep_embedding
+from utils.nn.norms import GroupNorm32
+from utils.nn.transformer_blocks import CrossAttention, FeedForward
 from utils.nn.memory_format import to_channels_last
 
 
@@ -119,15 +121,6 @@ UNET_PRESETS: dict[str, UNetConfig] = {
 # -- building blocks -----------------------------------------------------------------------------
 
 
-class GroupNorm32(nn.GroupNorm):
-    """GroupNorm computed in float32 (the release does this so fp16 activations stay stable)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32:
-            return super().forward(x)
-        return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
-
-
 def _inference() -> bool:
     # No graph is recorded: activations may be overwritten in place (saves an allocation and a pass
     # over memory per op; the values are those of the out-of-place ops).
@@ -174,49 +167,6 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-class CrossAttention(nn.Module):
-    """Multi-head attention of x over `context` (itself when None); q/k/v without bias."""
-
-    def __init__(self, dim: int, context_dim: int, heads: int, head_dim: int):
-        super().__init__()
-        inner = heads * head_dim
-        self.heads = heads
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_k = nn.Linear(context_dim, inner, bias=False)
-        self.to_v = nn.Linear(context_dim, inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        ctx = x if context is None else context
-        b = x.shape[0]
-        q = self.to_q(x).view(b, x.shape[1], self.heads, -1).transpose(1, 2)
-        k = self.to_k(ctx).view(b, ctx.shape[1], self.heads, -1).transpose(1, 2)
-        v = self.to_v(ctx).view(b, ctx.shape[1], self.heads, -1).transpose(1, 2)
-        out = attention(q, k, v)
-        return self.to_out[0](out.transpose(1, 2).reshape(b, x.shape[1], -1))  # to_out[1]: Dropout(0.0)
-
-
-class GEGLU(nn.Module):
-    """Linear to twice the width, then value * GELU(gate)."""
-
-    def __init__(self, dim: int, out: int):
-        super().__init__()
-        self.proj = nn.Linear(dim, 2 * out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        value, gate_ = self.proj(x).chunk(2, dim=-1)
-        return F.gelu(gate_).mul_(value) if _inference() else value * F.gelu(gate_)
-
-
-class FeedForward(nn.Module):
-    def __init__(self, dim: int, mult: int = 4):
-        super().__init__()
-        self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Dropout(0.0), nn.Linear(dim * mult, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net[2](self.net[0](x))  # net[1]: Dropout(0.0)
 
 
 class BasicTransformerBlock(nn.Module):
