@@ -125,10 +125,11 @@ def _hemisphere_cameras(n: int, radius: float, size: int, fov_x: float, seed: in
 
 
 def write_synthetic_scene(root: str | Path, n_train: int = 48, n_test: int = 8, size: int = 64,
-                          seed: int = 0) -> Path:
-    """Render the scene and write it in the NeRF-synthetic layout under `root`."""
+                          seed: int = 0, gaussians: dict[str, torch.Tensor] | None = None) -> Path:
+    """Render the scene (or other `gaussians`, in the layout of `ground_truth_gaussians`) and write
+    it in the NeRF-synthetic layout under `root`."""
     root = Path(root)
-    splats = ground_truth_gaussians(seed)
+    splats = ground_truth_gaussians(seed) if gaussians is None else gaussians
     fov_x = math.radians(40.0)
     for split, n, offset in (("train", n_train, 0.0), ("test", n_test, 0.5)):
         cams = _hemisphere_cameras(n, 4.0, size, fov_x, seed + (split == "test") * 1000, offset)

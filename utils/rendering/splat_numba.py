@@ -256,9 +256,9 @@ def sh_colors(degree: int, means: Tensor, coeffs: Tensor, viewmats: Tensor) -> T
     return _SHColors.apply(degree, means, coeffs, campos)
 
 
-def warmup() -> None:
-    """Compile (or load from numba's cache) every kernel for float32 and float64 inputs."""
-    for dtype in (torch.float32, torch.float64):
+def warmup(dtypes: tuple[str, ...] = ("float32", "float64")) -> None:
+    """Compile (or load from numba's cache) every kernel for inputs of these float types."""
+    for dtype in (getattr(torch, name) for name in dtypes):
         means2d = torch.tensor([[[2.0, 2.0]]], dtype=dtype, requires_grad=True)
         conics = torch.tensor([[[1.0, 0.0, 1.0]]], dtype=dtype)
         colors = torch.ones(1, 1, 3, dtype=dtype)
