@@ -1,6 +1,8 @@
 """Generate or render with a 3D model of the zoo; each model has its own options (`--model NAME --help`).
 
     python inference/generate_3d.py --model gaussian_splatting --ply scene.ply
+    python inference/generate_3d.py --model nerf --ckpt outputs/nerf/instant-ngp/synthetic_scene --camera-path orbit \\
+        --mesh mesh.ply --points points.ply
     python inference/generate_3d.py --model gaussian_splatting --ply outputs/gaussian_splatting/synthetic_scene/point_cloud.ply \\
         --frames 120 --size 512 --elevation 30 --out orbit/
 
@@ -65,6 +67,105 @@ def run_gaussian_splatting(args) -> int:
     return 0
 
 
+# -- nerf ----------------------------------------------------------------------------------------------
+
+def add_nerf_args(p) -> None:
+    p.add_argument("--ckpt", default=None, help="checkpoint of train_3d.py --model nerf: a ckpts/step_*.pt file or "
+                                                "the run's --out folder (its newest checkpoint)")
+    p.add_argument("--preset", default=None, help="check that the checkpoint holds this preset; 'tiny' without "
+                                                  "--ckpt renders a random field")
+    p.add_argument("--camera-path", default="orbit", help="orbit (fitted to the training views), train (the "
+                                                          "training views), or a .json: a nerfstudio camera path "
+                                                          "or a NeRF-synthetic transforms file")
+    p.add_argument("--out", default=None, help="output folder (default outputs/generate_3d/nerf-<preset>)")
+    p.add_argument("--frames", type=int, default=60, help="number of orbit views")
+    p.add_argument("--size", type=int, default=256, help="image width in pixels (height follows the path's aspect)")
+    p.add_argument("--fov", type=float, default=40.0, help="horizontal field of view of the orbit, degrees")
+    p.add_argument("--elevation", type=float, default=None, help="orbit elevation, degrees (default: the training "
+                                                                  "views' mean)")
+    p.add_argument("--radius", type=float, default=None, help="orbit radius in world units (default: the training "
+                                                              "views' mean distance)")
+    p.add_argument("--center", type=float, nargs=3, default=None, help="orbit centre in world units")
+    p.add_argument("--up", type=float, nargs=3, default=None, help="world up axis of the orbit (default: the "
+                                                                   "training views', else z)")
+    p.add_argument("--background", type=float, nargs=3, default=None, help="background RGB in [0, 1] (default: "
+                                                                           "the training background)")
+    p.add_argument("--fps", type=float, default=24.0, help="video frame rate")
+    p.add_argument("--mesh", default=None, help="also write a marching-cubes mesh with vertex colours (.ply or .obj)")
+    p.add_argument("--mesh-resolution", type=int, default=128, help="grid points per side of the marching cubes")
+    p.add_argument("--density-threshold", type=float, default=10.0, help="density of the mesh surface (per world "
+                                                                         "unit, in the model's scale)")
+    p.add_argument("--points", default=None, help="also write a coloured point cloud .ply (opaque pixels of the "
+                                                  "training views lifted to their depth)")
+    p.add_argument("--num-points", type=int, default=100_000, help="points in the point cloud")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
+
+
+def run_nerf(args) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from models import load
+    from utils.io import atomic_path
+
+    if args.ckpt is None and args.preset != "tiny":
+        raise UserError("give --ckpt (a train_3d.py --model nerf checkpoint or its --out folder), or --preset tiny "
+                        "for a random field")
+    if args.ckpt is not None and not Path(args.ckpt).exists():
+        raise UserError(f"--ckpt {args.ckpt} not found: give a ckpts/step_*.pt file or a train_3d.py --out folder")
+    if args.frames < 1 or args.size < 8 or args.mesh_resolution < 8:
+        raise UserError("--frames must be at least 1, --size and --mesh-resolution at least 8")
+    for opt, path, ok in (("--mesh", args.mesh, (".ply", ".obj")), ("--points", args.points, (".ply",))):
+        if path is not None and Path(path).suffix.lower() not in ok:
+            raise UserError(f"{opt} {path}: the file must end in {' or '.join(ok)}")
+    from models.registry import get_spec
+
+    spec = get_spec("3d", "nerf")
+    if args.preset is not None:
+        spec.check_preset(args.preset)
+    if args.ckpt is not None:
+        from models.generation_3d.nerf.pipeline import NeRFPipeline
+
+        pipe = NeRFPipeline.from_pretrained(args.ckpt, preset=args.preset, device=args.device)
+    else:
+        pipe = load("3d", "nerf", preset="tiny", device=args.device)
+    cams = pipe.camera_path(args.camera_path, args.frames, args.size, None, args.fov, args.elevation, args.radius,
+                            tuple(args.center) if args.center else None, tuple(args.up) if args.up else None)
+    mesh = points = None  # computed before anything is written: a failure leaves no partial output
+    if args.mesh:
+        mesh = pipe.mesh(args.mesh_resolution, args.density_threshold)
+        if len(mesh[1]) == 0:
+            raise UserError(f"no surface at density {args.density_threshold}: lower --density-threshold "
+                            "(or train longer)")
+    if args.points:
+        points = pipe.point_cloud(num_points=args.num_points)
+    renders = pipe.render(cams, tuple(args.background) if args.background else None)
+    from models.generation_3d.nerf.training import depth_to_image
+    from utils.outputs import ImageOutput
+    from utils.visualization.video import write_video
+
+    frames = [Image.fromarray((f.numpy() * 255 + 0.5).astype(np.uint8)) for f in renders["rgb"]]
+    folder = Path(args.out) if args.out else Path("outputs") / "generate_3d" / f"nerf-{pipe.preset}"
+    write_video(frames, folder / "camera_path.mp4", args.fps)
+    ImageOutput(frames).save(folder / "renders")
+    for i in range(len(cams)):
+        with atomic_path(folder / "depth" / f"{i:04d}.png") as tmp:
+            Image.fromarray(depth_to_image(renders["depth"][i], renders["opacity"][i])).save(tmp)
+    extra = ""
+    if mesh is not None:
+        from utils.visualization.mesh import write_mesh
+
+        write_mesh(args.mesh, *mesh)
+        extra += f", mesh {args.mesh} ({len(mesh[0])} vertices, {len(mesh[1])} faces)"
+    if points is not None:
+        from utils.visualization.ply import write_point_cloud_ply
+
+        write_point_cloud_ply(args.points, *points)
+        extra += f", point cloud {args.points} ({len(points[0])} points)"
+    print(f"{len(frames)} views of nerf/{pipe.preset} -> {folder}/camera_path.mp4, renders/, depth/{extra}")
+    return 0
+
+
 # -- voxel_vae_gan -------------------------------------------------------------------------------------
 
 def add_voxel_vae_gan_args(p) -> None:
@@ -119,6 +220,7 @@ def run_voxel_vae_gan(args) -> int:
 # registry name -> (adds the model's options, runs it). A new 3D model adds its two functions and one entry.
 RUNNERS = {
     "gaussian_splatting": (add_gaussian_splatting_args, run_gaussian_splatting),
+    "nerf": (add_nerf_args, run_nerf),
     "voxel_vae_gan": (add_voxel_vae_gan_args, run_voxel_vae_gan),
 }
 

@@ -20,6 +20,7 @@ SPEC_MODULES: tuple[str, ...] = (
     "models.image_generation.flux.spec",
     "models.image_generation.stable_diffusion.spec",
     "models.generation_3d.gaussian_splatting.spec",
+    "models.generation_3d.nerf.spec",
     "models.generation_3d.voxel_vae_gan.spec",
     "models.gan.wgan_gp.spec",
     "models.gan.progressive_gan.spec",
