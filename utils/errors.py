@@ -28,6 +28,12 @@ class ConversionError(UserError):
     """A checkpoint does not match the model: lists the missing and unexpected keys."""
 
 
+class SafetyRefusal(UserError):
+    """A prompt or a generated image was refused by a safety filter; the CLIs exit with code 3, write nothing."""
+
+    exit_code = 3
+
+
 def close_matches(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     """The choices closest to `name`, for 'did you mean' messages."""
     choices = list(choices)
