@@ -149,6 +149,8 @@ def read_sequence(processed: Path) -> Sequence:
 def list_sequences(category_dir: str | Path) -> list[Sequence]:
     """Every sequence of a category folder, sorted by name; a folder not in the layout names what is missing."""
     category_dir = Path(category_dir)
+    if not category_dir.is_dir():
+        raise UserError(f"category folder '{category_dir}' not found: give a folder in the CO3D layout ({LAYOUT_HINT})")
     processed = sorted(p for p in category_dir.iterdir() if p.is_dir() and p.name.endswith(PROCESSED))
     if not processed:
         raise UserError(f"'{category_dir}' is not in the CO3D layout: it has no <sequence>{PROCESSED}/ folder; "
