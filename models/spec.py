@@ -68,11 +68,12 @@ class ModelSpec:
         module_name, _, cls_name = self.pipeline.partition(":")
         return getattr(importlib.import_module(module_name), cls_name)
 
-    def training_recipe(self, preset: str):
+    def training_recipe(self, preset: str, **options: Any):
+        """The recipe of `preset`; `options` (e.g. StyleGAN's cfg) go to recipes that take them."""
         if not self.trainer:
             raise UserError(f"{self.name} has no training recipe in this zoo")
         module_name, _, fn = self.trainer.partition(":")
-        return getattr(importlib.import_module(module_name), fn)(preset)
+        return getattr(importlib.import_module(module_name), fn)(preset, **options)
 
     def check_preset(self, preset: str | None) -> str:
         """`preset`, or the default when it is None; an unknown name fails with the close matches."""

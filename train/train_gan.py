@@ -10,6 +10,7 @@ native safetensors (generator.safetensors, EMA weights when EMA is on).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable witho
 
 from models.registry import find_spec, specs
 from utils.cli import ArgumentParser
-from utils.errors import cli_errors
+from utils.errors import UserError, cli_errors
 from utils.gan.trainer import GANTrainer, Settings, TrainerOptions
 
 
@@ -28,15 +29,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = ArgumentParser(prog="train_gan.py", description="Train a GAN of the zoo.")
     p.add_argument("--model", default="dcgan", help=f"GAN to train: {', '.join(gan_names)}")
     p.add_argument("--preset", default=None, help="model preset (default: the model's default preset)")
-    p.add_argument("--dataset", default="digits", help="'digits' (built in) or a folder of images")
+    p.add_argument("--dataset", "--data", dest="dataset", default="digits",
+                   help="'digits' (built in) or a folder of images (--data: NVlabs' name)")
     p.add_argument("--steps", type=int, default=None, help="generator steps (default: the recipe's)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per step and process")
+    p.add_argument("--batch-size", "--batch", dest="batch_size", type=int, default=None,
+                   help="images per step and process (--batch: NVlabs' name)")
     p.add_argument("--lr-g", type=float, default=None, help="generator learning rate")
     p.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate (TTUR when different)")
     p.add_argument("--loss", default=None, help="non_saturating, hinge, wasserstein or lsgan")
     p.add_argument("--n-critic", type=int, default=None, help="discriminator steps per generator step")
     p.add_argument("--gp-weight", type=float, default=None, help="WGAN-GP gradient penalty weight")
-    p.add_argument("--r1-weight", type=float, default=None, help="R1 penalty weight gamma")
+    p.add_argument("--r1-weight", "--gamma", dest="r1_weight", type=float, default=None,
+                   help="R1 penalty weight gamma (--gamma: NVlabs' name)")
+    p.add_argument("--cfg", default=None, help="architecture variant of the model (stylegan3: stylegan3-t, "
+                                               "stylegan3-r or stylegan2)")
+    p.add_argument("--kimg", type=float, default=None,
+                   help="length of the run in thousands of images (sets --steps from the batch size)")
+    p.add_argument("--mirror", action="store_true", help="add left-right mirrored copies of the training images")
+    p.add_argument("--aug", default=None, choices=["ada", "noaug"],
+                   help="ADA or no augmentation (NVlabs' --aug; the same as --augment ada / --augment '')")
+    p.add_argument("--target", type=float, default=None, help="ADA target for E[sign(D(real))] (0.6 when left out)")
     p.add_argument("--lr-decay-start", type=int, default=None,
                    help="step from which learning rates decay linearly to 0 at the last step (0: constant)")
     p.add_argument("--ema", type=float, default=None, help="generator EMA decay (0 disables)")
@@ -56,19 +68,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def recipe_options(spec, args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe's own options given on the command line (--cfg), refused for a recipe without them."""
+    import importlib
+    import inspect
+
+    options = {"cfg": args.cfg} if getattr(args, "cfg", None) else {}
+    module, _, fn = spec.trainer.partition(":")
+    params = inspect.signature(getattr(importlib.import_module(module), fn)).parameters
+    for key in options:
+        if key not in params:
+            raise UserError(f"{spec.name} has no --{key} (its recipe takes only --preset): leave it out")
+    return options
+
+
 def settings_from(args: argparse.Namespace) -> tuple[Settings, Any]:
     spec = find_spec(args.model, ("gan",))
     preset = spec.check_preset(args.preset)
-    recipe = spec.training_recipe(preset)
+    if args.aug is not None and args.augment is not None:
+        raise UserError("give either --aug (ada or noaug) or --augment, not both")
+    if args.kimg is not None and args.steps is not None:
+        raise UserError("give either --kimg or --steps, not both")
+    if args.kimg is not None and args.kimg <= 0:
+        raise UserError(f"--kimg must be positive, got {args.kimg}")
+    if args.target is not None and not 0 < args.target < 1:
+        raise UserError(f"--target is the ADA target for E[sign(D(real))], in (0, 1), got {args.target}")
+    recipe = spec.training_recipe(preset, **recipe_options(spec, args))
     pick = lambda a, r: r if a is None else a  # noqa: E731
-    s = Settings(model=spec.name, preset=preset, dataset=args.dataset, steps=pick(args.steps, recipe.steps),
-                 batch_size=pick(args.batch_size, recipe.batch_size), lr_g=pick(args.lr_g, recipe.lr_g),
+    augment = {"ada": "ada", "noaug": ""}.get(args.aug, args.augment)
+    batch_size = pick(args.batch_size, recipe.batch_size)
+    steps = args.steps if args.kimg is None else max(1, math.ceil(args.kimg * 1000 / max(batch_size, 1)))
+    s = Settings(model=spec.name, preset=preset, dataset=args.dataset, steps=pick(steps, recipe.steps),
+                 batch_size=batch_size, lr_g=pick(args.lr_g, recipe.lr_g),
+
                  lr_d=pick(args.lr_d, recipe.lr_d), betas=recipe.betas, loss=pick(args.loss, recipe.loss),
                  n_critic=pick(args.n_critic, recipe.n_critic), gp_weight=pick(args.gp_weight, recipe.gp_weight),
                  r1_weight=pick(args.r1_weight, recipe.r1_weight), ema_beta=pick(args.ema, recipe.ema_beta),
-                 augment=pick(args.augment, recipe.augment), spectral_norm=args.spectral_norm,
+                 augment=pick(augment, recipe.augment), spectral_norm=args.spectral_norm,
                  mixed_precision=args.mixed_precision, seed=args.seed,
-                 lr_decay_start=pick(args.lr_decay_start, recipe.lr_decay_start))
+                 lr_decay_start=pick(args.lr_decay_start, recipe.lr_decay_start), mirror=args.mirror,
+                 ada_target=pick(args.target, 0.6), cfg=args.cfg or "")
     return s, recipe
 
 
@@ -80,7 +119,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                              resume=args.resume, log_every=args.log_every, sample_every=args.sample_every,
                              ckpt_every=args.ckpt_every, keep=args.keep, workers=args.workers, cpu=args.cpu,
                              progress=not args.no_progress)
-    return GANTrainer(settings, lambda: spec.training_recipe(settings.preset), options).run()
+    opts = recipe_options(spec, args)
+    return GANTrainer(settings, lambda: spec.training_recipe(settings.preset, **opts), options).run()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -50,6 +50,9 @@ class GANRecipe:
     """Builds the training data from --dataset (e.g. unpaired A/B folders); None reads images as usual."""
     sampler: Callable[[nn.Module], torch.Tensor] | None = None
     """Images for the sample grids from the (EMA) generator; None draws fixed latents."""
+    ema_schedule: Callable[[int, Any], float] | None = None
+    """The EMA decay of a step from (step, settings), replacing ema_beta's fixed decay and ramp-up
+    (StyleGAN's half-life in images, `utils.gan.ema.stylegan_ema_beta`); --ema 0 still turns EMA off."""
 
 
 @dataclass

@@ -8,7 +8,7 @@ generator as native safetensors.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -58,6 +58,12 @@ class Settings:
     """Seed of the initial weights, the data order and every step's noise."""
     lr_decay_start: int = 0
     """Step from which the learning rates decay linearly to 0 at the last step (0: constant)."""
+    mirror: bool = False
+    """Double the training set with left-right mirrored copies (NVlabs' --mirror)."""
+    ada_target: float = 0.6
+    """ADA's target for E[sign(D(real))] (with augment 'ada')."""
+    cfg: str = ""
+    """A model's architecture variant, passed to its recipe (StyleGAN's stylegan3-t / stylegan3-r / stylegan2)."""
 
 
 @dataclass
@@ -177,7 +183,7 @@ class StepData:
         return next(self.batches)
 
 
-RESUME_FIXED = ("seed", "batch_size", "n_critic")
+RESUME_FIXED = ("seed", "batch_size", "n_critic", "cfg")
 """Settings a resumed run must share with its checkpoint: together with the step, they fix the data and the noise."""
 
 
@@ -237,14 +243,19 @@ class GANTrainer:
             apply_spectral_norm(D)
         self.dataset = (recipe.make_dataset(s.dataset) if recipe.make_dataset is not None
                         else load_dataset(s.dataset, self.config.image_size))
+        if s.mirror:
+            from utils.gan.mirror import MirroredDataset
+
+            self.dataset = MirroredDataset(self.dataset)
         self.conditional = getattr(self.config, "num_classes", 0) > 0
         if self.conditional and getattr(self.dataset, "num_classes", None) in (None, 0) and s.dataset != "digits":
             raise UserError(f"{s.model} preset '{s.preset}' is class-conditional but {s.dataset} has no class "
                             "labels: use a class-per-subfolder dataset or an unconditional preset")
-        self.ema = EMA(G, s.ema_beta) if s.ema_beta > 0 else None
+        schedule = (lambda step: recipe.ema_schedule(step, s)) if recipe.ema_schedule is not None else None
+        self.ema = EMA(G, s.ema_beta, schedule=schedule) if s.ema_beta > 0 else None
         opt_g = torch.optim.Adam(G.parameters(), lr=s.lr_g, betas=s.betas)
         opt_d = torch.optim.Adam(D.parameters(), lr=s.lr_d, betas=s.betas)
-        self.ada = AdaptiveAugment() if s.augment == "ada" else None
+        self.ada = AdaptiveAugment(target=s.ada_target) if s.augment == "ada" else None
         self.start = 0
         state = self._restore(G, D, opt_g, opt_d) if self.resume_from is not None else None
         self.G, self.D, self.opt_g, self.opt_d = self.accelerator.prepare(G, D, opt_g, opt_d)
@@ -264,8 +275,9 @@ class GANTrainer:
             raise UserError(f"{self.resume_from} belongs to {saved['model']} preset '{saved['preset']}', not "
                             f"{s.model} '{s.preset}'")
         # these fix which batch and which noise every step gets: another value would not continue the run
-        changed = [f"--{key.replace('_', '-')} {saved[key]}" for key in RESUME_FIXED
-                   if saved.get(key) != getattr(s, key)]
+        defaults = {f.name: f.default for f in fields(Settings)}  # settings older runs did not save
+        changed = [f"--{key.replace('_', '-')} {saved.get(key, defaults.get(key))}" for key in RESUME_FIXED
+                   if saved.get(key, defaults.get(key)) != getattr(s, key)]
         if changed:
             raise UserError(f"{self.resume_from.name} was trained with {', '.join(changed)}: pass the same to "
                             "continue it exactly, or start a new run in another --out")

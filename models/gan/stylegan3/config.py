@@ -148,12 +148,12 @@ OFFICIAL: dict[str, StyleGANConfig] = {
 
 # Small networks of each config, random unless trained (tests, CPU training on digits).
 TINY = StyleGANConfig(architecture="stylegan3-t", image_size=32, z_dim=32, w_dim=32, mapping_layers=2,
-                      channel_base=1024, channel_max=64, num_layers=6, d_channel_base=512, d_channel_max=64,
+                      channel_base=512, channel_max=32, num_layers=4, d_channel_base=256, d_channel_max=32,
                       mbstd_group_size=4)
 SMALL: dict[str, StyleGANConfig] = {
     "tiny": TINY,
     "tiny-r": for_architecture(TINY, "stylegan3-r"),
-    "tiny-stylegan2": replace(for_architecture(TINY, "stylegan2"), channel_base=512, mapping_layers=4),
+    "tiny-stylegan2": replace(for_architecture(TINY, "stylegan2"), channel_base=256, mapping_layers=4),
 }
 
 PRESETS: dict[str, StyleGANConfig] = {**OFFICIAL, **SMALL}

@@ -87,10 +87,18 @@ class StyleGANGenerator(nn.Module):
 
     def forward(self, z: Tensor, labels: Tensor | None = None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None, noise_mode: str = "const", transform: Tensor | None = None,
-                update_emas: bool = False, noise_generator: torch.Generator | None = None) -> Tensor:
+                update_emas: bool = False, noise_generator: torch.Generator | None = None,
+                mix_z: Tensor | None = None, mix_cutoff: int | None = None,
+                return_ws: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Images from z. Style mixing (training): the styles from `mix_cutoff` on come from `mix_z`.
+        `return_ws` also returns the ws the images came from (path length regularisation)."""
         ws = self.map(z, labels, truncation_psi, truncation_cutoff, update_emas=update_emas)
-        return self.synthesize(ws, noise_mode=noise_mode, transform=transform, noise_generator=noise_generator,
-                               update_emas=update_emas)
+        if mix_z is not None and mix_cutoff is not None and mix_cutoff < self.num_ws:
+            ws = torch.cat([ws[:, :mix_cutoff], self.map(mix_z, labels, truncation_psi, truncation_cutoff)[:, mix_cutoff:]],
+                           dim=1)
+        img = self.synthesize(ws, noise_mode=noise_mode, transform=transform, noise_generator=noise_generator,
+                              update_emas=update_emas)
+        return (img, ws) if return_ws else img
 
 
 class StyleGANDiscriminator(StyleGAN2Discriminator):

@@ -320,6 +320,29 @@ class StyleGANPipeline(LatentGANPipeline):
         frames = self.synthesize(path, noise_mode, batch_size=batch_size)
         return VideoOutput([to_pil(frames)], fps=fps)
 
+    # -- metrics -------------------------------------------------------------------------------------
+
+    def equivariance_networks(self) -> dict[str, Any]:
+        """What utils.metrics.equivariance needs: z -> ws, (ws, transform) -> images, a per-batch redraw of
+        StyleGAN2's stored noise (on a copy of the network, as the release does), and which transforms apply."""
+        import copy
+
+        G = copy.deepcopy(self.generator).eval()
+        noise = [b for n, b in G.synthesis.named_buffers() if n.endswith("noise_const")]
+        dev, dt = self.device, self.dtype
+
+        def redraw(gen: torch.Generator) -> None:
+            for b in noise:
+                b.copy_(torch.randn(b.shape, generator=gen).to(b))
+
+        def labels(n: int) -> Tensor | None:
+            return torch.zeros(n, dtype=torch.long, device=dev) if self.config.num_classes else None
+
+        return {"mapping": lambda z: G.map(z.to(dev, torch.float32), labels(z.shape[0])),
+                "synthesis": lambda ws, m: G.synthesize(ws.to(dev, dt), noise_mode="const", transform=m.to(dev)),
+                "before_batch": redraw if noise else None, "z_dim": self.config.z_dim,
+                "resolution": self.config.image_size, "rotations": self.config.is_stylegan3}
+
     # -- speed ----------------------------------------------------------------------------------------
 
     def compile(self, **kwargs: Any) -> "StyleGANPipeline":
