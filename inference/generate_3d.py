@@ -98,6 +98,7 @@ def add_nerf_args(p) -> None:
     p.add_argument("--points", default=None, help="also write a coloured point cloud .ply (opaque pixels of the "
                                                   "training views lifted to their depth)")
     p.add_argument("--num-points", type=int, default=100_000, help="points in the point cloud")
+    p.add_argument("--min-opacity", type=float, default=0.9, help="pixels less opaque than this give no point")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
 
 
@@ -138,7 +139,10 @@ def run_nerf(args) -> int:
             raise UserError(f"no surface at density {args.density_threshold}: lower --density-threshold "
                             "(or train longer)")
     if args.points:
-        points = pipe.point_cloud(num_points=args.num_points)
+        points = pipe.point_cloud(num_points=args.num_points, min_opacity=args.min_opacity)
+        if len(points[0]) == 0:
+            raise UserError(f"no pixel of the training views is {args.min_opacity} opaque: lower --min-opacity "
+                            "(or train longer)")
     renders = pipe.render(cams, tuple(args.background) if args.background else None)
     from models.generation_3d.nerf.training import depth_to_image
     from utils.outputs import ImageOutput

@@ -285,6 +285,15 @@ def train_nerf(args: argparse.Namespace, argv: list[str]) -> int:
     train_cfg = train_config(preset, recipe)
     train_cfg = replace(train_cfg, seed=args.seed, steps=args.steps or train_cfg.steps, rays=args.rays or train_cfg.rays)
     out = Path(args.out) if args.out else Path("outputs") / "nerf" / preset / scene
+    if args.resume:  # refuse another preset's run before building anything
+        from models.generation_3d.nerf.convert import check_checkpoint
+        from utils.training import latest_checkpoint
+
+        last = latest_checkpoint(out / "ckpts")
+        if last is None:
+            raise UserError(f"--resume: no checkpoint in {out / 'ckpts'}: start without --resume, or pass the --out "
+                            "folder of the run to continue")
+        check_checkpoint(last, preset=preset)
     trainer = Trainer(preset, model_cfg, train_cfg, train, test, out, device, norm, save_every=args.save_every,
                       tensorboard=not args.no_tensorboard)
     print(f"training nerf/{preset} ({recipe} recipe) on {scene}: {len(train)} views {train.cameras.width}x"

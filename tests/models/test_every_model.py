@@ -32,6 +32,7 @@ CALLS = {
     "vqgan": dict(image=IMAGE),
     "biggan": dict(num_images=2, prompt="3"),
     "gaussian_splatting": dict(n_views=2, width=32),
+    "nerf": dict(n_views=2, width=16, mesh_resolution=12, mesh_threshold=1.0),
     "voxel_vae_gan": dict(images=[IMAGE, OTHER_IMAGE], render_size=32),
 }
 
@@ -51,6 +52,7 @@ SEEDLESS = {
     "cyclegan": lambda out, tmp_path: dict(image=OTHER_IMAGE),
     "vqgan": lambda out, tmp_path: dict(image=OTHER_IMAGE),
     "gaussian_splatting": _other_splats,
+    "nerf": lambda out, tmp_path: dict(elevation=70.0),  # a render of a given field: the camera changes it
 }
 
 

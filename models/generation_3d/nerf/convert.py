@@ -55,8 +55,7 @@ def check_checkpoint(path: str | Path, preset: str | None = None) -> dict[str, A
         raise UserError(f"{p} is an incomplete NeRF checkpoint (missing {', '.join(missing)}): it was cut short; use "
                         "an earlier checkpoint")
     if preset is not None and ckpt["preset"] != preset:
-        raise UserError(f"{p} holds a '{ckpt['preset']}' model, not '{preset}': pass --preset {ckpt['preset']} "
-                        "(or leave --preset out)")
+        raise UserError(f"{p} holds a '{ckpt['preset']}' model, not '{preset}': pass --preset {ckpt['preset']}")
     return ckpt
 
 
