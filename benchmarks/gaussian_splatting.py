@@ -167,7 +167,7 @@ def make_scene(root: str, n_train: int = 60, n_test: int = 20, size: int = 100, 
     from utils.data.synthetic_scene import write_synthetic_scene
 
     return write_synthetic_scene(root, n_train=n_train, n_test=n_test, size=size, seed=seed,
-                                 gaussians=still_life_gaussians(seed))
+                                 gaussians=still_life_gaussians(seed), backend="numba")
 
 
 # -- command line -----------------------------------------------------------------------------

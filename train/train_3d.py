@@ -29,20 +29,33 @@ def add_gaussian_splatting_args(p: ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="scene folder (NeRF-synthetic or COLMAP); default: the built-in "
                                                  "synthetic scene, written to outputs/datasets/synthetic_scene")
     p.add_argument("--steps", type=int, default=None,
-                   help="optimisation steps; schedules scale with it (default 30000 on --data, 2000 on the "
-                        "built-in scene)")
+                   help="optimisation steps; schedules scale with it (default: on CUDA the paper's 30000 on --data; "
+                        "on CPU what fits --time-budget; 1000 on the built-in scene)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MIN",
+                   help="on CPU with --data and no --steps: minutes of training to fit the schedule and Gaussian "
+                        "cap to, measured on this machine before starting (default 3)")
     p.add_argument("--strategy", choices=("default", "mcmc"), default="default",
                    help="densification: default (clone/split/prune/reset, 3DGS) or mcmc (3DGS-MCMC)")
     p.add_argument("--preset", default=None, help="model preset: default (100k random init points) or tiny "
                                                   "(3k; the default on the built-in scene)")
-    p.add_argument("--cap-max", type=int, default=None, help="most Gaussians (mcmc default 1M, default strategy "
-                                                              "unlimited; 15k on the built-in scene)")
+    p.add_argument("--cap-max", type=int, default=None, help="most Gaussians (on CPU with --data: from the time "
+                                                              "budget; on CUDA mcmc 1M, default strategy unlimited; "
+                                                              "10k on the built-in scene)")
+    p.add_argument("--antialiased", action="store_true",
+                   help="Mip-Splatting's 2D filter: opacities scaled by the eps2d compensation (gsplat's "
+                        "antialiased mode), on every backend")
+    p.add_argument("--backend", choices=("auto", "numba", "torch", "gsplat"), default="auto",
+                   help="rasterizer: auto (gsplat on CUDA, the compiled numba kernels on CPU), numba, torch (the "
+                        "pure-PyTorch reference) or gsplat")
     p.add_argument("--downscale", type=int, default=1, help="shrink images by this factor on load")
     p.add_argument("--out", default=None, help="output folder (default outputs/gaussian_splatting/<scene>)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--threads", type=int, default=1,
-                   help="CPU intra-op threads; 1 by default: the CPU rasterizer's many small operations ran "
-                        "3.7x faster on 1 thread than on 2 on a shared 2-core machine (0: torch's default)")
+                   help="CPU threads of torch and the compiled rasterizer (0: torch's default); 1 by default: on a "
+                        "shared 2-core machine a second thread mostly waits")
+    p.add_argument("--viewer", action="store_true", help="watch the training live in a browser (viser, on "
+                                                         "127.0.0.1 only)")
+    p.add_argument("--viewer-port", type=int, default=8080, help="port of --viewer")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out/ckpts")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and of each step")
     p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (default steps/4)")
@@ -78,12 +91,19 @@ def load_scene(data: str | None, downscale: int):
 def train_gaussian_splatting(args: argparse.Namespace, argv: list[str]) -> int:
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be positive, got {args.steps}")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise UserError(f"--time-budget must be a positive number of minutes, got {args.time_budget}")
+    if args.cap_max is not None and args.cap_max < 1:
+        raise UserError(f"--cap-max must be positive, got {args.cap_max}")
+
+    from dataclasses import replace
 
     import torch
 
     from models.generation_3d.gaussian_splatting.config import TrainConfig, get_config
     from models.generation_3d.gaussian_splatting.strategy import make_strategy
     from models.generation_3d.gaussian_splatting.training import Trainer, write_metrics
+    from utils.rendering.splatting import resolve_backend
     from utils.torch_utils import resolve_device
     from utils.visualization.ply import write_splat_ply
     from utils.visualization.turntable import orbit_from_cameras, write_turntable
@@ -91,30 +111,54 @@ def train_gaussian_splatting(args: argparse.Namespace, argv: list[str]) -> int:
     device = resolve_device(args.device)
     if device.type == "cpu" and args.threads > 0:
         torch.set_num_threads(args.threads)
+    try:
+        backend = resolve_backend(args.backend, device)
+    except ValueError as err:
+        raise UserError(f"--backend {args.backend}: {err}") from None
     train, test, scene, builtin = load_scene(args.data, args.downscale)
-    steps = args.steps or (BUILTIN_STEPS if builtin else 30_000)
+    out = Path(args.out) if args.out else Path("outputs") / "gaussian_splatting" / scene
     model_cfg = get_config(args.preset or ("tiny" if builtin else "default"))
-    cap = args.cap_max or (BUILTIN_CAP if builtin else None)
+    model_cfg = replace(model_cfg, raster=replace(model_cfg.raster, backend=args.backend,
+                                                  antialiased=args.antialiased))
+    if backend == "numba":
+        _prepare_compiled_rasterizer()
+    steps, cap, plan = _gs_schedule(args, model_cfg, train, builtin, device, out)
+    if plan is not None and plan.get("init_points"):
+        model_cfg = replace(model_cfg, init_num_points=plan["init_points"])
     overrides = {}
     if cap is not None:
         overrides["cap_max" if args.strategy == "mcmc" else "max_gaussians"] = cap
     strategy = make_strategy(args.strategy, steps, **overrides)
     train_cfg = TrainConfig(seed=args.seed, background=train.background or (1.0, 1.0, 1.0)).scaled_to(steps)
-    out = Path(args.out) if args.out else Path("outputs") / "gaussian_splatting" / scene
     trainer = Trainer(model_cfg, train_cfg, strategy, train, test, out, device, save_every=args.save_every,
                       tensorboard=not args.no_tensorboard)
+    trainer.run_info = {"steps": steps, "cap": cap, **(plan or {})}
     print(f"training gaussian_splatting on {scene}: {len(train)} views {train.cameras.width}x"
           f"{train.cameras.height}, {steps} steps, strategy {args.strategy}, {len(trainer.model)} initial "
-          f"Gaussians, device {device.type} (rasterizer: {'gsplat' if device.type == 'cuda' else 'torch'})",
-          file=sys.stderr)
+          f"Gaussians{'' if cap is None else f' (at most {cap:,})'}, device {device.type} (rasterizer: {backend}"
+          f"{', antialiased' if args.antialiased else ''}, {torch.get_num_threads()} thread(s))", file=sys.stderr)
+    viewer = None
+    if args.viewer:
+        from models.generation_3d.gaussian_splatting.viewer import SplatViewer
+
+        viewer = SplatViewer(trainer.model, port=args.viewer_port, live=True, background=train_cfg.background)
+        trainer.on_step = lambda t: viewer.refresh(t.step)
+        print(f"viewer: {viewer.url}", file=sys.stderr)
     t0 = time.perf_counter()
-    result = trainer.fit(resume=args.resume, progress=not args.no_progress)
+    try:
+        result = trainer.fit(resume=args.resume, progress=not args.no_progress)
+    finally:
+        if viewer is not None:
+            viewer.stop()
     train_seconds = time.perf_counter() - t0
 
     write_splat_ply(out / "point_cloud.ply", {k: v.detach() for k, v in trainer.model.splats.items()})
     metrics = trainer.evaluate(write_dir=out / "test_renders")
     metrics.update(train_seconds=round(train_seconds, 1), strategy=args.strategy, device=device.type,
-                   scene=scene, command="python " + " ".join(["train/train_3d.py", *argv]))
+                   backend=backend, antialiased=args.antialiased, threads=torch.get_num_threads(), scene=scene,
+                   command="python " + " ".join(["train/train_3d.py", *argv]))
+    if plan is not None:
+        metrics["time_budget"] = plan
     write_metrics(out / "metrics.json", metrics)
     if args.turntable_frames > 0:
         cams = orbit_from_cameras(train.cameras, args.turntable_frames)
@@ -123,6 +167,50 @@ def train_gaussian_splatting(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"done in {train_seconds:.1f} s ({result['seconds']:.1f} s training): test PSNR {metrics['psnr']:.2f} dB, "
           f"SSIM {metrics['ssim']:.4f}, LPIPS {lp}, {metrics['n_gaussians']} Gaussians -> {out}")
     return 0
+
+
+def _prepare_compiled_rasterizer() -> None:
+    """Load the numba kernels before anything is timed: compiled once per machine (then cached)."""
+    from utils.rendering import splat_numba
+
+    t0 = time.perf_counter()
+    splat_numba.warmup(dtypes=("float32",))
+    if time.perf_counter() - t0 > 5:
+        print(f"compiled the CPU rasterizer in {time.perf_counter() - t0:.0f} s (numba caches it: once per "
+              "machine)", file=sys.stderr)
+
+
+def _gs_schedule(args, model_cfg, train, builtin: bool, device, out: Path) -> tuple[int, int | None, dict | None]:
+    """(steps, cap, time-budget plan or None): the user's, the resumed run's, or CPU-aware defaults."""
+    if args.resume and args.steps is None:
+        from utils.training import latest_checkpoint, load_checkpoint
+
+        last = latest_checkpoint(out / "ckpts")
+        info = load_checkpoint(last).get("run_info", {}) if last is not None else {}
+        if info.get("steps"):
+            return int(info["steps"]), args.cap_max or info.get("cap"), {k: info[k] for k in info
+                                                                         if k not in ("steps", "cap")} or None
+    if builtin:
+        return args.steps or BUILTIN_STEPS, args.cap_max or BUILTIN_CAP, None
+    if device.type != "cpu" or args.steps is not None:
+        if device.type == "cpu" and args.time_budget is not None:
+            raise UserError("--time-budget picks the number of steps: pass it or --steps, not both")
+        return args.steps or 30_000, args.cap_max, None
+    from models.generation_3d.gaussian_splatting.budget import DEFAULT_BUDGET_MIN, plan_for_budget
+
+    budget = args.time_budget or DEFAULT_BUDGET_MIN
+    print(f"CPU: fitting the schedule to a {budget:g}-minute budget (timing a few steps on this machine)...",
+          file=sys.stderr)
+    plan = plan_for_budget(model_cfg, train, budget, cap=args.cap_max, seed=args.seed)
+    print(f"  {plan.seconds_per_step * 1e3:.0f} ms/step at {plan.cap:,} Gaussians ({plan.seconds_per_step_init * 1e3:.0f}"
+          f" at the {plan.init_points:,} initial ones) -> {plan.steps:,} steps, about "
+          f"{plan.expected_s / 60:.1f} min of training (densification, opacity resets, SH degree and the position "
+          f"lr decay scaled to it; --steps, --cap-max or --time-budget change it; on CUDA the paper's 30k steps)",
+          file=sys.stderr)
+    info = {"budget_min": budget, "init_points": plan.init_points, "ms_per_step": round(plan.seconds_per_step * 1e3, 2),
+            "ms_per_step_init": round(plan.seconds_per_step_init * 1e3, 2),
+            "expected_min": round(plan.expected_s / 60, 2)}
+    return plan.steps, plan.cap, info
 
 
 BUILTIN_STEPS = 1000

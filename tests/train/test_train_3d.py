@@ -106,9 +106,43 @@ def test_cli_end_to_end(scene, tmp_path):
     assert (tmp_path / "views" / "turntable.mp4").is_file() and len(list((tmp_path / "views" / "renders").glob("*.png"))) == 2
 
 
+def test_progress_bar_shows_steps_per_second_and_time_left(scene, tmp_path, capsys):
+    t = _trainer(scene, tmp_path, 3, n=100)
+    t.fit(progress=True)
+    err = capsys.readouterr().err
+    assert "step/s" in err and " left" in err and "3/3" in err
+
+
+def test_cli_fits_a_cpu_time_budget_and_resumes_its_plan(scene, tmp_path):
+    # --data on CPU without --steps: the schedule is measured and fitted to the budget
+    out = tmp_path / "budget"
+    cmd = [sys.executable, "train/train_3d.py", "--model", "gaussian_splatting", "--data", str(scene),
+           "--time-budget", "0.05", "--out", str(out), "--no-progress", "--turntable-frames", "0", "--no-tensorboard",
+           "--device", "cpu", "--antialiased"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=ONE_THREAD_ENV)
+    assert r.returncode == 0, r.stderr
+    assert "3-minute" not in r.stderr and "0.05-minute budget" in r.stderr and "ms/step at" in r.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    plan = metrics["time_budget"]
+    assert plan["budget_min"] == 0.05 and metrics["backend"] == "numba" and metrics["antialiased"] is True
+    # the number of steps is what the measured speed buys: budget / expected time per step
+    per_step = 0.25 * plan["ms_per_step_init"] + 0.75 * plan["ms_per_step"]
+    assert metrics["steps"] == min(30_000, int(3000 / per_step))
+    assert metrics["n_gaussians"] <= 5_000  # the cap of a 32x32 scene
+    # a resume continues the same schedule instead of measuring again
+    for ckpt in sorted((out / "ckpts").glob("step_*.pt"))[1:]:
+        ckpt.unlink()
+    r = subprocess.run(cmd + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=600, env=ONE_THREAD_ENV)
+    assert r.returncode == 0, r.stderr
+    assert "budget" not in r.stderr.split("training gaussian_splatting")[0]
+    assert json.loads((out / "metrics.json").read_text())["steps"] == metrics["steps"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "gaussian_splating"], "did you mean"),
     (["--model", "gaussian_splatting", "--data", "/nonexistent/scene"], "not found"),
+    (["--model", "gaussian_splatting", "--time-budget", "0"], "--time-budget must be a positive"),
+    (["--model", "gaussian_splatting", "--backend", "gsplat", "--device", "cpu"], "needs CUDA"),
 ])
 def test_cli_user_errors(args, message):
     r = subprocess.run([sys.executable, "train/train_3d.py", *args], cwd=REPO, capture_output=True, text=True,

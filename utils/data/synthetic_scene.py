@@ -125,9 +125,10 @@ def _hemisphere_cameras(n: int, radius: float, size: int, fov_x: float, seed: in
 
 
 def write_synthetic_scene(root: str | Path, n_train: int = 48, n_test: int = 8, size: int = 64,
-                          seed: int = 0, gaussians: dict[str, torch.Tensor] | None = None) -> Path:
-    """Render the scene (or other `gaussians`, in the layout of `ground_truth_gaussians`) and write
-    it in the NeRF-synthetic layout under `root`."""
+                          seed: int = 0, gaussians: dict[str, torch.Tensor] | None = None,
+                          backend: str = "torch") -> Path:
+    """Render the scene (or other `gaussians`, in the layout of `ground_truth_gaussians`) with the
+    rasterizer `backend` and write it in the NeRF-synthetic layout under `root`."""
     root = Path(root)
     splats = ground_truth_gaussians(seed) if gaussians is None else gaussians
     fov_x = math.radians(40.0)
@@ -136,7 +137,7 @@ def write_synthetic_scene(root: str | Path, n_train: int = 48, n_test: int = 8, 
         with torch.no_grad():
             rgb, alpha, _ = rasterization(
                 splats["means"], splats["quats"], splats["scales"], splats["opacities"], splats["sh0"],
-                cams.viewmats, cams.Ks, size, size, sh_degree=0, config=RasterConfig(tile_size=16, backend="torch"))
+                cams.viewmats, cams.Ks, size, size, sh_degree=0, config=RasterConfig(tile_size=16, backend=backend))
         # transparent background: straight (not premultiplied) colour in the PNG, as Blender writes
         straight = rgb / alpha.clamp(min=1e-6)
         rgba = torch.cat([straight.clamp(0, 1), alpha.clamp(0, 1)], -1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -90,9 +90,24 @@ def time_steps(model: GaussianSplatting, data: PosedImages, n: int = 6, warmup: 
 
 
 def _probe_model(config: GaussianSplattingConfig, n: int, seed: int) -> GaussianSplatting:
-    """n random Gaussians as small as a grown model's (the kNN scale of n points fills the cube)."""
-    return GaussianSplatting.random(replace(config, init_scale=0.5), generator=torch.Generator().manual_seed(seed),
-                                    n=n)
+    """n random Gaussians in the initial cube, each about as large as the spacing of n points (the
+    size a grown model's Gaussians have); no kNN search, which would cost more than the timing."""
+    from utils.rendering.sh import num_sh_bases
+
+    g = torch.Generator().manual_seed(seed)
+    side = 2 * config.init_extent
+    spacing = side / max(n, 1) ** (1 / 3)
+    model = GaussianSplatting(config, 0)
+    quats = torch.randn(n, 4, generator=g)
+    model.load_splats({
+        "means": (torch.rand(n, 3, generator=g) - 0.5) * side,
+        "scales": torch.full((n, 3), math.log(0.5 * spacing)),
+        "quats": quats / quats.norm(dim=-1, keepdim=True),
+        "opacities": torch.logit(torch.full((n,), config.init_opacity)),
+        "sh0": torch.rand(n, 1, 3, generator=g) - 0.5,
+        "shN": torch.zeros(n, num_sh_bases(config.sh_degree) - 1, 3),
+    })
+    return model
 
 
 def plan_for_budget(config: GaussianSplattingConfig, data: PosedImages, budget_min: float,

@@ -41,6 +41,11 @@ def gs_loss(render: torch.Tensor, target: torch.Tensor, lambda_dssim: float) -> 
     return (1 - lambda_dssim) * l1 + lambda_dssim * (1 - s), l1
 
 
+PROGRESS_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                   "[{rate_fmt}, {elapsed} elapsed, {remaining} left{postfix}]")
+"""The progress bar: steps/s and the time left."""
+
+
 class Trainer:
     """Fits a `GaussianSplatting` model to posed images.
 
@@ -71,6 +76,11 @@ class Trainer:
         strategy.check_sanity(self.model.splats, self.optimizers)
         self.strategy_state = strategy.initialize_state(self.scene_scale)
         self.step = 0
+        self.on_step = None
+        """Called with the trainer after every step (the live viewer refreshes from it)."""
+        self.run_info: dict[str, Any] = {}
+        """What the command line chose for the run (e.g. a time-budget plan), saved in checkpoints so
+        that a resume continues the same schedule."""
 
     # -- optimisation ------------------------------------------------------------------------
     def _lrs(self) -> dict[str, float]:
@@ -134,11 +144,13 @@ class Trainer:
         t0 = time.perf_counter()
         history: list[dict[str, float]] = []
         bar = tqdm(range(self.step, self.cfg.steps), initial=self.step, total=self.cfg.steps, disable=not progress,
-                   desc="gaussian_splatting", dynamic_ncols=True)
+                   desc="gaussian_splatting", dynamic_ncols=True, unit="step", bar_format=PROGRESS_FORMAT)
         stats: dict[str, float] = {}
         for step in bar:
             stats = self.train_step(step)
             self.step = step + 1
+            if self.on_step is not None:
+                self.on_step(self)
             if step % log_every == 0 or self.step == self.cfg.steps:
                 history.append({"step": step, "loss": stats["loss"], "psnr": stats["psnr"], "n": stats["n"]})
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", n=str(stats["n"]))
@@ -171,6 +183,7 @@ class Trainer:
             "strategy": type(self.strategy).__name__,
             "model_config": _plain(asdict(self.mcfg)),
             "train_config": _plain(asdict(self.cfg)),
+            "run_info": _plain(self.run_info),
         }
 
     def save_state(self, path: Path) -> Path:
