@@ -40,11 +40,15 @@ def _cat(a: Any, b: Any) -> Any:
 
 
 def cfg_model(model: Callable[..., torch.Tensor], cond: Mapping[str, Any], uncond: Mapping[str, Any],
-              scale: float, rescale: float = 0.0, batched: bool = True) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+              scale: float, rescale: float = 0.0, batched: bool = True,
+              learned_variance: bool = False) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A denoiser of (x, t) that applies classifier-free guidance around `model(x, t, **kwargs)`.
 
     `cond`/`uncond` are the keyword inputs of each branch (same keys). With scale == 1 only the
     conditional branch runs. `batched=False` runs the branches one after the other (less memory).
+    `learned_variance`: the model outputs the noise and a variance (2x the sample's channels, as
+    DeepFloyd IF and the improved-DDPM models do): guidance combines the noise channels only and the
+    conditional branch's variance channels are kept.
     """
     if set(cond) != set(uncond):
         raise ValueError(f"cond and uncond inputs must have the same keys, got {sorted(cond)} and {sorted(uncond)}")
@@ -58,6 +62,10 @@ def cfg_model(model: Callable[..., torch.Tensor], cond: Mapping[str, Any], uncon
             out_u, out_c = out.chunk(2)
         else:
             out_u, out_c = model(x, t, **uncond), model(x, t, **cond)
+        if learned_variance:
+            c = x.shape[1]
+            eps = rescale_guidance(cfg_combine(out_u[:, :c], out_c[:, :c], scale), out_c[:, :c], rescale)
+            return torch.cat([eps, out_c[:, c:]], dim=1)
         return rescale_guidance(cfg_combine(out_u, out_c, scale), out_c, rescale)
 
     return guided

@@ -113,11 +113,10 @@ def karras_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) 
 
 
 def _threshold(x0: torch.Tensor, ratio: float, max_value: float) -> torch.Tensor:
-    """Imagen's dynamic thresholding: clip each sample at its `ratio` quantile of |x0| (at least 1)."""
-    dtype, shape = x0.dtype, x0.shape
-    flat = x0.float().reshape(shape[0], -1)
-    s = torch.quantile(flat.abs(), ratio, dim=1).clamp(min=1, max=max_value)[:, None]
-    return (torch.clamp(flat, -s, s) / s).reshape(shape).to(dtype)
+    """Imagen's dynamic thresholding (`utils.diffusion.thresholding.dynamic_threshold`)."""
+    from utils.diffusion.thresholding import dynamic_threshold
+
+    return dynamic_threshold(x0, ratio, max_value)
 
 
 def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
