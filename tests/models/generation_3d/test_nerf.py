@@ -191,3 +191,41 @@ def test_pose_refinement_is_a_rigid_correction_of_the_rays():
     assert torch.allclose(fixed.origins[second], expect.origins, atol=1e-5)
     assert torch.allclose(fixed.directions[second], expect.directions, atol=1e-5)
     assert torch.allclose(fixed.directions[~second], rays.directions[~second], atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["instant-ngp", "nerfacto"])
+def test_a_colmap_capture_trains_as_an_unbounded_scene(preset, scene, tmp_path):
+    """The built-in views as a COLMAP model: normalised, then grid cascades (instant-ngp) or contraction."""
+    from PIL import Image
+
+    from utils.data.colmap import ColmapCamera, ColmapImage, load_colmap, write_colmap_model
+
+    train, _ = scene
+    root = tmp_path / "capture"
+    (root / "images").mkdir(parents=True)
+    K = train.cameras.Ks[0]
+    cams = {1: ColmapCamera(1, "PINHOLE", 16, 16, np.array([float(K[0, 0]), float(K[1, 1]), float(K[0, 2]),
+                                                            float(K[1, 2])]))}
+    ims = {}
+    for i in range(len(train)):
+        Image.fromarray((train.images[i].numpy() * 255).astype(np.uint8)).save(root / "images" / f"{i:03d}.png")
+        vm = train.cameras.viewmats[i].double().numpy()
+        from scipy.spatial.transform import Rotation
+
+        x, y, z, w = Rotation.from_matrix(vm[:3, :3]).as_quat()
+        ims[i + 1] = ColmapImage(i + 1, np.array([w, x, y, z]), vm[:3, 3], 1, f"{i:03d}.png")
+    write_colmap_model(root / "sparse" / "0", cams, ims, np.random.default_rng(0).normal(size=(50, 3)) * 0.3,
+                       np.full((50, 3), 128, np.uint8))
+    data = load_colmap(root, "all")
+    cfg, norm = fit_scene(replace(get_config(preset, "cpu"), **SMALL[preset]), data, True)
+    assert cfg.unbounded and norm.scale != 1.0
+    tc = replace(train_config(preset, "cpu"), steps=6, rays=64, target_samples=0)
+    t = Trainer(preset, cfg, tc, data, None, tmp_path / "run", torch.device("cpu"), norm, tensorboard=False)
+    if preset == "instant-ngp":
+        assert t.model.grid.levels == 4 and cfg.cone_angle > 0
+    hist = t.fit(progress=False, log_every=1)["history"]
+    assert len(hist) == 6 and all(math.isfinite(h["loss"]) for h in hist) and hist[0]["samples"] > 0
+    # rendered through the pipeline in world units: depth maps undo the normalisation's scale
+    pipe = NeRFPipeline.from_pretrained(tmp_path / "run")
+    out = pipe.render(pipe.train_cameras(8)[:1])
+    assert out["rgb"].shape == (1, 8, 8, 3) and torch.isfinite(out["depth"]).all()
