@@ -9,5 +9,4 @@ SPEC = ModelSpec(
     presets=("instant-ngp", "nerfacto", "mipnerf", "vanilla", "tiny"), default_preset="instant-ngp",
     aliases=("radiance_field",),
     paper="https://arxiv.org/abs/2003.08934",
-    defaults={"*": {"n_views": 60, "width": 256, "elevation": 25.0, "fov": 40.0}},
 )
