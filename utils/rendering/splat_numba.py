@@ -8,6 +8,7 @@ compare them with (images within 1e-5, gradients within 1e-4):
   (gsplat fuses them the same way);
 - `sh_colors(degree, means, coeffs, viewmats)`: view-dependent colours max(SH + 0.5, 0), as
   `splatting.rasterization` computes them with `sh.spherical_harmonics`;
+- `isect_tiles(...)`: `splat_raster.isect_tiles` + `isect_offset_encode` (a counting sort);
 - `rasterize_to_pixels(...)`: `splat_raster.rasterize_to_pixels`: per-tile front-to-back
   compositing with early termination, and the matching back-to-front backward, as gsplat's CUDA
   kernels do.
@@ -35,7 +36,7 @@ from torch import Tensor
 
 from utils.rendering.splat_projection import ALPHA_THRESHOLD
 
-__all__ = ["rasterize_to_pixels", "fully_fused_projection", "sh_colors", "is_available", "warmup", "MAX_ALPHA"]
+__all__ = ["rasterize_to_pixels", "isect_tiles", "fully_fused_projection", "sh_colors", "is_available", "warmup", "MAX_ALPHA"]
 
 MAX_ALPHA = 0.999
 """Alpha is clamped below 1 (as in the reference and the CUDA kernels)."""
@@ -140,6 +141,22 @@ class _RasterizeToPixels(torch.autograd.Function):
 
         return (gather(g_means2d, (C, N, 2)), gather(g_conics, (C, N, 3)), gather(g_colors, (C, N, D)),
                 gather(g_opac, (C, N)), None, None, None, None, None)
+
+
+@torch.no_grad()
+def isect_tiles(means2d: Tensor, radii: Tensor, depths: Tensor, tile_size: int, tile_width: int,
+                tile_height: int) -> tuple[Tensor, Tensor, Tensor]:
+    """`splat_raster.isect_tiles` followed by `isect_offset_encode`, compiled: returns the sorted
+    `isect_ids` (M,), `flatten_ids` (M,) and the tile offsets (C, tile_height, tile_width)."""
+    _require()
+    C, N = depths.shape
+    order = torch.argsort(depths.reshape(-1), stable=True)
+    m = means2d.detach().reshape(C * N, 2).contiguous()
+    ts = np.array([tile_size], dtype=m.numpy().dtype)[0]
+    isect_ids, flatten_ids, offsets = splat_raster_kernels.isect_tiles_kernel(
+        m.numpy(), radii.reshape(C * N, 2).to(m.dtype).contiguous().numpy(), order.numpy(), ts, tile_width, tile_height, C)
+    return (torch.from_numpy(isect_ids), torch.from_numpy(flatten_ids),
+            torch.from_numpy(offsets).reshape(C, tile_height, tile_width))
 
 
 def rasterize_to_pixels(means2d: Tensor, conics: Tensor, colors: Tensor, opacities: Tensor, width: int,

@@ -356,6 +356,11 @@ def sh_backward(degree, means, coeffs, campos, v_out, g_means, g_coeffs, n_worke
                     g_coeffs[n, k, d] = 0.0
             gm0 = gm1 = gm2 = 0.0
             for c in range(C):
+                seen = False  # a Gaussian off screen (or fully hidden) has no colour gradient
+                for d in range(D):
+                    seen = seen or v_out[c, n, d] != 0
+                if not seen:
+                    continue
                 dx = np.float64(means[n, 0]) - campos[c, 0]
                 dy = np.float64(means[n, 1]) - campos[c, 1]
                 dz = np.float64(means[n, 2]) - campos[c, 2]

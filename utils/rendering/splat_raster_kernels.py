@@ -5,8 +5,8 @@ the loops, so it imports numpy and numba and nothing else.
 
 Both kernels deal the tiles round-robin to `n_workers` numba threads and work one tile at a
 time: the tile's depth-sorted intersections are first copied into contiguous buffers (as gsplat
-stages them in shared memory), then each Gaussian's exponent is evaluated over the whole tile in
-one vectorisable loop, and a scalar loop composites the pixels it reaches.
+stages them in shared memory) with the box of the tile's pixels each can reach, then every
+Gaussian is composited into the pixels of its box.
 
 - `forward_kernel`: front to back, per pixel: skip sigma < 0 and alpha < 1/255, clamp alpha at
   0.999, stop before the Gaussian that would take the transmittance below 1e-4; writes colour,
@@ -38,22 +38,46 @@ margin (in sigma, i.e. a 1e-5 relative change of alpha) is far above float32 rou
 never changes a decision the exact test would take."""
 
 @njit(cache=True, nogil=True)
-def _gather_tile(means2d, conics, colors, opacities, flatten_ids, start, end, threshold,
-                 buf, bound, cbuf):  # pragma: no cover
-    """Copy a tile's intersections into contiguous buffers (as gsplat stages them in shared memory)."""
+def _gather_tile(means2d, conics, colors, opacities, flatten_ids, start, end, threshold, ox, oy, tile_size,
+                 buf, bound, cbuf, box):  # pragma: no cover
+    """Copy a tile's intersections into contiguous buffers (as gsplat stages them in shared memory),
+    with each Gaussian's skip bound and the box of the tile's pixels it can reach.
+
+    The box (x0, x1, y0, y1, tile-local, end exclusive) holds every pixel centre where
+    sigma <= bound: the ellipse sigma = bound has half extents sqrt(2 bound cov_xx) and
+    sqrt(2 bound cov_yy) (cov = the inverse of the conic); one pixel of padding keeps float
+    rounding out. Pixels outside it would be skipped anyway, so the image does not change."""
     D = colors.shape[1]
     for k in range(end - start):
         g = flatten_ids[start + k]
-        buf[k, 0] = means2d[g, 0]
-        buf[k, 1] = means2d[g, 1]
-        buf[k, 2] = conics[g, 0]
-        buf[k, 3] = conics[g, 1]
-        buf[k, 4] = conics[g, 2]
+        mx, my = means2d[g, 0], means2d[g, 1]
+        ca, cb, cc = conics[g, 0], conics[g, 1], conics[g, 2]
+        buf[k, 0] = mx
+        buf[k, 1] = my
+        buf[k, 2] = ca
+        buf[k, 3] = cb
+        buf[k, 4] = cc
         o = opacities[g]
         buf[k, 5] = o
-        bound[k] = np.log(np.float64(o) / np.float64(threshold)) + SKIP_MARGIN if o >= threshold else -1.0
+        bnd = np.log(np.float64(o) / np.float64(threshold)) + SKIP_MARGIN if o >= threshold else -1.0
+        bound[k] = bnd
         for d in range(D):
             cbuf[k, d] = colors[g, d]
+        a64, b64, c64 = np.float64(ca), np.float64(cb), np.float64(cc)
+        det = a64 * c64 - b64 * b64
+        if bnd < 0:
+            box[k, 0] = box[k, 1] = box[k, 2] = box[k, 3] = 0
+        elif a64 > 0 and c64 > 0 and det > 0:
+            ex = np.sqrt(2.0 * bnd * c64 / det) + 1.0
+            ey = np.sqrt(2.0 * bnd * a64 / det) + 1.0
+            # pixel x (centre x + 0.5) is reached when |mx - x - 0.5| <= ex
+            box[k, 0] = min(max(int(np.ceil(np.float64(mx) - ex - 0.5)) - ox, 0), tile_size)
+            box[k, 1] = min(max(int(np.floor(np.float64(mx) + ex - 0.5)) + 1 - ox, 0), tile_size)
+            box[k, 2] = min(max(int(np.ceil(np.float64(my) - ey - 0.5)) - oy, 0), tile_size)
+            box[k, 3] = min(max(int(np.floor(np.float64(my) + ey - 0.5)) + 1 - oy, 0), tile_size)
+        else:  # not positive definite: the whole tile
+            box[k, 0], box[k, 1], box[k, 2], box[k, 3] = 0, tile_size, 0, tile_size
+
 
 @njit(cache=True, nogil=True)
 def _tile_pixels(tx, ty, tile_size, width, height, half, pxs, pys, inside):  # pragma: no cover
@@ -82,9 +106,9 @@ def forward_kernel(means2d, conics, colors, opacities, offsets, flatten_ids, til
         buf = np.empty((max_count, 6), dtype=means2d.dtype)
         bound = np.empty(max_count, dtype=np.float64)
         cbuf = np.empty((max_count, D), dtype=colors.dtype)
+        box = np.empty((max_count, 4), dtype=np.int64)
         pxs = np.empty(P, dtype=means2d.dtype)
         pys = np.empty(P, dtype=means2d.dtype)
-        sig = np.empty(P, dtype=means2d.dtype)
         inside = np.empty(P, dtype=np.bool_)
         done = np.empty(P, dtype=np.bool_)
         T = np.empty(P, dtype=np.float64)
@@ -99,7 +123,8 @@ def forward_kernel(means2d, conics, colors, opacities, offsets, flatten_ids, til
             tx = t % tile_w
             start = offsets[t]
             end = offsets[t + 1] if t + 1 < n_tiles else M
-            _gather_tile(means2d, conics, colors, opacities, flatten_ids, start, end, threshold, buf, bound, cbuf)
+            _gather_tile(means2d, conics, colors, opacities, flatten_ids, start, end, threshold, tx * tile_size,
+                         ty * tile_size, tile_size, buf, bound, cbuf, box)
             active = _tile_pixels(tx, ty, tile_size, width, height, half, pxs, pys, inside)
             for p in range(P):
                 done[p] = not inside[p]
@@ -113,28 +138,29 @@ def forward_kernel(means2d, conics, colors, opacities, offsets, flatten_ids, til
                     break
                 mx, my, ca, cb, cc, o = buf[k, 0], buf[k, 1], buf[k, 2], buf[k, 3], buf[k, 4], buf[k, 5]
                 bnd = bound[k]
-                for p in range(P):  # the Gaussian's exponent over the whole tile (vectorised)
-                    dx = mx - pxs[p]
-                    dy = my - pys[p]
-                    sig[p] = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                for p in range(P):
-                    sigma = sig[p]
-                    if done[p] or sigma < 0 or sigma > bnd:
-                        continue
-                    alpha = min(o * np.exp(-sigma), max_alpha)
-                    if alpha < threshold:
-                        continue
-                    next_T = T[p] * (1.0 - np.float64(alpha))
-                    if next_T < MIN_TRANSMITTANCE:
-                        done[p] = True
-                        active -= 1
-                        continue
-                    w = alpha * T[p]
-                    for d in range(D):
-                        acc[p, d] += w * cbuf[k, d]
-                    a_sum[p] += w
-                    T[p] = next_T
-                    last[p] = k + 1
+                for yy in range(box[k, 2], box[k, 3]):
+                    for p in range(yy * tile_size + box[k, 0], yy * tile_size + box[k, 1]):
+                        if done[p]:
+                            continue
+                        dx = mx - pxs[p]
+                        dy = my - pys[p]
+                        sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                        if sigma < 0 or sigma > bnd:
+                            continue
+                        alpha = min(o * np.exp(-sigma), max_alpha)
+                        if alpha < threshold:
+                            continue
+                        next_T = T[p] * (1.0 - np.float64(alpha))
+                        if next_T < MIN_TRANSMITTANCE:
+                            done[p] = True
+                            active -= 1
+                            continue
+                        w = alpha * T[p]
+                        for d in range(D):
+                            acc[p, d] += w * cbuf[k, d]
+                        a_sum[p] += w
+                        T[p] = next_T
+                        last[p] = k + 1
             for p in range(P):
                 if inside[p]:
                     px = tx * tile_size + p % tile_size
@@ -159,9 +185,9 @@ def backward_kernel(means2d, conics, colors, opacities, offsets, flatten_ids, ti
         buf = np.empty((max_count, 6), dtype=means2d.dtype)
         bound = np.empty(max_count, dtype=np.float64)
         cbuf = np.empty((max_count, D), dtype=colors.dtype)
+        box = np.empty((max_count, 4), dtype=np.int64)
         pxs = np.empty(P, dtype=means2d.dtype)
         pys = np.empty(P, dtype=means2d.dtype)
-        sig = np.empty(P, dtype=means2d.dtype)
         inside = np.empty(P, dtype=np.bool_)
         T = np.empty(P, dtype=np.float64)
         behind = np.empty((P, D), dtype=np.float64)  # sum of w_j c_j over the Gaussians behind
@@ -176,7 +202,8 @@ def backward_kernel(means2d, conics, colors, opacities, offsets, flatten_ids, ti
             tx = t % tile_w
             start = offsets[t]
             end = offsets[t + 1] if t + 1 < n_tiles else M
-            _gather_tile(means2d, conics, colors, opacities, flatten_ids, start, end, threshold, buf, bound, cbuf)
+            _gather_tile(means2d, conics, colors, opacities, flatten_ids, start, end, threshold, tx * tile_size,
+                         ty * tile_size, tile_size, buf, bound, cbuf, box)
             _tile_pixels(tx, ty, tile_size, width, height, half, pxs, pys, inside)
             k_end = 0
             for p in range(P):
@@ -196,44 +223,45 @@ def backward_kernel(means2d, conics, colors, opacities, offsets, flatten_ids, ti
             for k in range(k_end - 1, -1, -1):
                 mx, my, ca, cb, cc, o = buf[k, 0], buf[k, 1], buf[k, 2], buf[k, 3], buf[k, 4], buf[k, 5]
                 bnd = bound[k]
-                for p in range(P):
-                    dx = mx - pxs[p]
-                    dy = my - pys[p]
-                    sig[p] = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
                 g_mx = g_my = g_ca = g_cb = g_cc = g_o = 0.0
                 for d in range(D):
                     g_col[d] = 0.0
-                for p in range(P):
-                    sigma = sig[p]
-                    if k >= last[p] or sigma < 0 or sigma > bnd:
-                        continue
-                    vis = np.exp(-sigma)
-                    raw = o * vis
-                    alpha = min(raw, max_alpha)
-                    if alpha < threshold:
-                        continue
-                    alpha64 = np.float64(alpha)
-                    ra = 1.0 / (1.0 - alpha64)
-                    Tp = T[p] * ra  # transmittance in front of this Gaussian
-                    T[p] = Tp
-                    w = alpha64 * Tp
-                    v_alpha = v_a[p] * (Tp - behind_a[p] * ra)
-                    for d in range(D):
-                        c = np.float64(cbuf[k, d])
-                        g_col[d] += w * v_c[p, d]
-                        v_alpha += v_c[p, d] * (Tp * c - behind[p, d] * ra)
-                        behind[p, d] += w * c
-                    behind_a[p] += w
-                    if raw <= max_alpha:  # the clamp passes no gradient
-                        g_o += v_alpha * vis
-                        v_sigma = -v_alpha * np.float64(raw)
-                        dx64 = np.float64(mx - pxs[p])
-                        dy64 = np.float64(my - pys[p])
-                        g_ca += 0.5 * v_sigma * dx64 * dx64
-                        g_cb += v_sigma * dx64 * dy64
-                        g_cc += 0.5 * v_sigma * dy64 * dy64
-                        g_mx += v_sigma * (ca * dx64 + cb * dy64)
-                        g_my += v_sigma * (cc * dy64 + cb * dx64)
+                for yy in range(box[k, 2], box[k, 3]):
+                    for p in range(yy * tile_size + box[k, 0], yy * tile_size + box[k, 1]):
+                        if k >= last[p]:
+                            continue
+                        dx = mx - pxs[p]
+                        dy = my - pys[p]
+                        sigma = half * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                        if sigma < 0 or sigma > bnd:
+                            continue
+                        vis = np.exp(-sigma)
+                        raw = o * vis
+                        alpha = min(raw, max_alpha)
+                        if alpha < threshold:
+                            continue
+                        alpha64 = np.float64(alpha)
+                        ra = 1.0 / (1.0 - alpha64)
+                        Tp = T[p] * ra  # transmittance in front of this Gaussian
+                        T[p] = Tp
+                        w = alpha64 * Tp
+                        v_alpha = v_a[p] * (Tp - behind_a[p] * ra)
+                        for d in range(D):
+                            c = np.float64(cbuf[k, d])
+                            g_col[d] += w * v_c[p, d]
+                            v_alpha += v_c[p, d] * (Tp * c - behind[p, d] * ra)
+                            behind[p, d] += w * c
+                        behind_a[p] += w
+                        if raw <= max_alpha:  # the clamp passes no gradient
+                            g_o += v_alpha * vis
+                            v_sigma = -v_alpha * np.float64(raw)
+                            dx64 = np.float64(mx - pxs[p])
+                            dy64 = np.float64(my - pys[p])
+                            g_ca += 0.5 * v_sigma * dx64 * dx64
+                            g_cb += v_sigma * dx64 * dy64
+                            g_cc += 0.5 * v_sigma * dy64 * dy64
+                            g_mx += v_sigma * (ca * dx64 + cb * dy64)
+                            g_my += v_sigma * (cc * dy64 + cb * dx64)
                 i = start + k
                 g_means2d[i, 0] = g_mx
                 g_means2d[i, 1] = g_my
@@ -252,3 +280,58 @@ def sum_rows(ids, rows, out):  # pragma: no cover
         g = ids[i]
         for j in range(rows.shape[1]):
             out[g, j] += rows[i, j]
+
+
+@njit(cache=True, nogil=True)
+def _tile_rect(mx, my, rx, ry, ts, tile_w, tile_h):  # pragma: no cover
+    """Tiles [x0, x1) x [y0, y1) touched by a Gaussian's extent, as `splat_raster.isect_tiles` computes them
+    (in the means' float type)."""
+    x0 = min(max(int(np.floor((mx - rx) / ts)), 0), tile_w)
+    x1 = min(max(int(np.ceil((mx + rx) / ts)), 0), tile_w)
+    y0 = min(max(int(np.floor((my - ry) / ts)), 0), tile_h)
+    y1 = min(max(int(np.ceil((my + ry) / ts)), 0), tile_h)
+    return x0, x1, y0, y1
+
+
+@njit(cache=True, nogil=True)
+def isect_tiles_kernel(means2d, radii, order, ts, tile_w, tile_h, n_cameras):  # pragma: no cover
+    """(isect_ids, flatten_ids, offsets) of `splat_raster.isect_tiles` + `isect_offset_encode`, by a
+    counting sort: every tile's run is filled in `order` (the stable depth order of all C x N
+    Gaussians), so each run comes out sorted by depth, ties by index, as the reference sorts them.
+
+    means2d (C * N, 2), radii (C * N, 2) as the means' float type, order (C * N,) int64, `ts` the
+    tile side in that float type."""
+    n_tiles = tile_w * tile_h
+    total = n_cameras * n_tiles
+    CN = means2d.shape[0]
+    N = CN // n_cameras
+    counts = np.zeros(total + 1, dtype=np.int64)
+    for g in range(CN):
+        if radii[g, 0] <= 0 or radii[g, 1] <= 0:
+            continue
+        x0, x1, y0, y1 = _tile_rect(means2d[g, 0], means2d[g, 1], radii[g, 0], radii[g, 1], ts, tile_w,
+                                    tile_h)
+        base = (g // N) * n_tiles
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
+                counts[base + ty * tile_w + tx + 1] += 1
+    for t in range(total):
+        counts[t + 1] += counts[t]  # now exclusive offsets, counts[total] = M
+    M = counts[total]
+    isect_ids = np.empty(M, dtype=np.int64)
+    flatten_ids = np.empty(M, dtype=np.int64)
+    fill = counts[:total].copy()
+    for r in range(CN):
+        g = order[r]
+        if radii[g, 0] <= 0 or radii[g, 1] <= 0:
+            continue
+        x0, x1, y0, y1 = _tile_rect(means2d[g, 0], means2d[g, 1], radii[g, 0], radii[g, 1], ts, tile_w,
+                                    tile_h)
+        base = (g // N) * n_tiles
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
+                t = base + ty * tile_w + tx
+                isect_ids[fill[t]] = t
+                flatten_ids[fill[t]] = g
+                fill[t] += 1
+    return isect_ids, flatten_ids, counts[:total].copy()

@@ -129,8 +129,11 @@ def _rasterization_tiles(means, quats, scales, opacities, colors, viewmats, Ks, 
 
     ts = config.tile_size or DEFAULT_TILE_SIZE[backend]
     tile_w, tile_h = math.ceil(width / ts), math.ceil(height / ts)
-    _, isect_ids, flatten_ids = isect_tiles(means2d, radii, depths, ts, tile_w, tile_h)
-    offsets = isect_offset_encode(isect_ids, C, tile_w, tile_h)
+    if backend == "numba":
+        isect_ids, flatten_ids, offsets = splat_numba.isect_tiles(means2d, radii, depths, ts, tile_w, tile_h)
+    else:
+        _, isect_ids, flatten_ids = isect_tiles(means2d, radii, depths, ts, tile_w, tile_h)
+        offsets = isect_offset_encode(isect_ids, C, tile_w, tile_h)
     if means2d.requires_grad:
         means2d.retain_grad()
     raster = splat_numba if backend == "numba" else splat_raster

@@ -25,7 +25,7 @@ class GaussianSplattingPipeline:
     """Loads splats (a 3DGS .ply or checkpoint) and renders orbit views of them.
 
     `preset='tiny'` with no source gives a few random Gaussians (tests). Rendering uses gsplat
-    on CUDA and the pure-PyTorch rasterizer on CPU.
+    on CUDA and the compiled (numba) rasterizer on CPU (`config.raster.backend` picks another).
     """
 
     def __init__(self, model: GaussianSplatting | None, config: GaussianSplattingConfig, device: torch.device):

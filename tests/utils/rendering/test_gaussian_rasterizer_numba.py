@@ -153,3 +153,18 @@ def test_auto_picks_numba_on_cpu_and_refuses_other_devices():
         resolve_backend("numba", torch.device("cuda"))
     with pytest.raises(ValueError, match="unknown rasterizer backend"):
         resolve_backend("opengl", torch.device("cpu"))
+
+
+def test_tile_lists_match_the_reference_exactly():
+    means, quats, scales, opacities, _ = _scene(700, seed=6)
+    cams = orbit_cameras(3, 3.0, 50, 40, fov_x=math.radians(50), elevation=math.radians(20))
+    covars, _ = quat_scale_to_covar_preci(quats, scales)
+    radii, means2d, depths, _, _ = fully_fused_projection(means, covars, cams.viewmats, cams.Ks, 50, 40,
+                                                          opacities=opacities)
+    for tile in (4, 16):
+        tw, th = math.ceil(50 / tile), math.ceil(40 / tile)
+        _, ids, flat = isect_tiles(means2d, radii, depths, tile, tw, th)
+        offsets = isect_offset_encode(ids, 3, tw, th)
+        n_ids, n_flat, n_offsets = splat_numba.isect_tiles(means2d, radii, depths, tile, tw, th)
+        assert ids.numel() > 1000
+        assert torch.equal(ids, n_ids) and torch.equal(flat, n_flat) and torch.equal(offsets, n_offsets)
