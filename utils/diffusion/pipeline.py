@@ -227,6 +227,53 @@ class DiffusionPipeline:
         self.attention = None if attention is None else check_attention_backend(attention)
         return self
 
+    # -- LoRA (utils/diffusion/lora; each package maps its names in its lora.py) --------------------
+
+    def lora_components(self) -> list:
+        """The models LoRA files can adapt, with how their module names map (`LoraComponent`s)."""
+        raise UserError(f"{type(self).__name__} does not take LoRA files")
+
+    def load_lora(self, source: Any, scale: float = 1.0, name: str | None = None) -> str:
+        """Add a LoRA file (diffusers/peft, kohya/A1111, BFL, XLabs, ai-toolkit; a path, a folder holding one,
+        a hub id or 'repo:file.safetensors') as a new adapter at `scale`; call again to stack several.
+        Returns the adapter's name (for `set_lora_scale`, `unload_lora`)."""
+        from utils.diffusion.lora.loader import load_lora
+
+        return load_lora(self, source, scale, name)
+
+    def set_lora_scale(self, name: str, scale: float) -> None:
+        """Change the scale of a loaded adapter."""
+        from utils.diffusion.lora.loader import set_lora_scale
+
+        set_lora_scale(self, name, scale)
+
+    def fuse_lora(self) -> "DiffusionPipeline":
+        """Add the loaded adapters, at their scales, into the base weights (no per-call LoRA cost)."""
+        from utils.diffusion.lora.loader import fuse_lora
+
+        fuse_lora(self)
+        return self
+
+    def unfuse_lora(self) -> "DiffusionPipeline":
+        """Subtract the fused adapters from the base weights again (they stay loaded)."""
+        from utils.diffusion.lora.loader import unfuse_lora
+
+        unfuse_lora(self)
+        return self
+
+    def unload_lora(self, name: str | None = None) -> "DiffusionPipeline":
+        """Remove one adapter, or all of them."""
+        from utils.diffusion.lora.loader import unload_lora
+
+        unload_lora(self, name)
+        return self
+
+    @property
+    def loras(self) -> dict[str, float]:
+        """The loaded adapters and their scales, in load order."""
+        state = self.__dict__.get("_lora_state")
+        return dict(state.scales) if state is not None else {}
+
     # -- pieces of a call -------------------------------------------------------------------------
 
     def default(self, key: str, value: Any = None) -> Any:

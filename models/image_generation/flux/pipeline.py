@@ -124,14 +124,16 @@ class FluxPipeline(DiffusionPipeline):
         in_ch = {"fill": 384, "canny": 128, "depth": 128}.get(variant, 64)
         p = PRESETS["tiny"].with_(in_channels=in_ch, guidance_embed=variant != "schnell")
         max_len = SPEC.default("tiny", "max_sequence_length")
-        torch.manual_seed(seed)
-        clip_cfg = CLIPTextEncoderConfig.preset("tiny").with_(hidden_size=p.vec_in_dim)
-        t5_cfg = T5EncoderConfig.preset("tiny").with_(d_model=p.context_in_dim, max_length=max_len)
-        vae_cfg = VAEConfig.preset("tiny-16").with_(channel_mult=(1, 1, 1, 1))  # downscale 8, as the real VAE
-        return cls(FluxTransformer(p).eval(), AutoencoderKL(vae_cfg).eval(),
-                   CLIPTextEncoder(clip_cfg, tokenizer=tiny_clip_tokenizer(clip_cfg)),
-                   T5TextEncoder(t5_cfg, tokenizer=tiny_t5_tokenizer(t5_cfg)),
-                   preset="tiny" if variant in ("dev", "tiny") else variant, max_sequence_length=max_len)
+        from utils.torch_utils import local_seed
+
+        with local_seed(seed):  # a generator of its own, never the global RNG
+            clip_cfg = CLIPTextEncoderConfig.preset("tiny").with_(hidden_size=p.vec_in_dim)
+            t5_cfg = T5EncoderConfig.preset("tiny").with_(d_model=p.context_in_dim, max_length=max_len)
+            vae_cfg = VAEConfig.preset("tiny-16").with_(channel_mult=(1, 1, 1, 1))  # downscale 8, as the real VAE
+            return cls(FluxTransformer(p).eval(), AutoencoderKL(vae_cfg).eval(),
+                       CLIPTextEncoder(clip_cfg, tokenizer=tiny_clip_tokenizer(clip_cfg)),
+                       T5TextEncoder(t5_cfg, tokenizer=tiny_t5_tokenizer(t5_cfg)),
+                       preset="tiny" if variant in ("dev", "tiny") else variant, max_sequence_length=max_len)
 
     @classmethod
     def _load(cls, source: str | os.PathLike | None, preset: str | None, dtype: torch.dtype,
@@ -168,6 +170,12 @@ class FluxPipeline(DiffusionPipeline):
         if (rest_local / "scheduler" / "scheduler_config.json").exists():
             sched = json.loads((rest_local / "scheduler" / "scheduler_config.json").read_text())
         return cls(transformer, vae, clip, t5, preset=preset, scheduler_config=sched, max_sequence_length=max_len)
+
+    def lora_components(self) -> list:
+        """The models LoRA files adapt and how their names map (lora.py)."""
+        from models.image_generation.flux.lora import lora_components
+
+        return lora_components(self)
 
     # -- pieces of a call ------------------------------------------------------------------------
 

@@ -103,17 +103,19 @@ class SD3Pipeline(DiffusionPipeline):
         from utils.encoders.t5 import T5EncoderConfig, T5TextEncoder
         from utils.encoders.vae import AutoencoderKL
 
-        torch.manual_seed(0)
-        l_cfg = CLIPTextEncoderConfig.preset("tiny").with_(with_projection=True)
-        g_cfg = CLIPTextEncoderConfig.preset("tiny-bigg")
-        mmdit_cfg = MMDiTConfig.preset("tiny")
-        clip_l = CLIPTextEncoder(l_cfg, tokenizer=tiny_clip_tokenizer(l_cfg))
-        clip_g = CLIPTextEncoder(g_cfg, tokenizer=tiny_clip_tokenizer(g_cfg))
-        t5 = None
-        if with_t5:
-            t_cfg = T5EncoderConfig.preset("tiny").with_(d_model=mmdit_cfg.context_in_dim)
-            t5 = T5TextEncoder(t_cfg, tokenizer=tiny_t5_tokenizer(t_cfg))
-        return cls(MMDiT(mmdit_cfg).eval(), AutoencoderKL("tiny-16").eval(), clip_l, clip_g, t5, preset="tiny")
+        from utils.torch_utils import local_seed
+
+        with local_seed(0):  # a generator of its own, never the global RNG
+            l_cfg = CLIPTextEncoderConfig.preset("tiny").with_(with_projection=True)
+            g_cfg = CLIPTextEncoderConfig.preset("tiny-bigg")
+            mmdit_cfg = MMDiTConfig.preset("tiny")
+            clip_l = CLIPTextEncoder(l_cfg, tokenizer=tiny_clip_tokenizer(l_cfg))
+            clip_g = CLIPTextEncoder(g_cfg, tokenizer=tiny_clip_tokenizer(g_cfg))
+            t5 = None
+            if with_t5:
+                t_cfg = T5EncoderConfig.preset("tiny").with_(d_model=mmdit_cfg.context_in_dim)
+                t5 = T5TextEncoder(t_cfg, tokenizer=tiny_t5_tokenizer(t_cfg))
+            return cls(MMDiT(mmdit_cfg).eval(), AutoencoderKL("tiny-16").eval(), clip_l, clip_g, t5, preset="tiny")
 
     @classmethod
     def _from_diffusers(cls, folder, dt: torch.dtype, t5: bool | None, max_len: int | None) -> "SD3Pipeline":
@@ -195,6 +197,12 @@ class SD3Pipeline(DiffusionPipeline):
                             "text_encoders=<diffusers folder with text_encoder_3/>")
         return cls(transformer, vae, clip_l, clip_g, enc3, dict(cv.SD3_SCHEDULER), preset=preset,
                    max_sequence_length=max_len)
+
+    def lora_components(self) -> list:
+        """The models LoRA files adapt and how their names map (lora.py)."""
+        from models.image_generation.stable_diffusion.lora import sd3_components
+
+        return sd3_components(self)
 
     # -- generation -----------------------------------------------------------------------------
 

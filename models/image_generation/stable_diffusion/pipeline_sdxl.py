@@ -108,12 +108,14 @@ class SDXLPipeline(DiffusionPipeline):
         from utils.encoders.clip import CLIPTextEncoder, CLIPTextEncoderConfig
         from utils.encoders.vae import AutoencoderKL
 
-        torch.manual_seed(0)
-        l_cfg, g_cfg = CLIPTextEncoderConfig.preset("tiny"), CLIPTextEncoderConfig.preset("tiny-bigg")
-        encoders = [CLIPTextEncoder(l_cfg, tokenizer=tiny_clip_tokenizer(l_cfg)),
-                    CLIPTextEncoder(g_cfg, tokenizer=tiny_clip_tokenizer(g_cfg))]
-        unet = SDXLUNet(UNetConfig.preset("tiny")).eval()
-        return cls(unet, AutoencoderKL("tiny").eval(), encoders, preset="tiny")
+        from utils.torch_utils import local_seed
+
+        with local_seed(0):  # a generator of its own, never the global RNG
+            l_cfg, g_cfg = CLIPTextEncoderConfig.preset("tiny"), CLIPTextEncoderConfig.preset("tiny-bigg")
+            encoders = [CLIPTextEncoder(l_cfg, tokenizer=tiny_clip_tokenizer(l_cfg)),
+                        CLIPTextEncoder(g_cfg, tokenizer=tiny_clip_tokenizer(g_cfg))]
+            unet = SDXLUNet(UNetConfig.preset("tiny")).eval()
+            return cls(unet, AutoencoderKL("tiny").eval(), encoders, preset="tiny")
 
     @classmethod
     def _load(cls, source: Any, preset: str | None, dt: torch.dtype, tokenizers: Sequence[Any] | None) -> "SDXLPipeline":
@@ -180,6 +182,12 @@ class SDXLPipeline(DiffusionPipeline):
                             "or a diffusers folder")
         return cls(unet, vae, encoders, dict(cv.SDXL_SCHEDULER), force_zeros_for_empty_prompt=not refiner,
                    preset=preset)
+
+    def lora_components(self) -> list:
+        """The models LoRA files adapt and how their names map (lora.py)."""
+        from models.image_generation.stable_diffusion.lora import sdxl_components
+
+        return sdxl_components(self)
 
     # -- generation -----------------------------------------------------------------------------
 
