@@ -17,7 +17,6 @@ time it on a GPU next to `--device cuda --preset instant-ngp`).
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from dataclasses import replace
@@ -25,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from utils.errors import cli_errors
+from utils.cli import ArgumentParser
+from utils.errors import UserError, cli_errors
 
 PRESETS = ("instant-ngp", "nerfacto", "mipnerf", "vanilla")
 
@@ -86,7 +86,7 @@ def bench_preset(preset: str, scene_dir: Path, device: torch.device, recipe: str
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="benchmarks.nerf", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="benchmarks.nerf", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=PRESETS, action="append", default=None, help="preset(s) to time (default all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--recipe", choices=("cpu", "paper"), default="cpu", help="network sizes (train_3d.py --recipe)")
@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--toy", action="store_true", help="a seconds-long run: tiny networks, a 16 px scene of 4 views, "
                                                        "2 timed steps")
     args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or args.size < 8 or args.threads < 1 or (args.rays is not None and args.rays < 1):
+        raise UserError("--steps, --threads and --rays must be at least 1, --warmup at least 0 and --size at least 8")
     presets = args.preset or list(PRESETS)
     if args.toy:
         args.steps, args.warmup, args.size, args.rays = 2, 1, 16, 64

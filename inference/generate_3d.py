@@ -107,8 +107,12 @@ def run_nerf(args) -> int:
     from PIL import Image
 
     from models import load
+    from models.registry import get_spec
     from utils.io import atomic_path
 
+    spec = get_spec("3d", "nerf")
+    if args.preset is not None:
+        spec.check_preset(args.preset)
     if args.ckpt is None and args.preset != "tiny":
         raise UserError("give --ckpt (a train_3d.py --model nerf checkpoint or its --out folder), or --preset tiny "
                         "for a random field")
@@ -119,11 +123,6 @@ def run_nerf(args) -> int:
     for opt, path, ok in (("--mesh", args.mesh, (".ply", ".obj")), ("--points", args.points, (".ply",))):
         if path is not None and Path(path).suffix.lower() not in ok:
             raise UserError(f"{opt} {path}: the file must end in {' or '.join(ok)}")
-    from models.registry import get_spec
-
-    spec = get_spec("3d", "nerf")
-    if args.preset is not None:
-        spec.check_preset(args.preset)
     if args.ckpt is not None:
         from models.generation_3d.nerf.pipeline import NeRFPipeline
 
