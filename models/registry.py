@@ -19,6 +19,7 @@ SPEC_MODULES: tuple[str, ...] = (
     "models.gan.dcgan.spec",
     "models.image_generation.flux.spec",
     "models.image_generation.stable_diffusion.spec",
+    "models.video_generation.svd.spec",
     "models.generation_3d.gaussian_splatting.spec",
     "models.generation_3d.nerf.spec",
     "models.generation_3d.voxel_vae_gan.spec",
@@ -27,8 +28,8 @@ SPEC_MODULES: tuple[str, ...] = (
     "models.gan.cyclegan.spec",
     "models.gan.biggan.spec",
     "models.gan.vqgan.spec",
-)
     "models.gan.stylegan3.spec",
+)
 
 
 def _collect() -> tuple[ModelSpec, ...]:
