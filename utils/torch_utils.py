@@ -83,4 +83,57 @@ def randn_like(x: torch.Tensor, generator: Generators = None) -> torch.Tensor:
     return randn(x.shape, generator, x.device, x.dtype)
 
 
-__all__ = ["Generators", "make_generator", "randn", "randn_like", "resolve_device", "resolve_dtype"]
+_RANDOM_CALLS = frozenset({
+    torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.bernoulli_, torch.Tensor.random_,
+    torch.Tensor.exponential_, torch.Tensor.geometric_, torch.Tensor.log_normal_, torch.Tensor.cauchy_,
+    torch.randn, torch.rand, torch.randint, torch.randperm, torch.normal, torch.bernoulli, torch.multinomial,
+    torch.poisson, torch.randn_like, torch.rand_like, torch.randint_like})
+"""torch's random draws that take a `generator=`: tensor fills and factories."""
+_TAKES_GENERATOR: dict = {}
+
+
+def _takes_generator(func) -> bool:
+    """Whether `func` is a random draw that takes `generator=`: the calls above, and the weight-init schemes
+    of torch.nn.init (and the wrappers libraries such as transformers put around them)."""
+    if func in _RANDOM_CALLS:
+        return True
+    found = _TAKES_GENERATOR.get(func)
+    if found is None:
+        import inspect
+
+        found = False
+        if getattr(func, "__name__", "").endswith("_") and "init" in str(getattr(func, "__module__", "")):
+            try:
+                found = "generator" in inspect.signature(func).parameters
+            except (TypeError, ValueError):
+                found = False
+        _TAKES_GENERATOR[func] = found
+    return found
+
+
+class local_seed(torch.overrides.TorchFunctionMode):
+    """`with local_seed(0): net = Net()`: every random draw inside that names no generator (module inits,
+    `torch.randn`, `nn.init.*`) comes from one CPU generator seeded with `seed`, never the global RNG.
+
+    So random weights (the `tiny` presets) are the same on every build whatever other threads draw
+    meanwhile, and the caller's global RNG is left as it was. On the CPU the draws equal those after
+    `torch.manual_seed(seed)`. The mode is per thread.
+    """
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.generator = torch.Generator("cpu").manual_seed(int(seed))
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if kwargs.get("generator") is None and _takes_generator(func):
+            device = kwargs.get("device")
+            target = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            on_cpu = (target.device.type in ("cpu", "meta") if target is not None
+                      else device is None or torch.device(device).type == "cpu")
+            if on_cpu:
+                kwargs["generator"] = self.generator
+        return func(*args, **kwargs)
+
+
+__all__ = ["Generators", "local_seed", "make_generator", "randn", "randn_like", "resolve_device", "resolve_dtype"]
