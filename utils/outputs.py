@@ -22,6 +22,25 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".gif", ".webm"}
 
 
+def check_generated(values: Any, what: str = "images", flat: bool = True) -> None:
+    """Refuse a generated result that is NaN/Inf or (`flat`) one value everywhere (a blank file to be).
+
+    `values`: a tensor or array of the whole result (raw model output or pixels). Broken weights, a
+    diverged training or an overflowing dtype give such results.
+    """
+    import torch
+
+    t = values.detach() if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+    if t.numel() == 0:
+        return
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise UserError(f"the model produced NaN or infinite {what}: its weights are broken or the dtype "
+                        "overflows; try --dtype fp32, or other weights")
+    if flat and t.numel() > 1 and bool((t == t.flatten()[0]).all()):
+        raise UserError(f"the model produced {what} of one flat value ({float(t.flatten()[0]):g} everywhere): its "
+                        "weights are broken (e.g. all zero), so nothing was written: try other weights")
+
+
 @dataclass
 class ImageOutput:
     """Generated images, and the tensors they were made from."""
@@ -45,6 +64,7 @@ class ImageOutput:
         """Images (B, C, H, W) in `value_range` -> PIL images and `pixels` in [0, 1] (clipped)."""
         from utils.visualization.grid import to_pil
 
+        check_generated(images, flat=False)
         lo, hi = value_range
         pixels = ((images.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1)
         return cls(to_pil(pixels, value_range=(0.0, 1.0)), pixels=pixels, **fields)
@@ -58,8 +78,15 @@ class ImageOutput:
         return make_grid(self.images, nrow=nrow)
 
     def save(self, path: str | Path, nrow: int | None = None) -> list[Path]:
-        """An image suffix writes one file (a grid when there are several images); else a folder."""
+        """An image suffix writes one file (a grid when there are several images); else a folder.
+
+        Generated `pixels` that are NaN or one flat value are refused (`check_generated`) instead of
+        written as blank files."""
         path = Path(path)
+        if not self.images:
+            raise UserError("there are no images to save (the call returned latents only)")
+        if self.pixels is not None:
+            check_generated(self.pixels)
         if path.suffix.lower() in IMAGE_SUFFIXES:
             image = self.images[0] if len(self.images) == 1 else self.grid(nrow)
             with atomic_path(path) as tmp:

@@ -68,7 +68,7 @@ def _torch_load(path: Path, device: str | torch.device, restricted_fallback: boo
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = _weights_only_reason(err)
+        reason = weights_only_reason(err)
         if restricted_fallback and reason.startswith("unsupported global") and zipfile.is_zipfile(path):
             return load_torch_zip_restricted(path, device)
         # Every weights_only failure mentions weights_only; only a refused global names "GLOBAL".
@@ -84,8 +84,8 @@ def _torch_load(path: Path, device: str | torch.device, restricted_fallback: boo
                            "or corrupt; download it again") from None
 
 
-def _weights_only_reason(err: BaseException) -> str:
-    """The informative part of torch's long weights_only message (the rest is boilerplate)."""
+def weights_only_reason(err: BaseException) -> str:
+    """The informative part of torch's long weights_only message (the rest is boilerplate), on one line."""
     msg = str(err)
     refused = re.search(r"GLOBAL ([\w.]+)", msg)
     if refused:
@@ -94,7 +94,9 @@ def _weights_only_reason(err: BaseException) -> str:
         msg = msg.split("WeightsUnpickler error:", 1)[1]
     boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
     useful = [p.strip() for p in msg.split("\n\n") if p.strip() and not p.strip().startswith(boilerplate)]
-    return " ".join((useful[0] if useful else msg).split())[:160] or type(err).__name__
+    return short_reason(useful[0] if useful else (msg if not msg.startswith(boilerplate) else type(err).__name__))
+
+
 
 
 def load_folder_state_dict(folder: str | os.PathLike, name: str = "diffusion_pytorch_model",

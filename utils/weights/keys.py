@@ -26,9 +26,31 @@ def check_keys(expected: Iterable[str], got: Iterable[str], what: str = "checkpo
                               "check that the weights belong to this model and preset")
 
 
+def first_non_finite(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, str] | None:
+    """(name, 'NaN' or 'Inf') of the first floating tensor holding a NaN or an infinity, in key order."""
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.is_meta:
+            continue
+        t = value if value.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64) else value.float()
+        if not bool(torch.isfinite(t).all()):
+            return key, "NaN" if bool(torch.isnan(t).any()) else "Inf"
+    return None
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor], what: str = "checkpoint") -> None:
+    """Refuse weights holding NaN or Inf (a diverged training, a broken conversion), naming the first tensor."""
+    bad = first_non_finite(state_dict)
+    if bad is not None:
+        key, kind = bad
+        raise ConversionError(f"the {what} holds {kind} values (first in tensor '{key}'): the weights are broken "
+                              "(a diverged training or a damaged file); use an earlier or another checkpoint")
+
+
 def load_into(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = True,
               what: str = "checkpoint", assign: bool | None = None) -> torch.nn.Module:
-    """Load converted weights; a module on the meta device takes the tensors themselves (assign)."""
+    """Load converted weights; a module on the meta device takes the tensors themselves (assign).
+
+    Weights holding NaN or Inf are refused (`check_finite`)."""
     expected = module.state_dict()
     if strict:
         check_keys(expected.keys(), state_dict.keys(), what)
@@ -38,6 +60,7 @@ def load_into(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], s
         more = f" (+{len(bad) - 4} more)" if len(bad) > 4 else ""
         raise ConversionError(f"the {what} has tensors of the wrong shape ({'; '.join(bad[:4])}{more}): "
                               "the weights belong to another size or preset of this model")
+    check_finite(state_dict, what)
     on_meta = any(p.is_meta for p in module.parameters())
     module.load_state_dict(dict(state_dict), strict=strict, assign=on_meta if assign is None else assign)
     return module
