@@ -85,6 +85,31 @@ def open_clip_visual_to_hf(sd: Mapping[str, torch.Tensor], prefix: str = "") -> 
     return out
 
 
+def hf_visual_to_open_clip(native: Mapping[str, torch.Tensor], prefix: str = "") -> StateDict:
+    """The inverse of `open_clip_visual_to_hf`: native keys -> OpenCLIP `visual.` keys under `prefix`."""
+    top = {v: k for k, v in _TOP.items()}
+    block = {v: k for k, v in _BLOCK.items()}
+    out: StateDict = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in native.items():
+        if key in _IGNORED:
+            continue
+        if key == "visual_projection.weight":
+            out[prefix + "visual.proj"] = value.t().contiguous()
+        elif key.startswith("vision_model.") and key[len("vision_model."):] in top:
+            out[prefix + "visual." + top[key[len("vision_model."):]]] = value
+        elif m := re.fullmatch(r"vision_model\.encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)", key):
+            qkv.setdefault((m[1], m[3]), {})[m[2]] = value
+        elif (m := re.fullmatch(r"vision_model\.encoder\.layers\.(\d+)\.(.+)\.(weight|bias)", key)) and m[2] in block:
+            out[f"{prefix}visual.transformer.resblocks.{m[1]}.{block[m[2]]}.{m[3]}"] = value
+        else:
+            raise ConversionError(f"'{key}' is no key of a CLIP vision tower with projection")
+    for (layer, kind), parts in qkv.items():
+        out[f"{prefix}visual.transformer.resblocks.{layer}.attn.in_proj_{kind}"] = torch.cat(
+            [parts["q"], parts["k"], parts["v"]])
+    return out
+
+
 def hf_vision_from_checkpoint(sd: Mapping[str, torch.Tensor], prefix: str = "") -> StateDict:
     """The transformers-layout vision tower under `prefix` (prefix removed, the position_ids buffer dropped)."""
     out = {}
@@ -125,5 +150,5 @@ def vision_to_native(sd: Mapping[str, torch.Tensor], preset: str | None = None, 
     return native, cfg
 
 
-__all__ = ["find_vision_tower", "hf_vision_from_checkpoint", "open_clip_visual_to_hf", "read_sizes",
-           "vision_to_native"]
+__all__ = ["find_vision_tower", "hf_vision_from_checkpoint", "hf_visual_to_open_clip", "open_clip_visual_to_hf",
+           "read_sizes", "vision_to_native"]

@@ -282,9 +282,11 @@ class AutoencoderKLTemporalDecoder(nn.Module):
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike | None = None, preset: str | None = None,
                         device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-                        subfolder: str | None = None) -> "AutoencoderKLTemporalDecoder":
+                        subfolder: str | None = None, config: TemporalVAEConfig | None = None
+                        ) -> "AutoencoderKLTemporalDecoder":
         """Load from a diffusers folder (vae/ or its parent), an official SVD single file, or a bare file
-        in the native or diffusers layout; no source: random weights at `preset`."""
+        in the native or diffusers layout; no source: random weights at `preset`. `config`: the explicit
+        config of a single file of sizes no preset has (checked against its shapes)."""
         from utils.encoders import temporal_vae_convert as conv
         from utils.torch_utils import resolve_device, resolve_dtype
         from utils.weights import load_into
@@ -293,7 +295,7 @@ class AutoencoderKLTemporalDecoder(nn.Module):
         dt = resolve_dtype(dtype, dev)
         if source is None:
             return cls(TemporalVAEConfig.preset(preset or "svd")).to(device=dev, dtype=dt).eval()
-        cfg, native = conv.load_temporal_vae(source, preset=preset, subfolder=subfolder, dtype=dt)
+        cfg, native = conv.load_temporal_vae(source, preset=preset, subfolder=subfolder, dtype=dt, config=config)
         with torch.device("meta"):
             model = cls(cfg)
         load_into(model, native, what="temporal VAE checkpoint")

@@ -213,19 +213,24 @@ def read_sizes(native: Mapping[str, torch.Tensor]) -> dict:
 
 
 def infer_config(native: Mapping[str, torch.Tensor], preset: str | None = None,
-                 what: str = "the temporal VAE checkpoint") -> "TemporalVAEConfig":
+                 what: str = "the temporal VAE checkpoint", config: "TemporalVAEConfig | None" = None
+                 ) -> "TemporalVAEConfig":
+    """`config` (checked against the shapes), else the preset whose sizes the file has, else a one-line
+    UserError naming norm_groups (not stored in the weights)."""
     from utils.encoders.temporal_vae import TEMPORAL_VAE_PRESETS, TemporalVAEConfig
 
     return settle_config(read_sizes(native), TEMPORAL_VAE_PRESETS, TemporalVAEConfig, ["norm_groups"], what,
-                         prefer=preset)[0]
+                         config=config, prefer=preset)[0]
 
 
 # -- loading a source -------------------------------------------------------------------------------------
 
 
 def load_temporal_vae(source: str | os.PathLike, preset: str | None = None, subfolder: str | None = None,
-                      dtype: torch.dtype | None = None) -> tuple["TemporalVAEConfig", StateDict]:
-    """(config, native state dict) of a diffusers folder (vae/ or its parent), a single file, or a hub id."""
+                      dtype: torch.dtype | None = None,
+                      config: "TemporalVAEConfig | None" = None) -> tuple["TemporalVAEConfig", StateDict]:
+    """(config, native state dict) of a diffusers folder (vae/ or its parent), a single file, or a hub id;
+    `config` replaces what a single file's shapes cannot tell (see `infer_config`)."""
     from utils.weights import load_folder_state_dict, load_state_dict, resolve
 
     local = Path(os.path.expanduser(str(source)))
@@ -245,7 +250,7 @@ def load_temporal_vae(source: str | os.PathLike, preset: str | None = None, subf
         return config_from_diffusers(raw), diffusers_to_native(load_folder_state_dict(folder, dtype=dtype))
     sd = load_state_dict(path, dtype=dtype)
     native = to_native(sd)
-    return infer_config(native, preset, what=f"the temporal VAE in {path.name}"), native
+    return infer_config(native, preset, what=f"the temporal VAE in {path.name}", config=config), native
 
 
 __all__ = ["SVD_DECODER_PREFIX", "SVD_ENCODER_PREFIX", "config_from_diffusers", "config_to_diffusers",

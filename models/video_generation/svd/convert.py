@@ -152,6 +152,26 @@ def check_preset_fits(preset: str | None, cfg: SVDUNetConfig) -> None:
                         f"channel_mult {cfg.channel_mult}): leave --preset out, or pass the matching one")
 
 
+def export_official(path: str | Path, unet: SVDUNet, vae: Any, image_encoder: Any) -> Path:
+    """Write the three components as an official SVD single file (the layout `split_official` reads,
+    what other tools load), atomically, as safetensors."""
+    from safetensors.torch import save_file
+
+    from utils.encoders import temporal_vae_convert as tvc
+    from utils.encoders.clip_vision_convert import hf_visual_to_open_clip
+    from utils.io import atomic_path
+
+    sd = {UNET_PREFIX + k: v for k, v in unet.state_dict().items()}
+    sd.update(tvc.native_to_official(vae.state_dict()))
+    sd.update(hf_visual_to_open_clip(image_encoder.model.state_dict(), CLIP_PREFIX))
+    sd = {k: v.detach().cpu().contiguous() for k, v in sd.items()}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata={"format": "pt", "model": "svd"})
+    return path
+
+
 __all__ = ["CLIP_PREFIX", "DIFFUSERS_PATTERNS", "FILES", "HUB_REPOS", "OfficialParts", "SVD_SCHEDULER", "UNET_PREFIX",
-           "UNUSED_CLIP_KEYS", "UNUSED_PREFIXES", "build", "check_preset_fits", "gated_hint", "is_diffusers_folder",
-           "is_official", "preset_of", "scheduler_config", "split_official", "unet_from_diffusers", "unet_from_state"]
+           "UNUSED_CLIP_KEYS", "UNUSED_PREFIXES", "build", "check_preset_fits", "export_official", "gated_hint",
+           "is_diffusers_folder", "is_official", "preset_of", "scheduler_config", "split_official", "unet_from_diffusers",
+           "unet_from_state"]

@@ -20,13 +20,14 @@ SPEC = ModelSpec(
     trainer="models.video_generation.svd.training:recipe",
     # generative-models' scripts/sampling (simple_video_sample.py and the svd*.yaml guider configs):
     # frames, steps, the per-frame guidance ramp; 576x1024 frames; fps 7 is fps_id 6; decoding_t 14.
+    # pixel_multiple: the VAE's 8 x the UNet's 8 (tiny: 2 x 2).
     defaults={
         "*": {"height": 576, "width": 1024, "fps": 7, "motion_bucket_id": 127, "noise_aug_strength": 0.02,
-              "decode_chunk_size": 14},
+              "decode_chunk_size": 14, "pixel_multiple": 64},
         "svd": {"num_frames": 14, "steps": 25, "min_guidance": 1.0, "max_guidance": 2.5},
         "svd-xt": {"num_frames": 25, "steps": 30, "min_guidance": 1.5, "max_guidance": 3.0},
         "svd-xt-1.1": {"num_frames": 25, "steps": 30, "min_guidance": 1.5, "max_guidance": 3.0},
         "tiny": {"num_frames": 4, "steps": 3, "min_guidance": 1.0, "max_guidance": 2.5, "height": 32, "width": 32,
-                 "decode_chunk_size": 4},
+                 "decode_chunk_size": 4, "pixel_multiple": 4},
     },
 )
