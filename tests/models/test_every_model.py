@@ -28,6 +28,7 @@ CALLS = {
     "flux": dict(prompt="a red fox in snow", steps=2),
     "sdxl": dict(prompt="a red fox in snow", steps=2),
     "sd3": dict(prompt="a red fox in snow", steps=2),
+    "imagen": dict(prompt="a red fox in snow", steps=2, sr_steps=1, upscale_steps=1),
     "cyclegan": dict(image=IMAGE),
     "vqgan": dict(image=IMAGE),
     "biggan": dict(num_images=2, prompt="3"),
