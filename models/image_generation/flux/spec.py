@@ -8,6 +8,7 @@ SPEC = ModelSpec(
     summary="FLUX.1 (Black Forest Labs 2024): 12B rectified-flow transformer; schnell, dev, Fill inpainting, "
             "Canny and Depth control.",
     pipeline="models.image_generation.flux.pipeline:FluxPipeline",
+    trainer="models.image_generation.flux.training:recipe",
     presets=("schnell", "dev", "fill", "canny", "depth", "tiny"), default_preset="schnell",
     weights=(WeightsSource("schnell", "black-forest-labs/FLUX.1-schnell", "Apache-2.0", file="flux1-schnell.safetensors"),
              WeightsSource("dev", "black-forest-labs/FLUX.1-dev", _DEV_LICENCE, file="flux1-dev.safetensors",

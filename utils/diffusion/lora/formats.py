@@ -215,7 +215,8 @@ def write_lora_file(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]
         header[METADATA_KEY] = json.dumps(metadata, indent=2, sort_keys=True)
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=header)
+        # a fused layer's pieces share their A: each name gets its own storage (safetensors refuses shared ones)
+        save_file({k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}, str(tmp), metadata=header)
     return path
 
 
