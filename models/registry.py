@@ -30,6 +30,7 @@ SPEC_MODULES: tuple[str, ...] = (
     "models.gan.biggan.spec",
     "models.gan.vqgan.spec",
     "models.gan.stylegan3.spec",
+    "models.gan.esrgan.spec",
 )
 
 

@@ -30,6 +30,8 @@ CALLS = {
     "sd3": dict(prompt="a red fox in snow", steps=2),
     "imagen": dict(prompt="a red fox in snow", steps=2, sr_steps=1, upscale_steps=1),
     "cyclegan": dict(image=IMAGE),
+    "esrgan": dict(image=IMAGE),
+    "srgan": dict(image=IMAGE),
     "vqgan": dict(image=IMAGE),
     "biggan": dict(num_images=2, prompt="3"),
     "gaussian_splatting": dict(n_views=2, width=32),
@@ -51,6 +53,8 @@ def _other_splats(out: Output3D, tmp_path: Path) -> dict:
 # name -> the input that changes the output of a pipeline the seed does not change
 SEEDLESS = {
     "cyclegan": lambda out, tmp_path: dict(image=OTHER_IMAGE),
+    "esrgan": lambda out, tmp_path: dict(image=OTHER_IMAGE),
+    "srgan": lambda out, tmp_path: dict(image=OTHER_IMAGE),
     "vqgan": lambda out, tmp_path: dict(image=OTHER_IMAGE),
     "gaussian_splatting": _other_splats,
     "nerf": lambda out, tmp_path: dict(elevation=70.0),  # a render of a given field: the camera changes it
