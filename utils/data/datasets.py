@@ -19,6 +19,10 @@ def _digits(size: int | None = None, **kw: Any) -> Dataset:
 
 BUILTINS: dict[str, Callable[..., Dataset]] = {"digits": _digits}
 
+from utils.data.named import NAMED, builder  # noqa: E402 - the standard datasets read from --data-dir
+
+BUILTINS.update({name: builder(name) for name in NAMED})
+
 
 def available_datasets() -> list[str]:
     return sorted(BUILTINS)
@@ -45,6 +49,10 @@ def get_dataset(name_or_path: str | os.PathLike, size: int | tuple[int, int] | N
     if name in BUILTINS:
         return BUILTINS[name](size=size, **kw)
     path = Path(os.path.expanduser(name))
+    if path.is_file() and path.suffix.lower() == ".zip":
+        from utils.data.zip_images import ZipImageDataset
+
+        return _call(ZipImageDataset, f"image zip {path}", path=path, size=size, **kw)
     if path.is_dir():
         from utils.data.image_folder import ImageFolderDataset
 

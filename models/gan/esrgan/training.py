@@ -65,11 +65,6 @@ def sr_recipe(config, weights: SRLossWeights, tiny: bool, batch_size: int, steps
     def to_01(x: torch.Tensor) -> torch.Tensor:
         return (x - lo) / (hi - lo)
 
-    def make_dataset(name: str):
-        from utils.gan.trainer import load_dataset
-
-        return load_dataset(name, config.image_size)
-
     def pair(batch: dict, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         from models.gan.esrgan.degradations import degrade
         from utils.gan.trainer import match_channels
@@ -120,7 +115,7 @@ def sr_recipe(config, weights: SRLossWeights, tiny: bool, batch_size: int, steps
 
     return GANRecipe(generator, build_discriminator(config), config, loss="non_saturating", lr_g=1e-4, lr_d=1e-4,
                      betas=(0.9, 0.99), n_critic=1, ema_beta=0.999, batch_size=batch_size, steps=steps,
-                     train_step=train_step, make_dataset=make_dataset, sampler=sampler)
+                     train_step=train_step, sampler=sampler)  # the data: train_gan's --dataset at the HR crop size
 
 
 def esrgan_recipe(preset: str = "realesrgan-x4plus") -> GANRecipe:
