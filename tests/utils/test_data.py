@@ -258,9 +258,26 @@ def test_missing_empty_and_file_roots(tmp_path):
 
 def test_corrupt_image(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    ds = ImageFolderDataset(tmp_path)  # listing is cheap; the file is read on access
+    with one_line("broken.png", "none of the 1 images"):  # every file is decoded when the dataset is made
+        ImageFolderDataset(tmp_path)
+    ds = ImageFolderDataset(tmp_path, verify=False)  # without the check, the file is read on access
     with one_line("broken.png", "corrupt"):
         ds[0]
+
+
+def test_unreadable_images_are_skipped_with_a_count_before_any_step(tmp_path, capsys):
+    """The documented choice (docs/errors.md): a folder with some corrupt files trains on the rest, and
+    says so once; every file is decoded when the dataset is made, not when a sampler reaches it."""
+    for i in range(3):
+        save(tmp_path / f"ok{i}.png", color=(i * 40, 0, 0))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    jpg = save(tmp_path / "full.jpg", size=(32, 32)).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(jpg[: len(jpg) // 2])
+    ds = ImageFolderDataset(tmp_path, size=8)
+    err = capsys.readouterr().err
+    assert len(ds) == 4 and {p.name for p, _ in ds.skipped} == {"broken.png", "cut.jpg"}
+    assert err.count("\n") == 1 and "skipped 2 of 6 images" in err and "broken.png" in err, err
+    assert all(ds[i]["image"].shape == (3, 8, 8) for i in range(len(ds)))  # every kept file reads
 
 
 # -- loaders --------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from utils.data.nerf_synthetic import PosedImages, load_image
-from utils.errors import UserError
+from utils.errors import UserError, parsing
 from utils.rendering.cameras import Cameras
 
 __all__ = ["ColmapCamera", "ColmapImage", "read_colmap_model", "write_colmap_model", "load_colmap",
@@ -135,7 +135,13 @@ def _read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
     cams = {}
     for ln in _lines(path):
         w = ln.split()
-        cams[int(w[0])] = ColmapCamera(int(w[0]), w[1], int(w[2]), int(w[3]), np.array([float(x) for x in w[4:]]))
+        cam = ColmapCamera(int(w[0]), w[1], int(w[2]), int(w[3]), np.array([float(x) for x in w[4:]]))
+        if cam.model not in _MODEL_IDS:
+            raise ValueError(f"unknown camera model '{cam.model}' on line '{ln[:60]}'")
+        if len(cam.params) != _MODEL_IDS[cam.model][1] or cam.width < 1 or cam.height < 1:
+            raise ValueError(f"camera {cam.id} ({cam.model}) needs a positive size and {_MODEL_IDS[cam.model][1]} "
+                             f"parameters, got '{ln[:60]}'")
+        cams[cam.id] = cam
     return cams
 
 
@@ -169,11 +175,23 @@ def read_colmap_model(sparse_dir: str | Path):
     """(cameras, images, points xyz, points rgb) of a sparse model folder, .bin preferred."""
     d = Path(sparse_dir)
     if (d / "cameras.bin").is_file():
-        cams, ims = _read_cameras_bin(d / "cameras.bin"), _read_images_bin(d / "images.bin")
-        pts = _read_points_bin(d / "points3D.bin") if (d / "points3D.bin").is_file() else (np.zeros((0, 3)),) * 2
+        with parsing(d / "cameras.bin", "COLMAP cameras file"):
+            cams = _read_cameras_bin(d / "cameras.bin")
+        with parsing(d / "images.bin", "COLMAP images file"):
+            ims = _read_images_bin(d / "images.bin")
+        with parsing(d / "points3D.bin", "COLMAP points file"):
+            pts = (_read_points_bin(d / "points3D.bin") if (d / "points3D.bin").is_file()
+                   else (np.zeros((0, 3)),) * 2)
     elif (d / "cameras.txt").is_file():
-        cams, ims = _read_cameras_txt(d / "cameras.txt"), _read_images_txt(d / "images.txt")
-        pts = _read_points_txt(d / "points3D.txt") if (d / "points3D.txt").is_file() else (np.zeros((0, 3)),) * 2
+        with parsing(d / "cameras.txt", "COLMAP cameras file", "one line per camera: CAMERA_ID MODEL WIDTH HEIGHT "
+                                                               "PARAMS..."):
+            cams = _read_cameras_txt(d / "cameras.txt")
+        with parsing(d / "images.txt", "COLMAP images file", "two lines per image: IMAGE_ID QW QX QY QZ TX TY TZ "
+                                                             "CAMERA_ID NAME, then its keypoints"):
+            ims = _read_images_txt(d / "images.txt")
+        with parsing(d / "points3D.txt", "COLMAP points file", "POINT3D_ID X Y Z R G B ERROR TRACK..."):
+            pts = (_read_points_txt(d / "points3D.txt") if (d / "points3D.txt").is_file()
+                   else (np.zeros((0, 3)),) * 2)
     else:
         raise UserError(f"no COLMAP model in {d}: expected cameras.bin/images.bin/points3D.bin or the .txt files")
     return cams, ims, pts[0], pts[1]

@@ -68,12 +68,46 @@ def load_rgb(path: Path) -> Image.Image:
                         "remove or replace it") from None
 
 
+def image_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` does not decode as an image (None when it does): opened and decoded in full (a JPEG at
+    1/8 scale, which still reads every byte), so truncated and corrupt files are found before any work."""
+    try:
+        with Image.open(path) as img:
+            if img.format == "JPEG":
+                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+    except Exception as err:  # noqa: BLE001 - whatever PIL raises, the file is unusable
+        from utils.errors import short_reason
+
+        return short_reason(err, 80)
+    return None
+
+
+def unreadable_images(paths: list[Path]) -> list[tuple[Path, str]]:
+    """(path, why) of each file of `paths` that does not decode (`image_problem`)."""
+    return [(p, why) for p in paths if (why := image_problem(p)) is not None]
+
+
+def check_images(paths: list[Path], flag: str = "input") -> None:
+    """Refuse, before any work, a list of image files of which one does not decode, naming it."""
+    bad = unreadable_images(paths)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UserError(f"{flag} {bad[0][0]} is not a readable image ({bad[0][1]}){more}: remove or replace it; "
+                        "nothing was written")
+
+
 class ImageFolderDataset(Dataset):
-    """Items are {"image": 3xHxW in [-1, 1], "caption": str | None, "label": int | None, "path": str}."""
+    """Items are {"image": 3xHxW in [-1, 1], "caption": str | None, "label": int | None, "path": str}.
+
+    With `verify` (the default) every file is decoded once when the dataset is made: files that do
+    not decode are skipped, with one warning line that counts and names them (`skipped`), so a broken
+    file never stops a training at the step that reaches it; a folder of which none decodes is an error.
+    """
 
     def __init__(self, root: str | os.PathLike, size: Size | None = None, center_crop: bool = True,
                  random_flip: bool = False, captions: bool = True, class_labels: bool = False,
-                 caption_column: str | None = None):
+                 caption_column: str | None = None, verify: bool = True):
         self.root = Path(os.path.expanduser(str(root)))
         if not self.root.exists():
             raise UserError(f"image folder not found: {self.root}: check the path")
@@ -83,6 +117,18 @@ class ImageFolderDataset(Dataset):
         if not self.paths:
             raise UserError(f"no images in {self.root}: expected files ending in {', '.join(IMAGE_SUFFIXES)} "
                             "(searched recursively)")
+        self.skipped: list[tuple[Path, str]] = unreadable_images(self.paths) if verify else []
+        if self.skipped:
+            if len(self.skipped) == len(self.paths):
+                raise UserError(f"none of the {len(self.paths)} images in {self.root} can be read (e.g. "
+                                f"{self.skipped[0][0].name}: {self.skipped[0][1]}): check the folder")
+            from utils.errors import warn_user
+
+            names = ", ".join(p.name for p, _ in self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
+            warn_user(f"skipped {len(self.skipped)} of {len(self.paths)} images in {self.root} that cannot be "
+                      f"read ({names}; first: {self.skipped[0][1]}): remove or replace them to use them")
+            bad = {p for p, _ in self.skipped}
+            self.paths = [p for p in self.paths if p not in bad]
         self.transform = ImageTransform(size=size, center_crop=center_crop, random_flip=random_flip)
         self.captions: list[str | None] = [None] * len(self.paths)
         if captions:

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from utils.errors import UserError
+from utils.errors import UserError, parsing
 from utils.rendering.cameras import Cameras, opengl_to_opencv
 
 __all__ = ["PosedImages", "load_nerf_synthetic", "is_nerf_synthetic"]
@@ -63,8 +63,14 @@ def _image_path(root: Path, file_path: str) -> Path:
 
 def load_image(path: Path, downscale: int, background: tuple[float, float, float]) -> np.ndarray:
     """An image as float32 RGB (H, W, 3), alpha composited on `background`, shrunk by `downscale`."""
-    img = Image.open(path)
-    img = img.convert("RGBA") if img.mode in ("RGBA", "LA", "P") else img.convert("RGB")
+    try:
+        img = Image.open(path)
+        img = img.convert("RGBA") if img.mode in ("RGBA", "LA", "P") else img.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:
+        from utils.errors import short_reason
+
+        raise UserError(f"cannot read image {path} ({short_reason(err, 80)}): the file is corrupt or not an image; "
+                        "replace it") from None
     if downscale > 1:
         img = img.resize((img.width // downscale, img.height // downscale), Image.Resampling.LANCZOS)
     a = np.asarray(img, dtype=np.float32) / 255.0
@@ -81,15 +87,26 @@ def load_nerf_synthetic(root: str | Path, split: str = "train", downscale: int =
     if not meta_path.is_file():
         raise UserError(f"{meta_path} not found: a NeRF-synthetic scene holds transforms_train.json and "
                         "transforms_test.json next to its image folders")
-    meta = json.loads(meta_path.read_text())
-    frames = meta.get("frames", [])
+    fields = 'camera_angle_x, frames: [{file_path, transform_matrix: 4x4}]'
+    with parsing(meta_path, "NeRF-synthetic transforms file", fields):
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("the top level is not a JSON object")
+        frames = meta.get("frames", [])
+        float(meta["camera_angle_x"])
+        if not isinstance(frames, list):
+            raise ValueError("'frames' is not a list")
     if not frames:
         raise UserError(f"{meta_path} lists no frames")
     images, c2ws, names = [], [], []
-    for frame in frames:
-        path = _image_path(root, frame["file_path"])
+    for i, frame in enumerate(frames):
+        with parsing(meta_path, f"NeRF-synthetic transforms file (frame {i})", fields):
+            path = _image_path(root, str(frame["file_path"]))
+            c2w = np.asarray(frame["transform_matrix"], dtype=np.float64)
+            if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
+                raise ValueError(f"transform_matrix is not a finite 4x4 matrix (shape {c2w.shape})")
         images.append(load_image(path, downscale, background))
-        c2ws.append(np.asarray(frame["transform_matrix"], dtype=np.float64))
+        c2ws.append(c2w)
         names.append(path.name)
     h, w = images[0].shape[:2]
     if any(im.shape[:2] != (h, w) for im in images):

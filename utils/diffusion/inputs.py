@@ -56,9 +56,10 @@ def output_size(height: int | None, width: int | None, image: ImageInput | None,
     `default`; checked to be a multiple of `multiple`."""
     if (height is None or width is None) and image is not None:
         ih, iw = image_size(image)
-        height = height or max(multiple, ih // multiple * multiple)
-        width = width or max(multiple, iw // multiple * multiple)
-    height, width = height or default, width or default
+        height = max(multiple, ih // multiple * multiple) if height is None else height
+        width = max(multiple, iw // multiple * multiple) if width is None else width
+    height = default if height is None else height  # 0 is refused below, never taken for "the default"
+    width = default if width is None else width
     check_size(height, width, multiple, what)
     return height, width
 

@@ -51,6 +51,18 @@ def _cutout(x: Tensor, gen: torch.Generator | None, ratio: float = 0.5) -> Tenso
 POLICIES = {"color": _color, "translation": _translation, "cutout": _cutout}
 
 
+def check_policy(policy: str) -> None:
+    """Refuse (before training) a DiffAugment policy naming an unknown augmentation; '' and 'ada' pass."""
+    from utils.errors import UserError, did_you_mean
+
+    if not policy or policy == "ada":
+        return
+    for name in policy.split(","):
+        if name.strip() not in POLICIES:
+            raise UserError(f"--augment '{policy}' names an unknown augmentation '{name.strip()}': "
+                            f"{did_you_mean(name.strip(), [*POLICIES, 'ada'])} (a comma-separated list, or 'ada')")
+
+
 def diff_augment(x: Tensor, policy: str = "color,translation,cutout", p: float = 1.0,
                  generator: torch.Generator | None = None) -> Tensor:
     """Apply each augmentation of `policy` to each sample with probability `p` (differentiable in x)."""

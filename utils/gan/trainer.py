@@ -64,6 +64,8 @@ class Settings:
     """ADA's target for E[sign(D(real))] (with augment 'ada')."""
     cfg: str = ""
     """A model's architecture variant, passed to its recipe (StyleGAN's stylegan3-t / stylegan3-r / stylegan2)."""
+    data_dir: str = ""
+    """Where a standard dataset's files are (`--dataset mnist --data-dir DIR`, see utils/data/named.py)."""
 
 
 @dataclass
@@ -88,6 +90,18 @@ class TrainerOptions:
     """Train on the CPU even when a GPU is visible."""
     progress: bool = True
     """Show a progress bar."""
+    overwrite: bool = False
+    """A fresh run into a folder holding another run deletes that run's files first (else it is refused)."""
+    metrics: str = ""
+    """Scores computed during training, comma-separated: 'fid', 'is' (utils/gan/metrics_hook.py); '' none."""
+    metrics_every: int = 500
+    """Steps between scorings (and the last step)."""
+    metrics_samples: int = 1000
+    """Generated images per scoring (and dataset images in the cached reference statistics)."""
+    metrics_weights: str | None = None
+    """The Inception weights file for FID / IS (default: the one in the torch hub cache)."""
+    wandb: bool = False
+    """Mirror the scalars to Weights & Biases (needs the wandb package)."""
 
 
 class StepBatches(torch.utils.data.Sampler):
@@ -111,7 +125,7 @@ class StepBatches(torch.utils.data.Sampler):
         return self.stop - self.start
 
 
-def load_dataset(name: str, size: int):
+def load_dataset(name: str, size: int, data_dir: str = ""):
     """The training images: the built-in digits, another built-in dataset, or a folder."""
     if name == "digits":
         from utils.data.digits import DigitsDataset
@@ -119,7 +133,7 @@ def load_dataset(name: str, size: int):
         return DigitsDataset(size=size, split="train")
     from utils.data.datasets import get_dataset
 
-    return get_dataset(name, size=size)
+    return get_dataset(name, size=size, **({"data_dir": data_dir} if data_dir else {}))
 
 
 def match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -183,6 +197,9 @@ class StepData:
         return next(self.batches)
 
 
+RUN_ARTEFACTS = ("checkpoints", "samples", "tb", "log.jsonl", "settings.json", "generator.safetensors")
+"""What a run writes into its folder: a fresh run refuses a folder holding any of them (`--overwrite` deletes them)."""
+
 RESUME_FIXED = ("seed", "batch_size", "n_critic", "cfg")
 """Settings a resumed run must share with its checkpoint: together with the step, they fix the data and the noise."""
 
@@ -197,8 +214,18 @@ class GANTrainer:
     def __init__(self, settings: Settings, make_recipe: Callable[[], GANRecipe], options: TrainerOptions):
         from utils.gan.losses import get_loss
 
+        from utils.gan.augment import check_policy
+
         if settings.steps < 1 or settings.batch_size < 1 or settings.n_critic < 1:
             raise UserError("--steps, --batch-size and --n-critic must be at least 1")
+        for name in ("log_every", "sample_every", "ckpt_every"):
+            if getattr(options, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(options, name)}")
+        if options.workers < 0:
+            raise UserError(f"--workers must be 0 or more, got {options.workers}")
+        if not settings.lr_g > 0 or not settings.lr_d > 0:
+            raise UserError(f"learning rates must be positive, got --lr-g {settings.lr_g} --lr-d {settings.lr_d}")
+        check_policy(settings.augment)
         self.settings, self.make_recipe, self.options = settings, make_recipe, options
         self.loss_fn = get_loss(settings.loss)
         self.out = Path(options.out)
@@ -206,16 +233,14 @@ class GANTrainer:
         self.resume_from = self._resume_path()
 
     def _resume_path(self) -> Path | None:
-        """The checkpoint to resume from; a fresh run refuses a folder that holds another run's checkpoints
-        (its `--resume auto` would later pick theirs)."""
+        """The checkpoint to resume from. The folder's rules (`utils.training.runs.prepare_run_dir`): stale
+        temporaries go; a fresh run refuses a folder that holds another run unless `overwrite`."""
         from utils.training.checkpoints import latest_checkpoint
+        from utils.training.runs import prepare_run_dir
 
         resume = self.options.resume
+        prepare_run_dir(self.out, RUN_ARTEFACTS, resume=bool(resume), overwrite=self.options.overwrite)
         if not resume:
-            found = latest_checkpoint(self.ckpt_dir)
-            if found is not None:
-                raise UserError(f"{self.out} already holds the checkpoints of a run (up to {found.name}): pass "
-                                "--resume auto to continue it, or another --out to start afresh")
             return None
         path = latest_checkpoint(self.ckpt_dir) if resume == "auto" else Path(resume)
         if resume != "auto" and not path.exists():
@@ -242,7 +267,7 @@ class GANTrainer:
 
             apply_spectral_norm(D)
         self.dataset = (recipe.make_dataset(s.dataset) if recipe.make_dataset is not None
-                        else load_dataset(s.dataset, self.config.image_size))
+                        else load_dataset(s.dataset, self.config.image_size, s.data_dir))
         if s.mirror:
             from utils.gan.mirror import MirroredDataset
 
@@ -269,7 +294,8 @@ class GANTrainer:
         from utils.training.checkpoints import load_checkpoint
 
         s = self.settings
-        state = load_checkpoint(self.resume_from)
+        state = load_checkpoint(self.resume_from, required=("step", "settings", "generator", "discriminator",
+                                                            "opt_g", "opt_d"))
         saved = json.loads(state["settings"])
         if saved["model"] != s.model or saved["preset"] != s.preset:
             raise UserError(f"{self.resume_from} belongs to {saved['model']} preset '{saved['preset']}', not "
@@ -329,18 +355,13 @@ class GANTrainer:
         if acc.scaler is not None:
             state["scaler"] = acc.scaler.state_dict()
         save_checkpoint(checkpoint_path(self.ckpt_dir, step), state)
-        prune_checkpoints(self.ckpt_dir, self.options.keep)
+        prune_checkpoints(self.ckpt_dir, self.options.keep, newest=step)  # never another run's later steps
 
     def _trim_log(self, step: int) -> None:
         """Keep the log lines up to `step` (a run stopped after its last checkpoint logged steps beyond it)."""
-        from utils.io import atomic_path
+        from utils.training.runs import trim_jsonl
 
-        path = self.out / "log.jsonl"
-        if not path.exists():
-            return
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        with atomic_path(path) as tmp:
-            tmp.write_text("".join(line + "\n" for line in kept))
+        trim_jsonl(self.out / "log.jsonl", step)
 
     def _sample(self, step: int) -> None:
         from utils.visualization.grid import grid_array, save_grid
@@ -417,9 +438,9 @@ class GANTrainer:
         self.writer = None
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            from torch.utils.tensorboard import SummaryWriter
+            from utils.training.runs import summary_writer
 
-            self.writer = SummaryWriter(str(self.out / "tb"))
+            self.writer = summary_writer(self.out / "tb", self.start)  # a resumed run hides the old run's later steps
             write_json(self.out / "settings.json", asdict(s))
             if self.start > 0:
                 self._trim_log(self.start)
@@ -428,6 +449,9 @@ class GANTrainer:
         if self.recipe.sampler is None:
             self.fixed_z = torch.randn((n_show, *self.unwrapped_g.latent_shape), generator=fixed_gen).to(self.device)
         self.fixed_y = (torch.arange(n_show) % self.config.num_classes).to(self.device) if self.conditional else None
+        from utils.gan.metrics_hook import Dashboards
+
+        self.dashboards = Dashboards.attach(self)  # FID / IS during training, W&B (no-ops unless asked for)
 
         def next_batch() -> dict[str, Any]:
             return {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in data.next().items()}
@@ -455,6 +479,7 @@ class GANTrainer:
                 self._builtin_step(data, gen, log)
             if self.ema is not None:
                 self.ema.update(self.unwrapped_g, step)
+            self.dashboards.step(step + 1, log)
             history.append({"step": step + 1, **log})
             done = step + 1
             if acc.is_main_process:
@@ -475,4 +500,5 @@ class GANTrainer:
             result["generator"] = str(save_native(self.out / "generator.safetensors", final.state_dict(),
                                                   self.config))
             self.writer.close()
+        self.dashboards.close()
         return result

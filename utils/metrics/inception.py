@@ -206,6 +206,27 @@ def _tf_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
     return x
 
 
+MIN_SIDE = 75
+"""The smallest image side InceptionV3 takes without a resize (its stride-2 stem and pools)."""
+
+
+def too_small_message(size: tuple[int, int], where: str = "") -> str:
+    return (f"{where or 'an image'} is {size[0]}x{size[1]}, smaller than the {MIN_SIDE}x{MIN_SIDE} that Inception "
+            "takes with --resize none: use --resize pytorch-fid or tf (the 299x299 resize every published score uses)")
+
+
+def check_min_side(files, resize: str) -> None:
+    """With `resize` 'none', refuse (from the headers, before the network loads) an image file too small."""
+    if resize != "none":
+        return
+    from PIL import Image
+
+    for f in files:
+        with Image.open(f) as im:
+            if min(im.size) < MIN_SIDE:
+                raise UserError(too_small_message((im.height, im.width), str(f)))
+
+
 def resize_299(x: torch.Tensor, mode: str = "pytorch-fid") -> torch.Tensor:
     """Resize float images to 299 x 299.
 
@@ -258,6 +279,8 @@ class FIDInceptionV3(nn.Module):
             raise UserError(f"Inception expects (B, 3, H, W) images, got shape {tuple(x.shape)}")
         if x.shape[1] == 1:  # grey images are fed as RGB with equal channels, as PIL's convert('RGB')
             x = x.expand(-1, 3, -1, -1)
+        if self.resize == "none" and min(x.shape[-2:]) < MIN_SIDE:
+            raise UserError(too_small_message(tuple(x.shape[-2:])))
         x = resize_299(x.to(self.fc.weight.dtype), self.resize)
         if self.resize == "tf":
             # The TF graph maps 8-bit values v to (v - 128) / 128 (torch-fidelity keeps this);
