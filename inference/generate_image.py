@@ -44,6 +44,14 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--mask", default=None, help="inpainting mask (white = repaint)")
     p.add_argument("--control", default=None, help="control image (edges or depth)")
     p.add_argument("--strength", type=float, default=None, help="img2img strength in (0, 1]")
+    p.add_argument("--stages", type=int, default=None, choices=[1, 2, 3],
+                   help="Imagen: the last cascade stage to run (1: 64 px, 2: 256 px, 3: 1024 px)")
+    p.add_argument("--rewrite-model", default=None,
+                   help="DALL-E 3: a local causal LM (repo id or folder) that rewrites the prompt (default: a template)")
+    p.add_argument("--decoder", default=None, choices=["consistency", "vae"],
+                   help="DALL-E 3: decode with OpenAI's consistency decoder (4-channel latents: --fast) or the VAE")
+    p.add_argument("--fast", action="store_true", default=None,
+                   help="DALL-E 3: few-step mode (SDXL + LCM-LoRA, 4 steps)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: the model's for the device)")
     p.add_argument("--out", default=None,
@@ -53,7 +61,7 @@ def build_parser() -> ArgumentParser:
 
 
 CALL_OPTIONS = ("prompt", "negative_prompt", "num_images", "height", "width", "steps", "guidance", "scheduler",
-                "image", "mask", "control", "strength")
+                "image", "mask", "control", "strength", "stages", "rewrite_model", "decoder", "fast")
 
 
 def check_options(spec, kwargs: dict) -> None:
@@ -95,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         written = result.save(out)
         where = written[0] if len(written) == 1 else out
         print(f"wrote {len(result.images)} image(s) to {where} in {time.perf_counter() - t0:.1f}s")
+        for revised in dict.fromkeys(getattr(result, "revised_prompts", None) or ()):
+            print(f"prompt as rewritten: {revised}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ SPEC_MODULES: tuple[str, ...] = (
     "models.image_generation.flux.spec",
     "models.image_generation.stable_diffusion.spec",
     "models.image_generation.imagen.spec",
+    "models.image_generation.dalle3.spec",
     "models.video_generation.svd.spec",
     "models.generation_3d.gaussian_splatting.spec",
     "models.generation_3d.nerf.spec",

@@ -29,6 +29,7 @@ CALLS = {
     "sdxl": dict(prompt="a red fox in snow", steps=2),
     "sd3": dict(prompt="a red fox in snow", steps=2),
     "imagen": dict(prompt="a red fox in snow", steps=2, sr_steps=1, upscale_steps=1),
+    "dalle3": dict(prompt="a red fox in snow", steps=2),
     "cyclegan": dict(image=IMAGE),
     "esrgan": dict(image=IMAGE),
     "srgan": dict(image=IMAGE),
