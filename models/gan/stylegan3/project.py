@@ -14,11 +14,12 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
+from utils.cli import ArgumentParser
 from utils.errors import UserError, WeightsError, cli_errors
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m models.gan.stylegan3.project",
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m models.gan.stylegan3.project",
                                 description="Project an image into StyleGAN's latent space (W or W+).",
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", required=True, help="the image to project (centre-cropped and resized to the network)")
