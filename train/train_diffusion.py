@@ -152,7 +152,8 @@ def config_from(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return spec, training, cfg
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
+def make_trainer(args: argparse.Namespace) -> Any:
+    """The `DiffusionTrainer` of these arguments (checked; nothing trained or written yet)."""
     from utils.diffusion.training.trainer import DiffusionTrainer, RunOptions
 
     spec, training, cfg = config_from(args)
@@ -167,7 +168,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                          workers=args.workers, cpu=args.cpu, progress=not args.no_progress,
                          lora_format=args.lora_format, cache_dir=args.cache_dir,
                          eval_batches=args.eval_batches)
-    return DiffusionTrainer(cfg, training, options).run()
+    return DiffusionTrainer(cfg, training, options)
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    return make_trainer(args).run()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -308,9 +308,9 @@ class DiffusionTrainer:
                 for d in datasets:
                     keys = [(s.key, *d.buckets[b]) for s, b in zip(d.sources, d.bucket_of)]
                     index = {k: i for i, k in enumerate(keys)}
-                    caches["latents"].fill(keys, lambda ks, d=d, index=index: [
-                        {"moments": m} for m in self.recipe.latents(torch.stack(
-                            [d[index[k]]["pixels"] for k in ks]).to(self.device)).cpu()], progress=self.opts.progress)
+                    keys.sort(key=lambda k: k[1:])  # one bucket size per encoder batch
+                    caches["latents"].fill(keys, lambda ks, d=d, index=index: self._encode_keys(d, index, ks),
+                                           progress=self.opts.progress)
         if cfg.cache_text:
             caches["text"] = DiskCache(folder, namespace, "text")
             if self.acc.is_main_process:
@@ -321,6 +321,15 @@ class DiffusionTrainer:
                                         progress=self.opts.progress)
         self.acc.wait_for_everyone()
         return caches
+
+    def _encode_keys(self, dataset, index: dict, keys: list[tuple]) -> list[dict[str, torch.Tensor]]:
+        """The posterior moments of the images `keys` name, encoded a bucket size at a time."""
+        out: dict[tuple, torch.Tensor] = {}
+        for size in dict.fromkeys(k[1:] for k in keys):
+            group = [k for k in keys if k[1:] == size]
+            pixels = torch.stack([dataset[index[k]]["pixels"] for k in group]).to(self.device)
+            out.update(zip(group, self.recipe.latents(pixels).cpu()))
+        return [{"moments": out[k]} for k in keys]
 
     def _loader(self, dataset, batches, seed: int):
         from utils.data.captioned import StepBatchSampler, collate_captioned
@@ -476,7 +485,8 @@ class DiffusionTrainer:
         from utils.training.runs import summary_writer, trim_jsonl
         from utils.training.seeding import seed_step
 
-        self._build()
+        if "acc" not in self.__dict__:  # not built yet (a caller may build first to look at the setup)
+            self._build()
         cfg, acc, opts = self.cfg, self.acc, self.opts
         self.writer = None
         if acc.is_main_process:
