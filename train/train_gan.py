@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of data order, noise and init")
     p.add_argument("--out", default=None, help="output folder (default: outputs/train_gan/<model>-<preset>)")
     p.add_argument("--resume", default=None, help="'auto' (latest in --out) or a checkpoint path")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --out that holds another run, deleting that run's files (without it, "
+                        "such an --out is refused)")
     p.add_argument("--log-every", type=int, default=50, help="steps between TensorBoard scalars")
     p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
     p.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints")
@@ -65,6 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is visible")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--data-dir", default=None, help="the files of a standard --dataset (mnist, cifar10, celeba, ffhq, "
+                                                    "lsun): nothing is downloaded")
+    p.add_argument("--metrics", default="", help="scores during training into TensorBoard: fid, is or fid,is")
+    p.add_argument("--metrics-every", type=int, default=500, help="steps between --metrics scorings")
+    p.add_argument("--metrics-samples", type=int, default=1000, help="generated images per scoring")
+    p.add_argument("--metrics-weights", default=None, help="Inception weights file for --metrics")
+    p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (needs wandb installed)")
     return p.parse_args(argv)
 
 
@@ -100,14 +110,13 @@ def settings_from(args: argparse.Namespace) -> tuple[Settings, Any]:
     steps = args.steps if args.kimg is None else max(1, math.ceil(args.kimg * 1000 / max(batch_size, 1)))
     s = Settings(model=spec.name, preset=preset, dataset=args.dataset, steps=pick(steps, recipe.steps),
                  batch_size=batch_size, lr_g=pick(args.lr_g, recipe.lr_g),
-
                  lr_d=pick(args.lr_d, recipe.lr_d), betas=recipe.betas, loss=pick(args.loss, recipe.loss),
                  n_critic=pick(args.n_critic, recipe.n_critic), gp_weight=pick(args.gp_weight, recipe.gp_weight),
                  r1_weight=pick(args.r1_weight, recipe.r1_weight), ema_beta=pick(args.ema, recipe.ema_beta),
                  augment=pick(augment, recipe.augment), spectral_norm=args.spectral_norm,
                  mixed_precision=args.mixed_precision, seed=args.seed,
                  lr_decay_start=pick(args.lr_decay_start, recipe.lr_decay_start), mirror=args.mirror,
-                 ada_target=pick(args.target, 0.6), cfg=args.cfg or "")
+                 ada_target=pick(args.target, 0.6), cfg=args.cfg or "", data_dir=args.data_dir or "")
     return s, recipe
 
 
@@ -118,7 +127,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     options = TrainerOptions(out=Path(args.out or f"outputs/train_gan/{settings.model}-{settings.preset}"),
                              resume=args.resume, log_every=args.log_every, sample_every=args.sample_every,
                              ckpt_every=args.ckpt_every, keep=args.keep, workers=args.workers, cpu=args.cpu,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, overwrite=args.overwrite, metrics=args.metrics,
+                             metrics_every=args.metrics_every, metrics_samples=args.metrics_samples,
+                             metrics_weights=args.metrics_weights, wandb=args.wandb)
     opts = recipe_options(spec, args)
     return GANTrainer(settings, lambda: spec.training_recipe(settings.preset, **opts), options).run()
 
