@@ -31,6 +31,7 @@ SPEC_MODULES: tuple[str, ...] = (
     "models.gan.biggan.spec",
     "models.gan.vqgan.spec",
     "models.gan.stylegan3.spec",
+    "models.gan.aetherist.spec",
     "models.gan.esrgan.spec",
 )
 

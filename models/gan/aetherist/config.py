@@ -70,6 +70,9 @@ class AetheristConfig:
     """EG3D's super-resolution module name (see superresolution.SR_MODULES)."""
     sr_channels: tuple[int, int] | None = None
     """Channels of the two super-resolution blocks when not the module's own (scaled variants: `tiny`)."""
+    sr_num_fp16_res: int = 0
+    """> 0: the super-resolution blocks run in float16 on CUDA with their outputs clamped to +-256 (EG3D's
+    released networks: 4)."""
     sr_antialias: bool = True
     """Antialiased resizing of the raw image to the super-resolution input."""
     sr_noise_mode: str = "none"
@@ -98,6 +101,10 @@ class AetheristConfig:
     """Discriminator channels: min(base / resolution, max)."""
     disc_channel_max: int = 512
     """Discriminator channel cap."""
+    disc_num_fp16_res: int = 0
+    """Discriminator resolutions run in float16 on CUDA (EG3D: 4, with conv_clamp 256)."""
+    disc_conv_clamp: float | None = None
+    """Clamp of the discriminator's convolution outputs."""
     disc_mbstd_group_size: int = 4
     """Minibatch-std group of the discriminator's epilogue."""
     disc_c_noise: float = 0.0
@@ -136,9 +143,16 @@ def config_from_dict(values: Mapping[str, Any], base: AetheristConfig) -> Aether
     return replace(base, **out)
 
 
+ARCHITECTURE_FIELDS = ("backbone", "latent_dim", "w_dim", "c_dim", "mapping_layers", "triplane_resolution",
+                       "triplane_channels", "vit_dim", "vit_layers", "vit_heads", "vit_patch_size", "vit_mlp_ratio",
+                       "channel_base", "channel_max", "decoder_hidden", "decoder_output_dim", "image_resolution",
+                       "sr_module", "sr_channels")
+"""The fields that decide the generator's tensors (the others are rendering and training settings)."""
+
 EG3D_FFHQ = AetheristConfig(backbone="stylegan2", latent_dim=512, triplane_resolution=256, image_resolution=512,
                             neural_rendering_resolution=128, sr_module="SuperresolutionHybrid8XDC",
-                            avg_camera_pivot=(0.0, 0.0, 0.2), disc_c_noise=0.0)
+                            avg_camera_pivot=(0.0, 0.0, 0.2), sr_num_fp16_res=4, disc_num_fp16_res=4,
+                            disc_conv_clamp=256)
 """EG3D's FFHQ 512 network (ffhq512-128.pkl): rendering at 128, 8x super-resolution with doubled channels."""
 
 EG3D_PRESETS: dict[str, AetheristConfig] = {
@@ -154,7 +168,7 @@ EG3D_PRESETS: dict[str, AetheristConfig] = {
 AETHERIST_BASE = AetheristConfig(backbone="vit", latent_dim=256, w_dim=512, mapping_layers=8, vit_dim=256,
                                  vit_layers=8, vit_heads=8, vit_patch_size=4, triplane_resolution=64,
                                  triplane_channels=32, image_resolution=512, neural_rendering_resolution=128,
-                                 sr_module="SuperresolutionHybrid8XDC", disc_channel_base=16384,
+                                 sr_module="SuperresolutionHybrid8XDC", disc_channel_base=32768, disc_channel_max=192,
                                  disc_scales=(256, 128, 64), disc_spectral_norm=True)
 """The seed's sizes: latent 256, ViT 256 x 8, triplanes 3 x 32 x 64 x 64, 512 output."""
 

@@ -24,7 +24,8 @@ from models.gan.aetherist.vit_backbone import ViTBackbone
 from utils.nn.stylegan import MappingNetwork, StyleGAN2Discriminator, StyleGAN2Synthesis
 from utils.rendering.camera_labels import split_camera_label
 
-__all__ = ["Backbone", "TriplaneGenerator", "DualDiscriminator", "AetheristDiscriminator", "filtered_resize"]
+__all__ = ["Backbone", "TriplaneGenerator", "DualDiscriminator", "AetheristDiscriminator", "filtered_resize",
+           "spectral_normalize"]
 
 
 class Backbone(nn.Module):
@@ -64,7 +65,8 @@ class TriplaneGenerator(nn.Module):
         self.superresolution = SuperResolution(cfg.sr_module, cfg.decoder_output_dim, cfg.w_dim,
                                                antialias=cfg.sr_antialias,
                                                fused_modconv_default=cfg.fused_modconv_default,
-                                               img_resolution=cfg.image_resolution, block_channels=cfg.sr_channels)
+                                               img_resolution=cfg.image_resolution, block_channels=cfg.sr_channels,
+                                               num_fp16_res=cfg.sr_num_fp16_res)
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -154,6 +156,34 @@ class DualDiscriminator(StyleGAN2Discriminator):
         return super().forward(x, c, force_fp32=force_fp32)
 
 
+class _UndoGain(nn.Module):
+    """A parametrization multiplying a weight by 1 / (the layer's run-time gain)."""
+
+    def __init__(self, gain: float):
+        super().__init__()
+        self.inverse = 1.0 / gain
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return weight * self.inverse
+
+
+def spectral_normalize(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) of every equalized layer of `module`: the effective weight
+    (stored weight x run-time gain) becomes W / sigma_max(W), one power iteration per training call (torch's
+    parametrization), so each layer is 1-Lipschitz; without undoing the equalized gain the two scalings
+    would compound and the activations vanish through the layers."""
+    from torch.nn.utils.parametrizations import spectral_norm
+    from torch.nn.utils.parametrize import register_parametrization
+
+    from utils.nn.stylegan import Conv2dLayer, FullyConnectedLayer
+
+    for m in list(module.modules()):
+        if isinstance(m, (Conv2dLayer, FullyConnectedLayer)) and not hasattr(m, "parametrizations"):
+            spectral_norm(m)
+            register_parametrization(m, "weight", _UndoGain(m.weight_gain))
+    return module
+
+
 class AetheristDiscriminator(nn.Module):
     """Aetherist's multi-scale dual discriminator: `main` at the image size (EG3D's, same names under
     `main.`) and one more per extra scale (`scales.{i}`); logits averaged over scales."""
@@ -162,18 +192,12 @@ class AetheristDiscriminator(nn.Module):
         super().__init__()
         cfg = config
         kw = dict(channel_base=cfg.disc_channel_base, channel_max=cfg.disc_channel_max,
+                  num_fp16_res=cfg.disc_num_fp16_res, conv_clamp=cfg.disc_conv_clamp,
                   mbstd_group_size=cfg.disc_mbstd_group_size, disc_c_noise=cfg.disc_c_noise)
         self.main = DualDiscriminator(cfg.c_dim, cfg.image_resolution, **kw)
         self.scales = nn.ModuleList(DualDiscriminator(cfg.c_dim, s, **kw) for s in cfg.disc_scales)
         if cfg.disc_spectral_norm:
-            # the equalized layers keep their run-time gain; the norm divides their stored weight by its
-            # largest singular value (torch's parametrization, one power iteration per call)
-            from torch.nn.utils.parametrizations import spectral_norm
-
-            from utils.nn.stylegan import Conv2dLayer, FullyConnectedLayer
-            for m in list(self.modules()):
-                if isinstance(m, (Conv2dLayer, FullyConnectedLayer)):
-                    spectral_norm(m)
+            spectral_normalize(self)
 
     def forward(self, img: dict[str, Tensor], c: Tensor | None = None,
                 generator: torch.Generator | None = None) -> Tensor:

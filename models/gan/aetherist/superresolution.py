@@ -62,7 +62,9 @@ class SynthesisBlockNoUp(StyleGAN2Block):
         if fused_modconv == "inference_only":
             fused_modconv = not self.training
         layer = dict(fused_modconv=fused_modconv, noise_mode=noise_mode, noise_generator=noise_generator)
-        x = self.conv1(self.conv0(x.float(), w0, **layer), w1, **layer)
+        fp16 = self.use_fp16 and not force_fp32 and ws.device.type == "cuda"
+        x = x.to(torch.float16 if fp16 else torch.float32)
+        x = self.conv1(self.conv0(x, w0, **layer), w1, **layer)
         y = self.torgb(x, w2, fused_modconv=fused_modconv).float()
         return x, (y if img is None else img + y)
 
@@ -72,7 +74,8 @@ class SuperResolution(nn.Module):
 
     def __init__(self, module: str, channels: int, w_dim: int, antialias: bool = True,
                  fused_modconv_default: bool | str = "inference_only", img_channels: int = 3,
-                 img_resolution: int | None = None, block_channels: tuple[int, int] | None = None):
+                 img_resolution: int | None = None, block_channels: tuple[int, int] | None = None,
+                 num_fp16_res: int = 0):
         super().__init__()
         if module not in SR_MODULES:
             raise ValueError(f"unknown super-resolution module {module!r}: one of {', '.join(SR_MODULES)}")
@@ -85,13 +88,14 @@ class SuperResolution(nn.Module):
         if block_channels is not None:
             c0, c1 = block_channels
         self.antialias = antialias
-        block = dict(w_dim=w_dim, img_channels=img_channels, fused_modconv_default=fused_modconv_default)
+        fp16 = num_fp16_res > 0
+        block = dict(w_dim=w_dim, img_channels=img_channels, fused_modconv_default=fused_modconv_default,
+                     use_fp16=fp16, conv_clamp=256 if fp16 else None)
         if up0:
-            self.block0 = StyleGAN2Block(channels, c0, resolution=self.input_resolution * 2, is_last=False,
-                                         conv_clamp=None, **block)
+            self.block0 = StyleGAN2Block(channels, c0, resolution=self.input_resolution * 2, is_last=False, **block)
         else:
             self.block0 = SynthesisBlockNoUp(channels, c0, resolution=self.input_resolution, is_last=False, **block)
-        self.block1 = StyleGAN2Block(c0, c1, resolution=self.img_resolution, is_last=True, conv_clamp=None, **block)
+        self.block1 = StyleGAN2Block(c0, c1, resolution=self.img_resolution, is_last=True, **block)
         if buffer:
             self.register_buffer("resample_filter", setup_filter([1, 3, 3, 1]))
 

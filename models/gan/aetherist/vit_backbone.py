@@ -2,7 +2,8 @@
 
 A learned grid of (R / p)^2 tokens (width `vit_dim`, with a learned position embedding) runs through
 `vit_layers` pre-norm transformer blocks; each block's two LayerNorms are modulated by its own w
-(scale and shift from an equalized affine layer, initialised to the identity, as adaLN in DiT),
+(scale and shift from an equalized affine layer, initialised near the identity: small random weights,
+zero bias),
 so the latent steers every layer the way the styles steer a StyleGAN synthesis network. A final
 modulated norm and a linear head turn each token into its p x p patch of the three planes
 (3 * C channels), unpatchified to (B, 3 * C, R, R) like the StyleGAN2 backbone's output. It takes
@@ -26,7 +27,7 @@ class ModulatedNorm(nn.Module):
     def __init__(self, dim: int, w_dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.affine = FullyConnectedLayer(w_dim, 2 * dim, bias_init=0.0, weight_init=0.0)
+        self.affine = FullyConnectedLayer(w_dim, 2 * dim, bias_init=0.0, weight_init=0.25)
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
         scale, shift = self.affine(w).chunk(2, dim=-1)
