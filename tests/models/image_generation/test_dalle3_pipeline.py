@@ -118,3 +118,32 @@ def test_a_flagged_image_is_refused(pipe):
         checker.concept_embeds.data.copy_(saved[0])
         checker.concept_embeds_weights.data.copy_(saved[1])
     assert len(pipe("a red fox", seed=7, progress=False)) == 1
+
+
+def test_fast_mode_loads_the_sdxl_base_and_fuses_the_lcm_lora(tmp_path, monkeypatch):
+    """A real preset's first --fast call: the SDXL base from its source, the LCM-LoRA file fused into it."""
+    from safetensors.torch import save_file
+
+    from models.image_generation.stable_diffusion.pipeline import SDXLPipeline
+
+    pipe = DallE3Pipeline.tiny()
+    pipe.fast = None
+    before = SDXLPipeline.tiny().unet.get_submodule("input_blocks.1.1.transformer_blocks.0.attn1.to_q").weight.clone()
+    loaded = []
+
+    def tiny_base(source, preset=None, device=None, dtype=None, **kw):
+        loaded.append((source, preset))
+        return SDXLPipeline.tiny()
+
+    monkeypatch.setattr(SDXLPipeline, "from_pretrained", classmethod(lambda cls, *a, **kw: tiny_base(*a, **kw)))
+    name = "input_blocks.1.1.transformer_blocks.0.attn1.to_q"
+    g = torch.Generator().manual_seed(0)
+    down, up = torch.randn(2, 32, generator=g), torch.randn(32, 2, generator=g)
+    key = "lora_unet_" + name.replace(".", "_")  # kohya names, as latent-consistency/lcm-lora-sdxl ships
+    save_file({f"{key}.lora_down.weight": down, f"{key}.lora_up.weight": up, f"{key}.alpha": torch.tensor(2.0)},
+              str(tmp_path / "lcm.safetensors"))
+    pipe.sources.update(fast="some/sdxl-base", lcm_lora=str(tmp_path / "lcm.safetensors"))
+    out = pipe("a red fox", fast=True, seed=0, progress=False)
+    assert loaded == [("some/sdxl-base", "sdxl-base")] and out.pixels.shape == (1, 3, 32, 32)
+    fused = pipe.fast.unet.get_submodule(name).weight.detach()
+    assert torch.allclose(fused - before, up @ down * (2.0 / 2), atol=1e-5)  # scale 1 x alpha / rank
