@@ -179,10 +179,11 @@ class AetheristPipeline(GANPipeline):
             raise UserError("the number of images and the batch size must be at least 1")
         self.check_size(height, width)
         gen = self.noise_generator(seed)
-        if latents is None:
-            latents = self.sample_latents(num_images, gen)
-        latents = torch.as_tensor(latents, dtype=torch.float32)
-        n = len(latents)
+        # the latents are drawn even when given, so the ray jitter that follows is the same either way:
+        # the latents an output returns, given back with its seed, give back its images
+        n = num_images if latents is None else len(latents)
+        drawn = self.sample_latents(n, gen)
+        latents = drawn if latents is None else torch.as_tensor(latents, dtype=torch.float32)
         labels = self.camera_labels(n, elevation, azimuth, radius, fov, camera_poses)
         psi = self.truncation(truncation)
         images = []
