@@ -1,7 +1,14 @@
 """Translate images with an image-to-image GAN of the zoo (CycleGAN).
 
     python inference/translate_image.py --model cyclegan --weights latest_net_G_A.pth --input photos/ --out zebras/
+    python inference/translate_image.py --model cyclegan --preset monet2photo --input paintings/ --out photos/
     python inference/translate_image.py --model cyclegan --preset tiny --input photo.jpg --out out/   # random weights
+
+--preset names a released generator of junyanz/pytorch-CycleGAN-and-pix2pix (horse2zebra, zebra2horse,
+monet2photo, style_monet, style_cezanne, style_ukiyoe, style_vangogh, summer2winter_yosemite,
+winter2summer_yosemite, apple2orange, orange2apple, ...: fetched once into the torch hub cache) or an
+architecture (resnet-9blocks, resnet-6blocks) for --weights. A folder is translated --batch-size
+same-size images per forward.
 
 Each input image is written to --out under its own name as .png (atomically). A folder input is
 read in sorted order; --direction BtoA runs G_B of a checkpoint that holds both generators.
@@ -34,6 +41,7 @@ def build_parser() -> ArgumentParser:
                    help="AtoB (G_A) or BtoA (G_B, for checkpoints holding both generators)")
     p.add_argument("--size", type=int, default=None,
                    help="resize inputs to this square side (a multiple of 4); default: own size rounded to 4")
+    p.add_argument("--batch-size", type=int, default=8, help="same-size images per forward (batch mode)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16")
     return p
@@ -48,33 +56,44 @@ def main(argv: list[str] | None = None) -> None:
         if spec.name not in TRANSLATORS:
             raise UserError(f"{spec.name} does not translate images: use one of {', '.join(TRANSLATORS)} "
                             "(inference/generate_image.py generates from noise)")
+        spec.check_preset(args.preset)
         source = Path(args.input)
         if not source.exists():
             raise UserError(f"--input not found: {source}: pass an image file or a folder of images")
         out = Path(args.out)
         if out.suffix:
             raise UserError(f"--out must be a folder (got a file name {out.name}): each image keeps its own name")
+        from utils.io import check_output_path
+
+        check_output_path(out, "folder")
         pipe_cls = spec.pipeline_class()
-        if args.weights is None and args.preset != "tiny":
-            raise UserError("pass --weights with a CycleGAN generator (e.g. latest_net_G_A.pth), "
-                            "or --preset tiny for random weights")
+        if args.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+        if args.weights is None and args.preset != "tiny" and spec.weights_for(args.preset or "") is None:
+            raise UserError("pass --weights with a CycleGAN generator (e.g. latest_net_G_A.pth), a released "
+                            "--preset (horse2zebra, monet2photo, style_vangogh, ...), or --preset tiny for random weights")
+        inputs = pipe_cls.expand_inputs(str(source))
+        from utils.data.image_folder import check_images
+
+        check_images([Path(i) for i in inputs], "--input")  # every input decodes before any weights load
         t0 = time.perf_counter()
         pipe = pipe_cls.from_pretrained(args.weights, preset=args.preset, device=args.device, dtype=args.dtype,
                                         direction=args.direction)
-        inputs = pipe.expand_inputs(str(source))
         from tqdm.auto import tqdm
 
         from utils.io import atomic_path
 
         names: set[str] = set()
-        for item in tqdm(inputs, desc="translating", disable=len(inputs) < 2):
-            result = pipe(image=item, size=args.size)
-            name = Path(item).stem
-            if name in names:  # a.jpg and a.png in one folder
-                name = f"{name}_{Path(item).suffix.lstrip('.')}"
-            names.add(name)
-            with atomic_path(out / f"{name}.png") as tmp:
-                result.images[0].save(tmp, format="PNG")
+        chunks = [inputs[i:i + args.batch_size] for i in range(0, len(inputs), args.batch_size)]
+        for chunk in tqdm(chunks, desc="translating", disable=len(chunks) < 2):
+            result = pipe(image=chunk, size=args.size, batch_size=args.batch_size)
+            for item, image in zip(chunk, result.images):
+                name = Path(item).stem
+                if name in names:  # a.jpg and a.png in one folder
+                    name = f"{name}_{Path(item).suffix.lstrip('.')}"
+                names.add(name)
+                with atomic_path(out / f"{name}.png") as tmp:
+                    image.save(tmp, format="PNG")
         print(f"translated {len(inputs)} image(s) into {out} in {time.perf_counter() - t0:.1f}s")
 
 

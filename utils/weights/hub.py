@@ -239,3 +239,12 @@ def locate(source: str | os.PathLike, patterns: Iterable[str] | None = None, wha
         if what is None:
             raise
         raise WeightsError(f"{what}: {err}") from None
+
+
+def fetch_release(url: str, what: str, instead: str = "") -> Path:
+    """A release file given by its URL (GitHub releases, a lab's server): downloaded once into the torch hub
+    cache's checkpoints folder (`fetch_url`'s offline rule), read from there afterwards."""
+    import torch
+
+    target = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    return fetch_url(url, target, f"{what} {target.name}", instead=instead)

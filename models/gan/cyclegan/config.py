@@ -34,3 +34,7 @@ PRESETS: dict[str, CycleGANConfig] = {
     "digits": CycleGANConfig(image_size=32, ngf=16, ndf=16, n_blocks=4),
     "tiny": CycleGANConfig(image_size=32, ngf=4, ndf=4, n_blocks=1),
 }
+
+from models.gan.cyclegan.spec import RELEASED  # noqa: E402 - junyanz's pretrained generators (resnet_9blocks)
+
+PRESETS.update({name: PRESETS["resnet-9blocks"] for name in RELEASED})

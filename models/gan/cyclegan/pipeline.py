@@ -50,6 +50,16 @@ class CycleGANPipeline(GANPipeline):
             raise UserError(f"direction must be AtoB or BtoA, got '{direction}'")
         return cls._load_pipeline(source, preset, device, dtype, direction=direction)
 
+    @staticmethod
+    def resolve_source(source: str | Path) -> Path:
+        """A released generator's URL (the style / season / object presets) is downloaded once into the torch hub
+        cache; anything else as the base does."""
+        if str(source).startswith(("http://", "https://")):
+            from utils.weights.hub import fetch_release
+
+            return fetch_release(str(source), "the CycleGAN generator", instead="or pass --weights with the .pth")
+        return GANPipeline.resolve_source(source)
+
     @classmethod
     def missing_weights(cls, preset: str) -> Exception:
         return UserError("no CycleGAN weights are registered: pass --weights with a generator file such as "
@@ -121,8 +131,9 @@ class CycleGANPipeline(GANPipeline):
     @torch.inference_mode()
     def __call__(self, image: ImageInput | Sequence[ImageInput] | None = None, seed: int | None = None,
                  size: int | None = None, height: int | None = None, width: int | None = None,
-                 **unused: Any) -> ImageOutput:
-        """Translate one image, a list, or a folder. The generator is deterministic: `seed` changes nothing."""
+                 batch_size: int = 8, **unused: Any) -> ImageOutput:
+        """Translate one image, a list, or a folder, `batch_size` same-size images per forward. The generator
+        is deterministic: `seed` changes nothing."""
         if image is None:
             raise UserError("cyclegan translates images: pass image=<file, folder or PIL image> (--image on the CLI)")
         bad = sorted(k for k, v in unused.items() if v is not None and k not in ("num_images",))
@@ -134,10 +145,17 @@ class CycleGANPipeline(GANPipeline):
             size = height or width
         if size is not None and size % 4:
             raise UserError(f"the size must be a multiple of 4 (the generator downsamples twice), got {size}")
-        outputs, names = [], []
-        for item in self.expand_inputs(image):
-            x, name = self._load(item, size)
-            y = self.generator(x[None].to(self.device, self.dtype)).float().cpu()
-            outputs.append(y[0])
-            names.append(name)
-        return self.output(outputs, names=names)
+        if batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+        loaded = [self._load(item, size) for item in self.expand_inputs(image)]
+        outputs: list[torch.Tensor | None] = [None] * len(loaded)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, (x, _) in enumerate(loaded):  # images of one size go through the generator together
+            by_shape.setdefault(tuple(x.shape), []).append(i)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start:start + batch_size]
+                x = torch.stack([loaded[i][0] for i in chunk]).to(self.device, self.dtype)
+                for i, y in zip(chunk, self.generator(x).float().cpu()):
+                    outputs[i] = y
+        return self.output(outputs, names=[name for _, name in loaded])

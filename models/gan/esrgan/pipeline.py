@@ -55,11 +55,9 @@ class SuperResolutionPipeline(GANPipeline):
         """A release URL is downloaded once into the torch hub cache; anything else as the base does."""
         text = str(source)
         if text.startswith(("http://", "https://")):
-            from utils.weights.hub import fetch_url
+            from utils.weights.hub import fetch_release
 
-            target = Path(torch.hub.get_dir()) / "checkpoints" / text.rsplit("/", 1)[-1]
-            return fetch_url(text, target, f"super-resolution weights {target.name}",
-                             instead="or pass --weights with the file")
+            return fetch_release(text, "super-resolution weights", instead="or pass --weights with the file")
         return GANPipeline.resolve_source(source)
 
     @classmethod
