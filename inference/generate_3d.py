@@ -12,6 +12,8 @@ original 3DGS chkpnt*.pth, a gsplat ckpt_*.pt or a checkpoint of train_3d.py.
 
     python inference/generate_3d.py --model voxel_vae_gan --model_path <run>/checkpoints/latest \\
         --images a.jpg b.jpg --poses a.json b.json --threshold 0.4      # shape.binvox/.obj/.ply, renders/
+    python inference/generate_3d.py --model shap_e --prompt "a red chair" --out chair.glb --turntable chair.gif
+    python inference/generate_3d.py --model shap_e --image photo.png --out chair.obj    # the image300M preset
 """
 from __future__ import annotations
 
@@ -218,6 +220,67 @@ def run_voxel_vae_gan(args) -> int:
           f"({', '.join(sorted({p.name for p in written if p.parent == folder}))}, renders/)")
     return 0
 
+# -- shap_e (text/image to 3D) ----------------------------------------------------------------------
+
+SHAP_E_SUFFIXES = (".glb", ".obj", ".ply", ".npz", ".gif", ".mp4", ".png")
+
+
+def add_shap_e_args(p) -> None:
+    p.add_argument("--prompt", default=None, help="what to make, e.g. \"a red chair\" (text presets)")
+    p.add_argument("--image", default=None, help="a picture of the object (image300M / tiny-image presets)")
+    p.add_argument("--preset", default=None, help="text300M (default; image300M when --image is given), image300M, "
+                                                  "tiny, tiny-image (random weights, offline)")
+    p.add_argument("--source", default=None, help="a diffusers Shap-E folder or hub id (default: the preset's)")
+    p.add_argument("--out", default="outputs/generate_3d/shap_e.glb",
+                   help=f"output file ({', '.join(SHAP_E_SUFFIXES)}) or a folder (every format)")
+    p.add_argument("--turntable", default=None, help="also write a turntable of the renders (.gif or .mp4)")
+    p.add_argument("--steps", type=int, default=None, help="diffusion steps (default 64)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 15, image 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of object 0 (object i uses seed + i)")
+    p.add_argument("--batch", type=int, default=1, help="objects to make (side by side in one mesh file)")
+    p.add_argument("--frame-size", type=int, default=None, help="render side in pixels (default 64)")
+    p.add_argument("--views", type=int, default=None, help="turntable views (default 20)")
+    p.add_argument("--mesh-resolution", type=int, default=None, help="marching-cubes grid side (default 128)")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
+
+
+def run_shap_e(args) -> int:
+    from models import load
+
+    out = Path(args.out)
+    for target in (out, Path(args.turntable) if args.turntable else None):
+        if target is not None and target.suffix and target.suffix.lower() not in SHAP_E_SUFFIXES:
+            raise UserError(f"cannot write '{target.suffix}' with shap_e: use one of {', '.join(SHAP_E_SUFFIXES)} "
+                            "or a folder")
+    if args.turntable and Path(args.turntable).suffix.lower() not in (".gif", ".mp4"):
+        raise UserError("--turntable takes a .gif or .mp4 path")
+    if args.prompt is not None and not args.prompt.strip():
+        raise UserError("the prompt is empty: describe the object, e.g. --prompt \"a red chair\"")
+    if args.prompt is None and args.image is None:
+        raise UserError("give --prompt \"a red chair\" or --image photo.png")
+    if args.batch < 1:
+        raise UserError("--batch must be at least 1")
+    preset = args.preset or ("image300M" if args.image is not None else "text300M")
+    if args.source is not None:
+        from models.generation_3d.shap_e.pipeline import ShapEPipeline
+
+        pipe = ShapEPipeline.from_pretrained(args.source, preset=preset, device=args.device)
+    else:
+        pipe = load("3d", "shap_e", preset=preset, device=args.device)
+    image = None
+    if args.image is not None:
+        image = pipe.preprocess_image(args.image) if pipe.cond == "image" else args.image
+    result = pipe(prompt=args.prompt, image=image, num_images=args.batch, steps=args.steps,
+                  guidance_scale=args.guidance, seed=args.seed, frame_size=args.frame_size, n_views=args.views,
+                  mesh_resolution=args.mesh_resolution, progress=True)
+    written = result.save(out)
+    if args.turntable:
+        written += result.save(Path(args.turntable))
+    print(f"{args.batch} object(s), {len(result.points) if result.points is not None else 0} mesh vertices -> "
+          f"{', '.join(str(p) for p in written[:4])}{' ...' if len(written) > 4 else ''}")
+    return 0
+
+
 # -- dispatch ------------------------------------------------------------------------------------------
 
 # registry name -> (adds the model's options, runs it). A new 3D model adds its two functions and one entry.
@@ -225,6 +288,7 @@ RUNNERS = {
     "gaussian_splatting": (add_gaussian_splatting_args, run_gaussian_splatting),
     "nerf": (add_nerf_args, run_nerf),
     "voxel_vae_gan": (add_voxel_vae_gan_args, run_voxel_vae_gan),
+    "shap_e": (add_shap_e_args, run_shap_e),
 }
 
 

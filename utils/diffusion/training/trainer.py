@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from utils.diffusion.training.config import RESUME_FIXED, ModelTraining, TrainConfig
-from utils.errors import UserError, warn_user
+from utils.errors import UserError
 
 ADAPTER = "trained"
 """The peft adapter name of what a LoRA run trains."""
@@ -476,6 +476,51 @@ class DiffusionTrainer:
                             extra)
         return {"lora": str(path)}
 
+    def batch_iterators(self) -> tuple[Any, Any]:
+        """(training batches, class batches or None) from the run's current step on."""
+        cfg = self.cfg
+        data = self._loader(self.data, self.batches, cfg.seed)
+        class_data = (self._loader(self.class_data, self.class_batches, cfg.seed + 1)
+                      if self.class_data is not None else None)
+        return data, class_data
+
+    def train_step(self, step: int, data, class_data=None) -> dict[str, float]:
+        """One optimisation step (its `grad_accum` micro-steps) from the batch iterators; returns its log."""
+        from utils.training.seeding import seed_step
+
+        cfg, acc = self.cfg, self.acc
+        params = [p for g in self.opt.param_groups for p in g["params"]]
+        factor = _lr_factor(step, cfg.lr_warmup)
+        for group, base in zip(self.opt.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        log: dict[str, float] = {"loss": 0.0, "lr": self.base_lrs[0] * factor}
+        for micro in range(cfg.grad_accum):
+            g = step * cfg.grad_accum + micro
+            gen = seed_step(cfg.seed, g, self.rank)
+            sync = micro == cfg.grad_accum - 1
+            ctx = acc.no_sync(self.model) if not sync and self.world > 1 else _null()
+            with ctx:
+                loss, extra = self._batch_loss(next(data), gen, self.data)
+                total = loss
+                if class_data is not None:
+                    prior, _ = self._batch_loss(next(class_data), gen, self.class_data)
+                    total = loss + cfg.prior_loss_weight * prior
+                    log["prior_loss"] = log.get("prior_loss", 0.0) + float(prior.detach()) / cfg.grad_accum
+                acc.backward(total / cfg.grad_accum)
+            log["loss"] += float(loss.detach()) / cfg.grad_accum
+            for k, v in extra.items():
+                log[k] = log.get(k, 0.0) + v / cfg.grad_accum
+        if not math.isfinite(log["loss"]):
+            raise UserError(f"the loss became {log['loss']} at step {step + 1}: lower --lr, or use bf16 instead of "
+                            "fp16 mixed precision")
+        if cfg.max_grad_norm > 0:
+            log["grad_norm"] = float(acc.clip_grad_norm_(params, cfg.max_grad_norm))
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(acc.unwrap_model(self.model), step)
+        return log
+
     # -- the loop --------------------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
@@ -483,7 +528,6 @@ class DiffusionTrainer:
 
         from utils.training.checkpoints import write_json
         from utils.training.runs import summary_writer, trim_jsonl
-        from utils.training.seeding import seed_step
 
         if "acc" not in self.__dict__:  # not built yet (a caller may build first to look at the setup)
             self._build()
@@ -495,10 +539,7 @@ class DiffusionTrainer:
             write_json(self.out / "settings.json", asdict(cfg))
             if self.start > 0:
                 trim_jsonl(self.out / "log.jsonl", self.start)
-        data = self._loader(self.data, self.batches, cfg.seed)
-        class_data = (self._loader(self.class_data, self.class_batches, cfg.seed + 1)
-                      if self.class_data is not None else None)
-        params = [p for g in self.opt.param_groups for p in g["params"]]
+        data, class_data = self.batch_iterators()
         history: list[dict[str, float]] = []
         samples: list[str] = []
         evals: dict[str, float] = {}
@@ -507,35 +548,7 @@ class DiffusionTrainer:
         bar = tqdm(range(self.start, cfg.steps), initial=self.start, total=cfg.steps, desc=f"{cfg.model} {cfg.mode}",
                    disable=not opts.progress or not acc.is_main_process, dynamic_ncols=True)
         for step in bar:
-            factor = _lr_factor(step, cfg.lr_warmup)
-            for group, base in zip(self.opt.param_groups, self.base_lrs):
-                group["lr"] = base * factor
-            log: dict[str, float] = {"loss": 0.0, "lr": self.base_lrs[0] * factor}
-            for micro in range(cfg.grad_accum):
-                g = step * cfg.grad_accum + micro
-                gen = seed_step(cfg.seed, g, self.rank)
-                sync = micro == cfg.grad_accum - 1
-                ctx = acc.no_sync(self.model) if not sync and self.world > 1 else _null()
-                with ctx:
-                    loss, extra = self._batch_loss(next(data), gen, self.data)
-                    total = loss
-                    if class_data is not None:
-                        prior, _ = self._batch_loss(next(class_data), gen, self.class_data)
-                        total = loss + cfg.prior_loss_weight * prior
-                        log["prior_loss"] = log.get("prior_loss", 0.0) + float(prior.detach()) / cfg.grad_accum
-                    acc.backward(total / cfg.grad_accum)
-                log["loss"] += float(loss.detach()) / cfg.grad_accum
-                for k, v in extra.items():
-                    log[k] = log.get(k, 0.0) + v / cfg.grad_accum
-            if not math.isfinite(log["loss"]):
-                raise UserError(f"the loss became {log['loss']} at step {step + 1}: lower --lr, or use bf16 instead of "
-                                "fp16 mixed precision")
-            if cfg.max_grad_norm > 0:
-                log["grad_norm"] = float(acc.clip_grad_norm_(params, cfg.max_grad_norm))
-            self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
-            if self.ema is not None:
-                self.ema.update(acc.unwrap_model(self.model), step)
+            log = self.train_step(step, data, class_data)
             done = step + 1
             history.append({"step": done, **log})
             if acc.is_main_process:
