@@ -38,6 +38,7 @@ CALLS = {
     "gaussian_splatting": dict(n_views=2, width=32),
     "nerf": dict(n_views=2, width=16, mesh_resolution=12, mesh_threshold=1.0),
     "voxel_vae_gan": dict(images=[IMAGE, OTHER_IMAGE], render_size=32),
+    "shap_e": dict(prompt="a red chair"),
 }
 
 

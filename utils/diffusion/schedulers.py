@@ -64,9 +64,13 @@ def _betas(num_train: int, beta_start: float, beta_end: float, beta_schedule: st
                               for i in range(num_train)], dtype=torch.float32)
     elif beta_schedule == "sigmoid":
         betas = torch.sigmoid(torch.linspace(-6, 6, num_train)) * (beta_end - beta_start) + beta_start
+    elif beta_schedule == "exp":
+        # Shap-E: alpha_bar(t) = exp(-12 t), so beta_i = 1 - exp(-12 / T), capped like the cosine one.
+        betas = torch.tensor([min(1 - math.exp(-12.0 * (i + 1) / num_train) / math.exp(-12.0 * i / num_train), 0.999)
+                              for i in range(num_train)], dtype=torch.float32)
     else:
         raise UserError(f"unknown beta_schedule '{beta_schedule}': "
-                        f"{did_you_mean(beta_schedule, ['linear', 'scaled_linear', 'squaredcos_cap_v2', 'sigmoid'])}")
+                        f"{did_you_mean(beta_schedule, ['linear', 'scaled_linear', 'squaredcos_cap_v2', 'sigmoid', 'exp'])}")
     if rescale_zero_snr:
         betas = _rescale_zero_terminal_snr(betas)
     return betas
