@@ -171,6 +171,11 @@ class SuperResolutionPipeline(GANPipeline):
         return self.output(outputs, names=names)
 
 
+    def enhance_image(self, low_res_image: ImageInput, **options: Any) -> Image.Image:
+        """The seed's `SuperResolutionGAN.enhance_image`: one image in, the upscaled PIL image out."""
+        return self(image=low_res_image, **options).images[0]
+
+
 class ESRGANPipeline(SuperResolutionPipeline):
     """ESRGAN / Real-ESRGAN (RRDBNet): `ESRGANPipeline.from_pretrained(preset="realesrgan-x4plus")`, or any
     RRDBNet file (`convert.py` reads the layouts and the config off the shapes)."""

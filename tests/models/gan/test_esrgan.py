@@ -145,6 +145,7 @@ def test_pipeline_loads_a_release_layout_file_and_upscales(tmp_path):
     got = torch.tensor(list(out.images[0].getdata()), dtype=torch.float32).view(28, 40, 3).permute(2, 0, 1) / 255
     assert (got - want[0]).abs().max() <= 1 / 255 + 1e-6
     assert pipe(image=image, outscale=2).images[0].size == (20, 14)
+    assert list(pipe.enhance_image(image).getdata()) == list(out.images[0].getdata())  # the seed's name
 
 
 def test_pipeline_refuses_weights_of_another_preset(tmp_path):
