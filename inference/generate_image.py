@@ -52,6 +52,9 @@ def build_parser() -> ArgumentParser:
                    help="DALL-E 3: decode with OpenAI's consistency decoder (4-channel latents: --fast) or the VAE")
     p.add_argument("--fast", action="store_true", default=None,
                    help="DALL-E 3: few-step mode (SDXL + LCM-LoRA, 4 steps)")
+    p.add_argument("--lora", action="append", default=None, metavar="PATH[:SCALE]",
+                   help="a LoRA file to apply (diffusers, kohya, BFL, XLabs; train_diffusion.py writes one), "
+                        "at SCALE (default 1); repeat to stack several (diffusion models)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: the model's for the device)")
     p.add_argument("--out", default=None,
@@ -62,6 +65,18 @@ def build_parser() -> ArgumentParser:
 
 CALL_OPTIONS = ("prompt", "negative_prompt", "num_images", "height", "width", "steps", "guidance", "scheduler",
                 "image", "mask", "control", "strength", "stages", "rewrite_model", "decoder", "fast")
+
+
+def lora_source(text: str) -> tuple[str, float]:
+    """'path[:scale]' -> (path, scale); a tail that is not a number belongs to the path (a hub 'repo:file')."""
+    source, _, tail = text.rpartition(":")
+    try:
+        scale = float(tail)
+    except ValueError:
+        return text, 1.0
+    if not source:
+        raise UserError(f"--lora {text}: give the file before the scale, e.g. --lora my_lora.safetensors:0.8")
+    return source, scale
 
 
 def check_options(spec, kwargs: dict) -> None:
@@ -93,12 +108,18 @@ def main(argv: list[str] | None = None) -> None:
 
         kwargs = {k: getattr(args, k) for k in CALL_OPTIONS if getattr(args, k) is not None}
         check_options(spec, kwargs)
+        loras = [lora_source(text) for text in args.lora or ()]
+        if loras and not hasattr(spec.pipeline_class(), "load_lora"):
+            raise UserError(f"{spec.name} does not take --lora (LoRA files are for the diffusion models): leave it out")
+
 
         import models
 
         t0 = time.perf_counter()
         pipe = models.load(spec.modality, spec.name, weights=args.weights, preset=args.preset,
                            device=args.device, dtype=args.dtype)
+        for source, scale in loras:
+            pipe.load_lora(source, scale)
         result = pipe(seed=args.seed, **kwargs)
         written = result.save(out)
         where = written[0] if len(written) == 1 else out
