@@ -98,9 +98,11 @@ class GANPipeline:
     @classmethod
     def random(cls, preset: str, device: torch.device, dtype: torch.dtype, **options: Any) -> "GANPipeline":
         """The preset's network with random weights, the same on every call (the tests' `tiny`)."""
-        torch.manual_seed(0)
+        from utils.torch_utils import local_seed
+
         config = cls.presets[preset]
-        return cls(cls.network_class(config), config, device, dtype, **options)
+        with local_seed(0):  # a generator of its own: the same weights whatever other threads draw
+            return cls(cls.network_class(config), config, device, dtype, **options)
 
     @classmethod
     def registered_source(cls, preset: str) -> str:
@@ -118,9 +120,15 @@ class GANPipeline:
     @classmethod
     def from_source(cls, source: str | Path, preset: str | None, device: torch.device, dtype: torch.dtype,
                     **options: Any) -> "GANPipeline":
-        """Read, convert and strictly load the checkpoint at `source`."""
-        file, state_dict, config = cls.read_checkpoint(cls.resolve_source(source), preset, **options)
-        network = cls.load_network(config, cls.convert(state_dict, config, **options), file)
+        """Read, convert and strictly load the checkpoint at `source`; an error names the file."""
+        path = cls.resolve_source(source)
+        try:
+            file, state_dict, config = cls.read_checkpoint(path, preset, **options)
+            network = cls.load_network(config, cls.convert(state_dict, config, **options), file)
+        except UserError as err:
+            if path.name in str(err):
+                raise
+            raise type(err)(f"{path.name}: {err}") from None
         return cls(network, config, device, dtype, **options)
 
     @staticmethod

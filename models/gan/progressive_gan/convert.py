@@ -90,8 +90,10 @@ def load_pgan_checkpoint(path) -> dict[str, torch.Tensor]:
         with torch.serialization.safe_globals(stand_ins):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any refusal is the same user-facing problem
-        raise WeightsError(f"{path.name} holds Python objects besides the weights that a safe load refuses "
-                           f"({' '.join(str(err).split())[:100]}): it is not a pytorch_GAN_zoo PGAN checkpoint") from None
+        from utils.weights.files import weights_only_reason
+
+        raise WeightsError(f"{path.name} holds Python objects besides the weights that a safe load refuses, or is "
+                           f"corrupt ({weights_only_reason(err)}): it is not a pytorch_GAN_zoo PGAN checkpoint") from None
     if isinstance(obj, dict):
         obj = {k: v for k, v in obj.items() if k != "config"}
     return flatten_tensors(obj)

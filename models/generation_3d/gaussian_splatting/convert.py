@@ -114,5 +114,11 @@ def load_splats(path: str | Path) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user-facing problem
-        raise UserError(f"cannot read {path} as a checkpoint ({' '.join(str(err).split())[:100]})") from None
-    return convert_to_native(obj)
+        from utils.weights.files import weights_only_reason
+
+        raise UserError(f"cannot read {path} as a checkpoint ({weights_only_reason(err)}): give a 3DGS .ply, a "
+                        "3DGS chkpnt*.pth, a gsplat ckpt_*.pt or a train_3d.py checkpoint") from None
+    try:
+        return convert_to_native(obj)
+    except ConversionError as err:
+        raise ConversionError(f"{path}: {err}") from None

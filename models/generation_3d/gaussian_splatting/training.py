@@ -22,6 +22,9 @@ from .strategy import Strategy
 
 __all__ = ["Trainer", "scene_scale", "gs_loss", "write_metrics"]
 
+RUN_ARTEFACTS = ("ckpts", "tb", "point_cloud.ply", "test_renders", "metrics.json", "turntable.mp4")
+"""What a run writes into its folder (train_3d.py): a fresh run refuses a folder holding any of them."""
+
 
 def scene_scale(cameras: Cameras) -> float:
     """1.1 x the largest distance of a camera centre from their mean (the 3DGS 'cameras extent')."""
@@ -128,12 +131,16 @@ class Trainer:
         return {"loss": float(loss.detach()), "l1": float(l1.detach()), "psnr": train_psnr, "n": len(self.model),
                 **events}
 
-    def fit(self, resume: bool = False, progress: bool = True, log_every: int = 10) -> dict[str, Any]:
+    def fit(self, resume: bool = False, progress: bool = True, log_every: int = 10,
+            overwrite: bool = False) -> dict[str, Any]:
+        """Train to `cfg.steps`. A fresh run refuses an output folder that holds another run unless
+        `overwrite` (which deletes that run's files); stale temporaries are removed first."""
         from tqdm.auto import tqdm
 
-        from utils.training import checkpoint_path, latest_checkpoint, prune_checkpoints
+        from utils.training import checkpoint_path, latest_checkpoint, prepare_run_dir, prune_checkpoints
 
         ckpt_dir = self.out_dir / "ckpts"
+        prepare_run_dir(self.out_dir, RUN_ARTEFACTS, resume=resume, overwrite=overwrite, resume_flag="--resume")
         if resume:
             last = latest_checkpoint(ckpt_dir)
             if last is None:
@@ -159,7 +166,7 @@ class Trainer:
                         writer.add_scalar(f"train/{key}", stats[key], step)
             if self.step % self.save_every == 0 or self.step == self.cfg.steps:
                 self.save_state(checkpoint_path(ckpt_dir, self.step))
-                prune_checkpoints(ckpt_dir, self.keep_ckpts)
+                prune_checkpoints(ckpt_dir, self.keep_ckpts, newest=self.step)
         if writer is not None:
             writer.close()
         return {"seconds": time.perf_counter() - t0, "history": history, "last": stats}
@@ -168,10 +175,11 @@ class Trainer:
         if not self.tensorboard:
             return None
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from utils.training.runs import summary_writer
+
+            return summary_writer(self.out_dir / "tb", self.step)  # a resumed run hides the old run's later steps
         except ImportError:  # tensorboard is a soft dependency of the loop
             return None
-        return SummaryWriter(str(self.out_dir / "tb"))
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

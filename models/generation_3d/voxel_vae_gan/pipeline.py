@@ -164,10 +164,10 @@ class VoxelVAEGANPipeline:
         dev = resolve_device(device)
         if source is None:
             preset = SPEC.check_preset(preset)
-            gen_state = torch.random.get_rng_state()
-            torch.manual_seed(0)  # random weights that are the same on every load
-            model = VoxelVAEGAN(get_config(preset))
-            torch.random.set_rng_state(gen_state)
+            from utils.torch_utils import local_seed
+
+            with local_seed(0):  # random weights that are the same on every load, from a generator of their own
+                model = VoxelVAEGAN(get_config(preset))
             info: dict[str, Any] = {}
         else:
             model, info = load_weights(source)
