@@ -65,8 +65,8 @@ def test_a_tiny_random_causal_lm_rewrites_the_prompt_end_to_end_offline(pipe, tm
 def test_fast_mode_decodes_with_the_consistency_decoder_and_keeps_the_seed_rule(pipe):
     from utils.diffusion.noise import generators
 
-    both = pipe(["a red fox", "a cat"], fast=True, seed=3, progress=False)
-    alone = pipe("a cat", fast=True, seed=4, progress=False)
+    both = pipe(["a red fox", "a cat"], fast=True, steps=2, seed=3, progress=False)
+    alone = pipe("a cat", fast=True, steps=2, seed=4, progress=False)
     assert both.pixels.shape == (2, 3, 32, 32)
     assert torch.allclose(both.pixels[1:], alone.pixels, atol=1e-5)
     # the consistency decoder, fed the SDXL latents in SD scaling with generators seed + i, made the images
@@ -74,9 +74,9 @@ def test_fast_mode_decodes_with_the_consistency_decoder_and_keeps_the_seed_rule(
     z = both.latents / vae.config.scaling_factor * dec.config.scaling_factor
     direct = dec.decode_latents(z, generators(3, 2), steps=2)
     assert torch.allclose(both.pixels, ((direct + 1) / 2).clamp(0, 1), atol=1e-5)
-    by_vae = pipe(["a red fox", "a cat"], fast=True, seed=3, decoder="vae", progress=False)
+    by_vae = pipe(["a red fox", "a cat"], fast=True, steps=2, seed=3, decoder="vae", progress=False)
     assert torch.equal(by_vae.latents, both.latents) and not torch.allclose(by_vae.pixels, both.pixels, atol=1e-3)
-    one_step = pipe(["a red fox", "a cat"], fast=True, seed=3, decoder_steps=1, progress=False)
+    one_step = pipe(["a red fox", "a cat"], fast=True, steps=2, seed=3, decoder_steps=1, progress=False)
     assert not torch.allclose(one_step.pixels, both.pixels, atol=1e-3)
     with pytest.raises(UserError, match="16-channel"):
         pipe("a red fox", decoder="consistency")

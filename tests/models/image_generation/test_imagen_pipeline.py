@@ -90,25 +90,40 @@ def _ours(tmp, **kw) -> ImagenPipeline:
     return ImagenPipeline.from_pretrained(tmp / "if1", device="cpu", stage_2=tmp / "if2", stage_3=tmp / "x4", **kw)
 
 
-def test_cascade_matches_diffusers_stage_by_stage(folders):
+def _reference(stages, s1, s2, s3):
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731 - one fresh generator per stage, as ours
+    out = [s1(PROMPT, num_inference_steps=3, guidance_scale=7.0, height=16, width=16, generator=g(),
+              output_type="pt").images]
+    if stages >= 2:
+        out.append(s2(image=out[-1], prompt=PROMPT, num_inference_steps=2, guidance_scale=4.0, noise_level=250,
+                      generator=g(), output_type="pt").images)
+    if stages >= 3:
+        out.append(s3(prompt=PROMPT, image=out[-1], num_inference_steps=2, guidance_scale=9.0, noise_level=100,
+                      generator=g(), output_type="pt").images)
+    return out
+
+
+STAGE_ARGS = dict(steps=3, guidance=7.0, sr_steps=2, sr_guidance=4.0, noise_level=250, upscale_steps=2,
+                  upscale_guidance=9.0, upscale_noise_level=100, seed=5, progress=False)
+
+
+def test_stages_i_and_ii_match_diffusers(folders):
     (s1, s2, s3), tmp = folders
     ours = _ours(tmp)
     assert ours.preset == "tiny" and ours.sr_unet is None  # later stages load when a call needs them
-    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731 - one fresh generator per stage, as ours
-    x64 = s1(PROMPT, num_inference_steps=3, guidance_scale=7.0, height=16, width=16, generator=g(),
-             output_type="pt").images
-    x256 = s2(image=x64, prompt=PROMPT, num_inference_steps=2, guidance_scale=4.0, noise_level=250, generator=g(),
-              output_type="pt").images
-    x1024 = s3(prompt=PROMPT, image=x256, num_inference_steps=2, guidance_scale=9.0, noise_level=100, generator=g(),
-               output_type="pt").images
-
-    one = ours(PROMPT, stages=1, steps=3, guidance=7.0, seed=5, progress=False)
+    x64, x256 = _reference(2, s1, s2, s3)
+    one = ours(PROMPT, stages=1, **STAGE_ARGS)
     assert (one.latents - x64).abs().max().item() < 1e-3
-    two = ours(PROMPT, stages=2, steps=3, guidance=7.0, sr_steps=2, sr_guidance=4.0, noise_level=250, seed=5,
-               progress=False)
+    two = ours(PROMPT, stages=2, **STAGE_ARGS)
     assert two.latents.shape == (1, 3, 32, 32) and (two.latents - x256).abs().max().item() < 1e-3
-    three = ours(PROMPT, stages=3, steps=3, guidance=7.0, sr_steps=2, sr_guidance=4.0, noise_level=250,
-                 upscale_steps=2, upscale_guidance=9.0, upscale_noise_level=100, seed=5, progress=False)
+    assert ours.x4_unet is None
+
+
+@pytest.mark.slow
+def test_whole_cascade_matches_diffusers_through_the_x4_upscaler(folders):
+    (s1, s2, s3), tmp = folders
+    *_, x1024 = _reference(3, s1, s2, s3)
+    three = _ours(tmp)(PROMPT, stages=3, **STAGE_ARGS)
     assert three.pixels.shape == (1, 3, 128, 128)
     assert (three.pixels - x1024).abs().max().item() < 1e-3
 
@@ -130,8 +145,9 @@ def test_super_resolution_preset_upsamples_an_image(folders):
 
 def test_tiny_cascade_keeps_the_seed_rule_and_refuses_bad_input():
     pipe = ImagenPipeline.from_pretrained(preset="tiny", device="cpu")
-    both = pipe(["a fox", "a cat"], seed=3, progress=False)
-    alone = pipe("a cat", seed=4, progress=False)
+    fewer = dict(steps=2, sr_steps=1, upscale_steps=1, progress=False)
+    both = pipe(["a fox", "a cat"], seed=3, **fewer)
+    alone = pipe("a cat", seed=4, **fewer)
     assert both.pixels.shape == (2, 3, 128, 128)
     assert torch.allclose(both.pixels[1:], alone.pixels, atol=1e-5)
     with pytest.raises(UserError, match="--stages must be between 1 and 3"):
