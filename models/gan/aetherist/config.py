@@ -178,7 +178,7 @@ TINY = AetheristConfig(backbone="vit", latent_dim=32, w_dim=64, mapping_layers=2
                        sr_module="SuperresolutionHybrid2X", sr_channels=(16, 8), depth_resolution=8, depth_resolution_importance=8,
                        ray_start="auto", ray_end="auto", box_warp=1.0, avg_camera_pivot=(0.0, 0.0, 0.0),
                        disc_channel_base=256, disc_channel_max=32, disc_mbstd_group_size=2, disc_scales=(32,),
-                       disc_spectral_norm=True)
+                       disc_spectral_norm=False)
 """A few-second CPU model for tests and the built-in dataset (64 px output from a 32 px render)."""
 
 AETHERIST_PRESETS: dict[str, AetheristConfig] = {"aetherist-base": AETHERIST_BASE, "tiny": TINY}

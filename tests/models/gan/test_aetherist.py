@@ -89,7 +89,7 @@ def test_aetherist_base_sizes_against_the_seed():
 
 
 def test_the_aetherist_discriminator_is_multi_scale_spectral_normalised_and_camera_conditioned():
-    cfg = PRESETS["tiny"]
+    cfg = replace(PRESETS["tiny"], disc_spectral_norm=True)
     D = AetheristDiscriminator(cfg).eval()
     assert [d.img_resolution for d in (D.main, *D.scales)] == [64, 32]
     assert hasattr(D.main.b64.conv0, "parametrizations")  # spectral norm on the equalized layers
