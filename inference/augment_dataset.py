@@ -8,6 +8,8 @@ The folder holds one subfolder per class and a metadata.jsonl with each file's l
 utils/gan/synthetic.py); mix it with the real images (`ImageFolderDataset(..., class_labels=True)`).
 With --classifier (a utils.nn.small_classifier file; benchmarks/gan_augmentation.py --save-classifier
 writes one) only images it assigns to their intended class with at least --min-confidence are kept.
+With --balance REAL_FOLDER (class subfolders), --per-class is a target: each class gets only the images it
+lacks there (the seed's class-balanced augmentation).
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--per-class", type=int, required=True, help="images written per class")
     p.add_argument("--classes", default=None, help="comma-separated class names or indices (default: all)")
     p.add_argument("--out", required=True, help="output folder (must be empty or new)")
+    p.add_argument("--balance", default=None,
+                   help="a real class-per-subfolder dataset: write only what each class lacks to reach --per-class")
     p.add_argument("--classifier", default=None, help="keep only images this classifier recognises")
     p.add_argument("--min-confidence", type=float, default=0.9, help="the classifier's least softmax probability")
     p.add_argument("--max-tries", type=int, default=10, help="draws per class at most, in units of --per-class")
@@ -89,13 +93,27 @@ def main(argv: list[str] | None = None) -> dict:
         if classifier is not None and classifier.config.num_classes != num_classes:
             raise UserError(f"the classifier has {classifier.config.num_classes} classes but the generator "
                             f"{num_classes}: pass a classifier trained on the same classes")
+        have = None
+        if args.balance is not None:
+            from utils.data.image_folder import ImageFolderDataset
+
+            real = ImageFolderDataset(args.balance, class_labels=True, captions=False, verify=False)
+            unknown = [c for c in real.classes if c not in names]
+            if unknown:
+                raise UserError(f"--balance {args.balance} has class folder '{unknown[0]}', which the generator does "
+                                f"not know (its classes: {', '.join(names[:12])}{' ...' if len(names) > 12 else ''})")
+            have = {}
+            for label in real.labels or []:
+                c = names.index(real.classes[label])
+                have[c] = have.get(c, 0) + 1
         from utils.gan.synthetic import write_synthetic_folder
 
         t0 = time.perf_counter()
         result = write_synthetic_folder(pipe, out, args.per_class, names, seed=args.seed, classifier=classifier,
                                         min_confidence=args.min_confidence, batch_size=args.batch_size,
-                                        max_tries=args.max_tries, classes=classes)
-        short = {k: v for k, v in result["written"].items() if v < args.per_class}
+                                        max_tries=args.max_tries, classes=classes, have=have)
+        short = {k: v for k, v in result["written"].items()
+                 if v < args.per_class - (have or {}).get(names.index(k) if k in names else -1, 0)}
         if short:
             from utils.errors import warn_user
 

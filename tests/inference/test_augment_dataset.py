@@ -45,6 +45,23 @@ def test_the_classifier_filter_keeps_only_confident_images(tmp_path):
     assert [r["label"] for r in rows] == [4, 4] and all(r["confidence"] > 0.99 for r in rows)
 
 
+def test_balance_tops_each_class_up_to_the_target(tmp_path):
+    from PIL import Image
+
+    real = tmp_path / "real"
+    for c, n in (("1", 4), ("2", 1), ("3", 6)):
+        (real / c).mkdir(parents=True)
+        for i in range(n):
+            Image.new("L", (8, 8), i).save(real / c / f"{i}.png")
+    result = main(["--model", "dcgan", "--per-class", "5", "--out", str(tmp_path / "top"), "--classes", "1,2,3",
+                   "--balance", str(real)])
+    assert result["written"] == {"1": 1, "2": 4, "3": 0}
+    (real / "cat").mkdir()
+    Image.new("L", (8, 8)).save(real / "cat" / "x.png")
+    with pytest.raises(SystemExit):
+        main(["--model", "dcgan", "--per-class", "5", "--out", str(tmp_path / "bad"), "--balance", str(real)])
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--per-class", "0"], "--per-class must be at least 1"),
     (["--model", "cyclegan"], "does not generate from noise"),

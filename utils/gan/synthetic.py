@@ -29,9 +29,12 @@ def _safe(name: str) -> str:
 
 def write_synthetic_folder(pipe: Any, out: Path, per_class: int, class_names: Sequence[str], seed: int = 0,
                            classifier: torch.nn.Module | None = None, min_confidence: float = 0.9,
-                           batch_size: int = 100, max_tries: int = 10, classes: Sequence[int] | None = None
-                           ) -> dict[str, Any]:
-    """Write the folder; returns {"written": per class counts, "drawn": per class draws, "metadata": path}."""
+                           batch_size: int = 100, max_tries: int = 10, classes: Sequence[int] | None = None,
+                           have: dict[int, int] | None = None) -> dict[str, Any]:
+    """Write the folder; returns {"written": per class counts, "drawn": per class draws, "metadata": path}.
+
+    `have` (class -> real images already there) turns `per_class` into a target: each class gets only what
+    it lacks (the seed's `class_balanced_augmentation`); a class at or above the target gets none."""
     from utils.io import atomic_path
     from utils.visualization.grid import to_pil
 
@@ -42,7 +45,9 @@ def write_synthetic_folder(pipe: Any, out: Path, per_class: int, class_names: Se
     wanted = list(range(len(class_names))) if classes is None else list(classes)
     out.mkdir(parents=True, exist_ok=True)
     rows, written, drawn = [], {}, {}
+    target = per_class
     for c in wanted:
+        per_class = max(0, target - (have or {}).get(c, 0))
         name = _safe(str(class_names[c]))
         (out / name).mkdir(exist_ok=True)
         kept, tries = 0, 0
