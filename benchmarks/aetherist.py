@@ -1,0 +1,108 @@
+"""Aetherist / EG3D generation speed and memory: images per second at 256 and 512 px, next to the seed's table.
+
+Each row times full generations (mapping, backbone, volume rendering with importance sampling,
+super-resolution) of one preset scaled to the row's output size (the 256 row uses the 4X
+super-resolution module at the same neural rendering resolution), after a warm-up, with peak memory
+(CUDA's allocator peak on a GPU; the process's peak resident set on the CPU). Random weights: speed does
+not depend on them.
+
+The seed's published figures (RTX 4090): 256 px, batch 16: 42.3 img/s, 4.2 GB; 512 px, batch 8:
+18.9 img/s, 7.3 GB. They are printed beside ours; nothing here measures them.
+
+    python -m benchmarks.aetherist                                 # CPU, aetherist-base and eg3d-ffhq-512
+    python -m benchmarks.aetherist --device cuda                   # the seed's table: 256 px batch 16, 512 px batch 8
+    python -m benchmarks.aetherist --toy                           # seconds: the tiny preset (the tests)
+"""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import replace
+
+import torch
+
+from utils.cli import ArgumentParser
+from utils.errors import UserError, cli_errors
+
+SEED_TABLE = {256: (16, 42.3, 4.2), 512: (8, 18.9, 7.3)}
+"""Output size -> (batch, images/s, GB) of the seed's RTX 4090 table."""
+
+
+def row_config(preset: str, size: int, toy: bool):
+    from models.gan.aetherist.config import PRESETS
+
+    cfg = PRESETS["tiny" if toy else preset]
+    if toy:
+        return replace(cfg, image_resolution=size)
+    if size == 256:
+        return replace(cfg, image_resolution=256, sr_module="SuperresolutionHybrid4X")
+    if size == 512:
+        return replace(cfg, image_resolution=512, sr_module="SuperresolutionHybrid8XDC")
+    raise UserError(f"--sizes takes 256 and 512 (the super-resolution modules' outputs), got {size}")
+
+
+def bench(preset: str, size: int, batch: int, iters: int, device: torch.device, toy: bool) -> dict:
+    from models.gan.aetherist.model import TriplaneGenerator
+    from utils.rendering.camera_labels import camera_label, create_camera_pose
+
+    cfg = row_config(preset, size, toy)
+    G = TriplaneGenerator(cfg).to(device).eval()
+    c = camera_label(create_camera_pose(0.0, 0.0, cfg.avg_camera_radius)).expand(batch, 25).to(device)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+
+    def run() -> torch.Tensor:
+        z = torch.randn(batch, cfg.latent_dim, generator=gen).to(device)
+        return G(z, c, generator=gen)["image"]
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with torch.inference_mode():
+        run()  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        for _ in range(iters):
+            out = run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024))
+    return {"preset": "tiny" if toy else preset, "size": size, "batch": batch, "images_per_s": batch * iters / wall,
+            "cpu_s_per_image": cpu / (batch * iters), "peak_gb": peak / 1e9, "out_shape": tuple(out.shape),
+            "params_g": sum(p.numel() for p in G.parameters())}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = ArgumentParser(prog="benchmarks/aetherist.py", description=__doc__.splitlines()[0])
+    p.add_argument("--presets", nargs="+", default=["aetherist-base", "eg3d-ffhq-512"])
+    p.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
+    p.add_argument("--batch", type=int, default=None, help="images per call (default: the seed's table; 1 on CPU)")
+    p.add_argument("--iters", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--toy", action="store_true", help="the tiny preset at 32 and 64 px, batch 2 (seconds)")
+    with cli_errors("benchmarks/aetherist.py"):
+        args = p.parse_args(argv)
+        if args.iters < 1 or (args.batch is not None and args.batch < 1):
+            raise UserError("--iters and --batch must be at least 1")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        device = torch.device(args.device)
+        presets, sizes = (["tiny"], [32, 64]) if args.toy else (args.presets, args.sizes)
+        rows = {}
+        for preset in presets:
+            for size in sizes:
+                batch = args.batch or (2 if args.toy else SEED_TABLE[size][0] if device.type == "cuda" else 1)
+                r = bench(preset, size, batch, args.iters, device, args.toy)
+                rows[f"{preset}@{size}"] = r
+                seed = SEED_TABLE.get(size)
+                quoted = (f"   seed (RTX 4090, batch {seed[0]}): {seed[1]} img/s, {seed[2]} GB" if seed else "")
+                print(f"{preset:>15} {size:4d} px batch {batch:2d}: {r['images_per_s']:8.3f} img/s, "
+                      f"{r['cpu_s_per_image']:7.3f} CPU s/img, peak {r['peak_gb']:.2f} GB ({device.type}){quoted}")
+        return rows
+
+
+if __name__ == "__main__":
+    main()
