@@ -219,9 +219,11 @@ class StyleGANPipeline(LatentGANPipeline):
             raise UserError(f"noise_mode must be 'const', 'random' or 'none', got '{noise_mode}'")
         ws = self.check_ws(ws)
         chunks = []
+        synthesis = getattr(self, "compiled_synthesis", None)
+        if synthesis is None:  # (not `or`: truth-testing a compiled module asks for its len())
+            synthesis = self.generator.synthesis
         for i in range(0, ws.shape[0], batch_size):
             w = ws[i:i + batch_size].to(self.device, self.dtype)
-            synthesis = getattr(self, "compiled_synthesis", None) or self.generator.synthesis
             chunks.append(synthesis(w, noise_mode=noise_mode, transform=transform,
                                     noise_generator=noise_generator).float().cpu())
         return torch.cat(chunks)

@@ -44,7 +44,7 @@ class SynthesisInput(nn.Module):
     def __init__(self, w_dim: int, channels: int, size: int | tuple[int, int], sampling_rate: float, bandwidth: float):
         super().__init__()
         self.w_dim, self.channels = w_dim, channels
-        self.size = np.broadcast_to(np.asarray(size), [2])
+        self.size = tuple(int(s) for s in np.broadcast_to(np.asarray(size), [2]))  # ints: torch.compile guards them
         self.sampling_rate, self.bandwidth = float(sampling_rate), float(bandwidth)
         # frequencies spread inside the disc of radius `bandwidth` (a Gaussian pushed outwards)
         freqs = torch.randn(channels, 2)
