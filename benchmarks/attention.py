@@ -11,11 +11,11 @@ run at 64 tokens (what the test suite runs, so this code cannot rot).
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
+from utils.cli import ArgumentParser
 from utils.errors import cli_errors
 from utils.nn import attention, resolve_attention_backend
 from utils.torch_utils import resolve_device, resolve_dtype
@@ -31,8 +31,9 @@ def _time(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+@cli_errors("benchmarks.attention")
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.attention", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="python -m benchmarks.attention", description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     ap.add_argument("--heads", type=int, default=None, help="attention heads (default 4 on CPU, 24 on CUDA)")
     ap.add_argument("--tokens", type=int, default=4096, help="sequence length (default 4096)")

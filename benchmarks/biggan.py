@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from utils.cli import ArgumentParser
 from utils.errors import cli_errors
 
 
@@ -49,8 +50,9 @@ def _settle_spectral_norm(model: torch.nn.Module, steps: int = 10) -> None:
                 m.weight_v.copy_(v)
 
 
+@cli_errors("benchmarks.biggan")
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.biggan", description=__doc__,
+    parser = ArgumentParser(prog="python -m benchmarks.biggan", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="biggan-deep-128",
                         choices=["biggan-deep-128", "biggan-deep-256", "biggan-deep-512", "tiny"])

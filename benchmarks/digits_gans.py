@@ -11,12 +11,13 @@ throughput batches) is what the test suite runs, so this code cannot rot.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from utils.cli import ArgumentParser
+from utils.errors import cli_errors
 
 
 def digits_classifier():
@@ -53,8 +54,9 @@ def throughput(pipe, batch: int = 256, repeats: int = 5) -> float:
         return batch * repeats / (time.perf_counter() - t0)
 
 
+@cli_errors("benchmarks.digits_gans")
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.digits_gans", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m benchmarks.digits_gans", description=__doc__.splitlines()[0])
     p.add_argument("--num-images", type=int, default=1000, help="generated images scored per model (default 1000)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--toy", action="store_true", help="a seconds-long run: 100 images, throughput batches of 32")

@@ -10,11 +10,11 @@ second of each and the ratio ours / pytorch-fid.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
+from utils.cli import ArgumentParser
 from utils.errors import cli_errors
 
 
@@ -51,8 +51,9 @@ def _interleaved(fns, batches, device) -> list[float]:
     return totals
 
 
+@cli_errors("benchmarks.fid")
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(prog="benchmarks.fid", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="benchmarks.fid", description=__doc__.split("\n\n")[0])
     p.add_argument("--num-images", type=int, default=10_000)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--size", type=int, default=64, help="input size before the resize to 299")

@@ -23,6 +23,7 @@ import time
 
 import torch
 
+from utils.cli import ArgumentParser
 from utils.errors import cli_errors
 
 MID = dict(in_channels=64, out_channels=64, vec_in_dim=256, context_in_dim=512, hidden_size=512, num_heads=8,
@@ -147,8 +148,9 @@ def run_full_size(device: str = "cuda", repeats: int = 5, compile_blocks: bool =
     return out
 
 
+@cli_errors("benchmarks.flux")
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.flux", description=__doc__.split("\n\n")[0],
+    ap = ArgumentParser(prog="python -m benchmarks.flux", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     ap.add_argument("--full-size", action="store_true", help="FLUX.1 [dev] sizes in bf16 (needs a large GPU)")

@@ -29,6 +29,7 @@ from dataclasses import replace
 
 import torch
 
+from utils.cli import ArgumentParser
 from utils.errors import UserError, cli_errors
 
 GT_GAUSSIANS = 3260
@@ -183,7 +184,7 @@ def _ints(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="benchmarks.gaussian_splatting", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="benchmarks.gaussian_splatting", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--gaussians", type=_ints, default=[15_000, 100_000], help="model sizes, comma-separated")
     p.add_argument("--sizes", type=_ints, default=[100, 400], help="image sides in pixels, comma-separated")

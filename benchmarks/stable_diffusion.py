@@ -15,7 +15,6 @@ minimum is the figure to compare (the median shows how much the load moved); giv
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
@@ -27,6 +26,8 @@ from models.image_generation.stable_diffusion.convert_mmdit import mmdit_config_
 from models.image_generation.stable_diffusion.convert_unet import unet_config_to_diffusers, unet_diffusers_to_native
 from models.image_generation.stable_diffusion.mmdit import MMDiT, MMDiTConfig
 from models.image_generation.stable_diffusion.unet import SDXLUNet, UNetConfig
+from utils.cli import ArgumentParser
+from utils.errors import cli_errors
 
 # Mid-size: every block type of the full models at a width a CPU runs in well under a second.
 UNET_MID = UNetConfig(model_channels=128, channel_mult=(1, 2, 4), transformer_depth=(0, 2, 2),
@@ -125,8 +126,9 @@ def bench_mmdit(cfg: MMDiTConfig, device: torch.device, dtype: torch.dtype, batc
     return {**res, "max_abs_diff": diff}
 
 
+@cli_errors("benchmarks.stable_diffusion")
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.stable_diffusion", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m benchmarks.stable_diffusion", description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--full", action="store_true", help="full-size sdxl-base and sd3-medium (slow on CPU)")
     p.add_argument("--batch", type=int, default=2, help="batch (2 = one classifier-free-guidance call)")

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from utils.cli import ArgumentParser
 from utils.errors import cli_errors
 
 
@@ -73,8 +74,9 @@ def run(preset: str = "sd", size: int = 512, batch: int = 1, device: str | None 
             "max_abs_diff": diff}
 
 
+@cli_errors("benchmarks.vae")
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.vae", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m benchmarks.vae", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="sd", help="VAE preset: sd, sdxl, sd3, flux, tiny (default sd)")
     p.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")

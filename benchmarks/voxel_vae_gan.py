@@ -13,7 +13,6 @@ Prints training wall and process-CPU seconds per run: the claim is for <= 300 s 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from utils.cli import ArgumentParser
 from utils.errors import cli_errors
 
 RUNS = (("multi-view + pose", dict(num_views=4, use_pose=True)), ("single view", dict(num_views=1, use_pose=False)))
@@ -55,8 +55,9 @@ def run(name: str, overrides: dict, values: dict, train_dir, val_dir, test_dir, 
             "baseline_threshold": trainer.base_t, "test_objects": len(test_set)}
 
 
+@cli_errors("benchmarks.voxel_vae_gan")
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.voxel_vae_gan", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m benchmarks.voxel_vae_gan", description=__doc__.split("\n\n")[0])
     p.add_argument("--toy", action="store_true", help="tiny dataset and model, one epoch (seconds)")
     p.add_argument("--config", default="config/pose.yaml", help="the training config (the seed's keys)")
     p.add_argument("--n_epochs", type=int, default=None, help="epochs of each run (default: the config's)")

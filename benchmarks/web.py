@@ -13,7 +13,6 @@ figures are absolute, not a ratio.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import subprocess
@@ -25,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from utils.cli import ArgumentParser
+from utils.errors import cli_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,8 +96,9 @@ def run_level(url: str, clients: int, per_client: int, preset: str, headers: dic
             "p95_ms": float(np.percentile(latencies, 95))}
 
 
+@cli_errors("benchmarks.web")
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.web", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m benchmarks.web", description=__doc__.splitlines()[0])
     p.add_argument("--url", default=None, help="benchmark this running server (default: start web_demo.py)")
     p.add_argument("--token", default=None, help="the server's API token, if it has one")
     p.add_argument("--clients", default="1,4,16", help="comma-separated concurrency levels")
@@ -107,6 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default=None, help="the started server's --device")
     p.add_argument("--toy", action="store_true", help="a seconds-long run: 4 requests a level")
     args = p.parse_args(argv)
+    from models.registry import get_spec
+
+    get_spec("gan", "dcgan").check_preset(args.preset)  # before a server starts
     levels = [int(c) for c in args.clients.split(",") if c.strip()]
     if args.toy:
         args.requests = 4

@@ -20,11 +20,12 @@ if __name__ == "__main__" and not __package__:  # run as a file: make the reposi
 import argparse
 from typing import Sequence
 
+from utils.cli import ArgumentParser
 from utils.errors import UserError, cli_errors
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="clip_score", description="CLIP score (100 * max(cos, 0), averaged over the images) of a folder of "
         "images against their prompts, with open_clip.", epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_errors("clip_score")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with cli_errors("clip_score"):

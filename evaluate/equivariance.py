@@ -22,13 +22,14 @@ import argparse
 import json
 from typing import Sequence
 
+from utils.cli import ArgumentParser
 from utils.errors import UserError, cli_errors
 
 NAMES = {"eqt": "EQ-T", "eqt_frac": "EQ-T_frac", "eqr": "EQ-R"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="equivariance", description="EQ-T, EQ-T_frac and EQ-R (StyleGAN3) of a generator.",
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="equivariance", description="EQ-T, EQ-T_frac and EQ-R (StyleGAN3) of a generator.",
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="stylegan3", help="a registered GAN with a transformable input (default: stylegan3)")
     p.add_argument("--preset", default=None, help="the model's preset (default: its default preset)")

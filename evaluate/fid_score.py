@@ -18,14 +18,15 @@ import argparse
 from typing import Any, Sequence
 
 from utils.data.datasets import available_datasets
+from utils.cli import ArgumentParser
 from utils.errors import UserError, cli_errors
 from utils.metrics.fid import (FeatureExtractor, frechet_distance, kernel_inception_distance, list_images, load_stats,
                                save_stats, statistics)
 
 # -- command line ------------------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="fid_score",
         description="FID (and KID) between two image sets, pytorch-fid conventions (see the module docstring). "
                     "A set is a folder of images, a .npz statistics file (mu, sigma), a registered model "
@@ -85,9 +86,14 @@ def _sources(args: argparse.Namespace) -> list[tuple[str, Any, dict]]:
     return out
 
 
+@cli_errors("fid_score")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with cli_errors("fid_score"):
+        if args.model:  # the model's name and preset before anything loads
+            from models.registry import find_spec
+
+            find_spec(args.model, ("gan", "image")).check_preset(args.preset)
         if args.num_samples is not None and args.num_samples < 2:
             raise UserError("--num-samples must be at least 2")
         # Check the inputs before the (slow) network load; a model is built later, by its source.
@@ -95,8 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--save-stats needs a .npz file name, got '{args.save_stats}'")
         if args.ref_stats:
             load_stats(args.ref_stats)
+        from utils.metrics.inception import check_min_side
+
         for path in args.paths:
-            load_stats(path) if str(path).endswith(".npz") else list_images(path)
+            load_stats(path) if str(path).endswith(".npz") else check_min_side(list_images(path), args.resize)
         n_sets = len(args.paths) + bool(args.model) + bool(args.dataset) + bool(args.ref_stats)
         if args.save_stats and n_sets != 1:
             raise UserError(f"--save-stats takes exactly one set (a folder, --dataset or --model), got {n_sets}")

@@ -16,13 +16,15 @@ if __name__ == "__main__" and not __package__:  # run as a file: make the reposi
 import argparse
 from typing import Sequence
 
+from utils.cli import ArgumentParser
 from utils.errors import UserError, cli_errors
 from utils.metrics.fid import list_images
 from utils.metrics.inception_score import LogitsExtractor, inception_score
 
 
+@cli_errors("inception_score")
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="inception_score", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="inception_score", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("path", nargs="?", help="a folder of images")
     p.add_argument("--model", help="a registered GAN / image model to sample from instead of a folder")
@@ -41,8 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with cli_errors("inception_score"):
         if (args.path is None) == (args.model is None):
             raise UserError("give either a folder of images or --model NAME")
+        if args.model:  # the model's name and preset before the network loads
+            from models.registry import find_spec
+
+            find_spec(args.model, ("gan", "image")).check_preset(args.preset)
         if args.path is not None:
-            list_images(args.path)
+            from utils.metrics.inception import check_min_side
+
+            check_min_side(list_images(args.path), args.resize)
         ex = LogitsExtractor(weights=args.weights, device=args.device, batch_size=args.batch_size,
                              resize=args.resize, progress=not args.quiet)
         if args.model:

@@ -21,11 +21,12 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
+from utils.cli import ArgumentParser
 from utils.errors import UserError, WeightsError, cli_errors
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="lpips_score", description="LPIPS v0.1 distance between the same-named images of two folders "
         "(mean over the pairs; lower is more similar).", epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_errors("lpips_score")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with cli_errors("lpips_score"):

@@ -24,11 +24,12 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
+from utils.cli import ArgumentParser
 from utils.errors import UserError, cli_errors
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="metrics_3d", description="Chamfer distance and F-score between two point clouds, or the IoU of "
         "two voxel grids.", epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="kind", required=True, metavar="{points,voxels}")
@@ -103,6 +104,7 @@ def _grid(name: str):
     return grid
 
 
+@cli_errors("metrics_3d")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with cli_errors("metrics_3d"):

@@ -23,11 +23,12 @@ if __name__ == "__main__" and not __package__:  # run as a file: make the reposi
 import argparse
 from typing import Sequence
 
+from utils.cli import ArgumentParser
 from utils.errors import UserError, WeightsError, cli_errors
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="ppl_score", description="Perceptual path length (StyleGAN) of a registered latent GAN, in z space.",
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="a registered GAN that maps latents to images (e.g. dcgan)")
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_errors("ppl_score")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with cli_errors("ppl_score"):

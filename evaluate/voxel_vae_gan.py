@@ -50,6 +50,7 @@ def run_folder(model_path: Path) -> Path:
     return p.parent.parent if p.parent.name == "checkpoints" else p
 
 
+@cli_errors("voxel_vae_gan.py")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 < args.threshold < 1:

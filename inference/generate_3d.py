@@ -297,9 +297,10 @@ def build_parser(model: str | None = "gaussian_splatting") -> ArgumentParser:
     p.add_argument("--model", default="gaussian_splatting", help=f"3d model: {', '.join(RUNNERS)}")
     if model in RUNNERS:
         RUNNERS[model][0](p.add_argument_group(f"{model} options"))
-    return p
+    return p.add_limits("3d")
 
 
+@cli_errors("generate_3d.py")
 def main(argv: list[str] | None = None) -> int:
     from models.registry import get_spec
 
@@ -311,9 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"generate_3d.py cannot run '{model}' yet: it runs {', '.join(RUNNERS)}")
     args = build_parser(model).parse_args(argv)
     args.model = model
+    if getattr(args, "preset", None) is not None:  # every model's preset checked before its runner does any work
+        get_spec("3d", model).check_preset(args.preset)
     return RUNNERS[model][1](args)
 
 
 if __name__ == "__main__":
-    with cli_errors("generate_3d.py"):
-        sys.exit(main())
+    sys.exit(main())

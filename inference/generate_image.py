@@ -18,11 +18,23 @@ if __package__ in (None, ""):  # run as a script: make the repo importable witho
 
 from utils.outputs import IMAGE_SUFFIXES
 from models.registry import find_spec, specs
-from utils.cli import ArgumentParser
+from utils.cli import ArgumentParser, check_limits
 from utils.errors import UserError, cli_errors
+from utils.io import check_output_path
 
 MODALITIES = ("image", "gan")
 DEFAULT_MODEL = "dcgan"
+
+
+def _xy(text: str) -> tuple[float, float]:
+    """'0.1,-0.2' -> (0.1, -0.2)."""
+    import argparse
+
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y (two numbers), got '{text}'") from None
+    return x, y
 
 
 def build_parser() -> ArgumentParser:
@@ -44,6 +56,13 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--mask", default=None, help="inpainting mask (white = repaint)")
     p.add_argument("--control", default=None, help="control image (edges or depth)")
     p.add_argument("--strength", type=float, default=None, help="img2img strength in (0, 1]")
+    p.add_argument("--truncation", type=float, default=None,
+                   help="truncation psi of a latent GAN (StyleGAN: 0.7 is usual, 1 is none; BigGAN: 0.4)")
+    p.add_argument("--translate", type=_xy, default=None, metavar="X,Y",
+                   help="move the output by X,Y image widths/heights (StyleGAN3, StyleGAN2)")
+    p.add_argument("--rotate", type=float, default=None, help="rotate the output by this many degrees (StyleGAN3)")
+    p.add_argument("--noise-mode", default=None, choices=["const", "random", "none"],
+                   help="StyleGAN2's per-pixel noise: stored (const), fresh (random) or none")
     p.add_argument("--stages", type=int, default=None, choices=[1, 2, 3],
                    help="Imagen: the last cascade stage to run (1: 64 px, 2: 256 px, 3: 1024 px)")
     p.add_argument("--rewrite-model", default=None,
@@ -60,11 +79,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--out", default=None,
                    help="output file (.png/.jpg/.webp; several images make a grid) or folder "
                         "(default: outputs/images/<model>_<preset>_seed<seed>.png)")
-    return p
+    return p.add_limits()
 
 
 CALL_OPTIONS = ("prompt", "negative_prompt", "num_images", "height", "width", "steps", "guidance", "scheduler",
-                "image", "mask", "control", "strength", "stages", "rewrite_model", "decoder", "fast")
+                "image", "mask", "control", "strength", "truncation", "translate", "rotate", "noise_mode", "stages",
+                "rewrite_model", "decoder", "fast")
 
 
 def lora_source(text: str) -> tuple[str, float]:
@@ -96,22 +116,25 @@ def main(argv: list[str] | None = None) -> None:
         args = build_parser().parse_args(argv)
         spec = find_spec(args.model, MODALITIES)
         preset = spec.check_preset(args.preset)
+        check_limits(args, spec.modality)
         out = Path(args.out or f"outputs/images/{spec.name}_{preset}_seed{args.seed}.png")
         if out.suffix and out.suffix.lower() not in IMAGE_SUFFIXES:
             raise UserError(f"--out must end in one of {', '.join(sorted(IMAGE_SUFFIXES))}, or be a folder")
-        if args.num_images is not None and args.num_images < 1:
-            raise UserError("--num-images must be at least 1")
+        check_output_path(out)
         for name in ("image", "mask", "control"):
             value = getattr(args, name)
             if value is not None and not Path(value).is_file():
                 raise UserError(f"--{name} file not found: {value}")
+            if value is not None:
+                from utils.data.image_folder import check_images
+
+                check_images([Path(value)], f"--{name}")
 
         kwargs = {k: getattr(args, k) for k in CALL_OPTIONS if getattr(args, k) is not None}
         check_options(spec, kwargs)
         loras = [lora_source(text) for text in args.lora or ()]
         if loras and not hasattr(spec.pipeline_class(), "load_lora"):
             raise UserError(f"{spec.name} does not take --lora (LoRA files are for the diffusion models): leave it out")
-
 
         import models
 

@@ -80,7 +80,7 @@ def test_bad_inputs_are_one_line(tmp_path, reference, call_script, one_line_erro
         ((x, tmp_path / "empty", *w), ["folder not found"]),
         ((x, y, "--backbone-weights", tmp_path / "no.pth"), ["backbone weights not found", "no.pth"]),
         ((x, y, "--device", "cpu"), ["not in", "offline", "alexnet-owt-7be5be79.pth", "--backbone-weights PATH"]),
-        ((x, y, *w, "--batch-size", "0"), ["--batch-size must be at least 1"]),
+        ((x, y, *w, "--batch-size", "0"), ["--batch-size: must be at least 1"]),
         ((x, y, *w, "--per-image", tmp_path / "o.json"), ["--per-image needs a .csv"]),
     ]:
         one_line_error(*call_script("lpips_score", *args)[::2], *fragments)
