@@ -134,3 +134,20 @@ def test_dashboard_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         plot_main([str(tmp_path / "missing")])
     assert err.value.code == 2 and "run folder not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fid_with_the_real_inception_network_from_a_weights_file(tmp_path, monkeypatch):
+    """The full path, no stand-in: pytorch-fid's Inception layout (random weights) read from --metrics-weights."""
+    from utils.metrics.inception import FIDInceptionV3
+
+    monkeypatch.setenv("CV_GENERATIVE_STATS", str(tmp_path / "stats"))
+    torch.manual_seed(0)
+    torch.save(FIDInceptionV3().state_dict(), tmp_path / "inception.pth")
+    run = tmp_path / "run"
+    train_main(ARGS + ["--out", str(run), "--metrics", "fid,is", "--metrics-every", "10", "--metrics-samples", "4",
+                       "--metrics-weights", str(tmp_path / "inception.pth")])
+    fid = scalars(run, "metrics/fid")
+    assert [s for s, _ in fid] == [10] and fid[0][1] >= 0
+    assert [s for s, _ in scalars(run, "metrics/is")] == [10]
+    assert len(list((tmp_path / "stats").glob("*.npz"))) == 1
