@@ -1,0 +1,173 @@
+"""Generate a video with a video model of the zoo; each model has its own options (`--model NAME --help`).
+
+    python inference/generate_video.py --model svd --preset tiny --image in.png --out clip.mp4   # random tiny weights
+    python inference/generate_video.py --model svd --image in.png --num-frames 25 --fps 7 --motion-bucket-id 127 \\
+        --noise-aug 0.02 --steps 30 --seed 0 --decode-chunk-size 8 --out clip.mp4                # SVD-XT (default)
+    python inference/generate_video.py --model svd --prompt "a lighthouse in a storm" --image-model sdxl --out storm.mp4
+    python inference/generate_video.py --model svd --image in.png --interpolate 2 --out smooth.mp4
+
+--out takes .mp4 (H.264, yuv420p), .webm, .gif, .webp, an image (.png: a preview grid of the frames),
+or a folder (one PNG per frame); default outputs/videos/<model>_<preset>_seed<seed>.mp4.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from utils.cli import ArgumentParser
+from utils.errors import UserError, cli_errors
+
+OUT_SUFFIXES = (".mp4", ".webm", ".gif", ".webp", ".png", ".jpg", ".jpeg")
+
+
+def _check_image(path: str | None, flag: str) -> None:
+    """A missing or unreadable image is one line, before any weights load."""
+    if path is None:
+        return
+    from PIL import Image, UnidentifiedImageError
+
+    if not Path(path).is_file():
+        raise UserError(f"{flag} {path} not found: give the path of a .png or .jpg image")
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (OSError, UnidentifiedImageError):
+        raise UserError(f"{flag} {path} cannot be read as an image: give a .png or .jpg file") from None
+
+
+def _out_path(args, name: str, preset: str) -> Path:
+    from utils.io import check_output_path
+
+    out = Path(args.out) if args.out else Path("outputs") / "videos" / f"{name}_{preset}_seed{args.seed}.mp4"
+    if out.suffix and out.suffix.lower() not in OUT_SUFFIXES:
+        raise UserError(f"--out {out}: a video is written as {', '.join(OUT_SUFFIXES)}, or a folder of frames")
+    return check_output_path(out)
+
+
+# -- svd -----------------------------------------------------------------------------------------------
+
+def add_svd_args(p) -> None:
+    p.add_argument("--image", default=None, help="the image to animate (.png/.jpg); without it, --prompt makes one")
+    p.add_argument("--prompt", default=None, help="text-to-video: make the first frame with --image-model, then "
+                                                  "animate it")
+    p.add_argument("--negative-prompt", default=None, help="what the image model steers away from")
+    p.add_argument("--image-model", choices=("sdxl", "flux"), default="sdxl", help="the image model of --prompt")
+    p.add_argument("--image-preset", default=None, help="its preset (default: tiny with --preset tiny, else its "
+                                                        "default)")
+    p.add_argument("--image-steps", type=int, default=None, help="its sampling steps (default: its preset's)")
+    p.add_argument("--weights", default=None, help="official single file (svd_xt.safetensors), diffusers folder or "
+                                                   "hub id (default: the preset's file)")
+    p.add_argument("--preset", default=None, help="svd (14 frames), svd-xt (25, default), svd-xt-1.1, or tiny "
+                                                  "(random weights, offline)")
+    p.add_argument("--num-frames", type=int, default=None, help="frames to generate (default: the preset's)")
+    p.add_argument("--fps", type=float, default=None, help="frames per second: the UNet is conditioned on fps - 1, "
+                                                           "and the video plays at it (default 7)")
+    p.add_argument("--motion-bucket-id", type=int, default=None, help="0..255: more means more motion (default 127)")
+    p.add_argument("--noise-aug", type=float, default=None, help="noise added to the conditioning image: more frees "
+                                                                 "the video from it (default 0.02)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: svd 25, svd-xt 30)")
+    p.add_argument("--min-guidance", type=float, default=None, help="guidance on the first frame")
+    p.add_argument("--max-guidance", type=float, default=None, help="guidance on the last frame (ramped linearly)")
+    p.add_argument("--height", type=int, default=None, help="frame height, a multiple of 64 (default 576)")
+    p.add_argument("--width", type=int, default=None, help="frame width, a multiple of 64 (default 1024)")
+    p.add_argument("--decode-chunk-size", type=int, default=None, help="frames decoded at once: fewer need less "
+                                                                       "memory (default 14)")
+    p.add_argument("--num-videos", type=int, default=1, help="videos per image (video i uses seed + i)")
+    p.add_argument("--interpolate", type=int, default=0, help="insert N frames between each pair (the fps is "
+                                                              "multiplied by N + 1)")
+    p.add_argument("--interpolation-strength", type=float, default=0.6, help="how much of the schedule the "
+                                                                             "in-between frames are denoised from")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (-1: random)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)")
+    p.add_argument("--offload", choices=("model", "sequential"), default=None,
+                   help="CPU offload on CUDA: model (one model on the GPU at a time) or sequential (layer by layer)")
+    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", default=None, help="output .mp4/.webm/.gif/.webp, .png preview, or folder")
+
+
+def run_svd(args) -> int:
+    from models.registry import get_spec
+
+    spec = get_spec("video", "svd")
+    preset = spec.check_preset(args.preset)
+    if args.image is None and args.prompt is None:
+        raise UserError("give --image in.png to animate, or --prompt to make the first frame with --image-model")
+    _check_image(args.image, "--image")
+    if args.motion_bucket_id is not None and not 0 <= args.motion_bucket_id <= 1023:
+        raise UserError(f"--motion-bucket-id must be in 0..255 (the release's range; up to 1023 accepted), got "
+                        f"{args.motion_bucket_id}")
+    if args.noise_aug is not None and args.noise_aug < 0:
+        raise UserError(f"--noise-aug must be >= 0, got {args.noise_aug}")
+    if args.interpolate < 0 or not 0 < args.interpolation_strength <= 1:
+        raise UserError("--interpolate must be >= 0 and --interpolation-strength in (0, 1]")
+    multiple = spec.default(preset, "pixel_multiple")
+    for flag, value in (("--height", args.height), ("--width", args.width)):
+        if value is not None and value % multiple:
+            raise UserError(f"{flag} {value} is not a multiple of {multiple}: SVD ({preset}) makes frames whose sides "
+                            f"are multiples of {multiple} pixels, e.g. {max(multiple, value // multiple * multiple)}")
+    out = _out_path(args, "svd", preset)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    from models.video_generation.svd.pipeline import SVDPipeline
+
+    t0 = time.perf_counter()
+    pipe = SVDPipeline.from_pretrained(args.weights, preset=args.preset, device=args.device, dtype=args.dtype,
+                                       offload=args.offload)
+    video = pipe(image=args.image, prompt=args.prompt if args.image is None else None,
+                 negative_prompt=args.negative_prompt, num_frames=args.num_frames, height=args.height,
+                 width=args.width, steps=args.steps, fps=args.fps, motion_bucket_id=args.motion_bucket_id,
+                 noise_aug_strength=args.noise_aug, min_guidance=args.min_guidance, max_guidance=args.max_guidance,
+                 decode_chunk_size=args.decode_chunk_size, num_videos=args.num_videos, seed=args.seed,
+                 interpolate=args.interpolate, interpolation_strength=args.interpolation_strength,
+                 image_model=args.image_model, image_preset=args.image_preset, image_steps=args.image_steps,
+                 progress=not args.no_progress)
+    written = video.save(out)
+    frames = len(video.frames[0])
+    where = written[0] if len(written) == 1 else out
+    print(f"wrote {len(video.frames)} video(s) of {frames} frames at {video.fps:g} fps to {where} "
+          f"in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+# -- dispatch ------------------------------------------------------------------------------------------
+
+# registry name -> (adds the model's options, runs it). A new video model adds its two functions and one entry.
+RUNNERS = {
+    "svd": (add_svd_args, run_svd),
+}
+
+
+def build_parser(model: str | None = "svd") -> ArgumentParser:
+    p = ArgumentParser(prog="generate_video.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="svd", help=f"video model: {', '.join(RUNNERS)}")
+    if model in RUNNERS:
+        RUNNERS[model][0](p.add_argument_group(f"{model} options"))
+    return p.add_limits("video")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models.registry import get_spec
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    peek = ArgumentParser(prog="generate_video.py", add_help=False)
+    peek.add_argument("--model", default="svd")
+    model = get_spec("video", peek.parse_known_args(argv)[0].model).name
+    if model not in RUNNERS:
+        raise UserError(f"generate_video.py cannot run '{model}' yet: it runs {', '.join(RUNNERS)}")
+    args = build_parser(model).parse_args(argv)
+    args.model = model
+    return RUNNERS[model][1](args)
+
+
+if __name__ == "__main__":
+    with cli_errors("generate_video.py"):
+        sys.exit(main())
