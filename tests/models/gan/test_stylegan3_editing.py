@@ -39,7 +39,7 @@ def test_ganspace_gives_the_principal_axes_of_w(tiny, tmp_path):
 def test_apply_direction_moves_the_chosen_styles_by_the_strength(tiny):
     d = ganspace(tiny, num_components=2, num_samples=300)
     ws = tiny.map(tiny.seed_latents([3]))
-    moved = apply_direction(ws, d, "pc1", strength=2.0, layers=range(0, 3))
+    moved = apply_direction(ws, d, "pc1", strength=2.0, layers=range(3))
     step = (moved - ws)[0]
     assert torch.allclose(step[:3], (2.0 * d.scales[1] * d.vectors[1]).expand(3, -1), atol=1e-6)
     assert torch.equal(step[3:], torch.zeros_like(step[3:]))
