@@ -76,8 +76,10 @@ def plot_run(run: Path, out: Path | None = None, smooth: int = 10, extra_panels:
     grid = Image.open(samples[-1]).convert("RGB") if samples else None
     sheet = compose(panels, columns=2, extra=grid)
     target = out or run / "curves.png"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(target)
+    from utils.io import atomic_path
+
+    with atomic_path(target) as tmp:  # a killed or failed write leaves no half a PNG
+        sheet.save(tmp)
     return target
 
 
