@@ -58,6 +58,8 @@ def build_parser() -> ArgumentParser:
     d.add_argument("--dataset", choices=available_datasets(), help="use a built-in dataset as a set")
     d.add_argument("--dataset-size", type=int, default=32, help="image size of the dataset")
     d.add_argument("--split", default="train", help="dataset split")
+    d.add_argument("--data-dir", default=None, help="the files of a standard --dataset (mnist, cifar10, celeba, ffhq, "
+                                                    "lsun): nothing is downloaded")
     k = p.add_argument_group("KID")
     k.add_argument("--kid-subsets", type=int, default=100)
     k.add_argument("--kid-subset-size", type=int, default=1000)
@@ -77,8 +79,9 @@ def _sources(args: argparse.Namespace) -> list[tuple[str, Any, dict]]:
     if args.dataset:
         from utils.data.datasets import get_dataset
 
-        out.append((f"dataset {args.dataset}", get_dataset(args.dataset, size=args.dataset_size, split=args.split),
-                    {"value_range": (-1.0, 1.0), "num_samples": args.num_samples}))
+        named = {"data_dir": args.data_dir} if args.data_dir else {}
+        dataset = get_dataset(args.dataset, size=args.dataset_size, split=args.split, **named)
+        out.append((f"dataset {args.dataset}", dataset, {"value_range": (-1.0, 1.0), "num_samples": args.num_samples}))
     for path in args.paths:
         out.append((str(path), path, {} if str(path).endswith(".npz") else {"num_samples": args.num_samples}))
     if args.ref_stats:

@@ -22,11 +22,15 @@ SOURCE = ("FFHQ from github.com/NVlabs/ffhq-dataset (images1024x1024 or thumbnai
 LAYOUTS = (("thumbnails128x128", 128), ("images1024x1024", 1024))
 
 
-def ffhq_dataset(data_dir: str | os.PathLike, size: Size | None = None, random_flip: bool = False) -> Dataset:
-    """The images of `data_dir` (a folder in one of the layouts above, or a zip); unlabelled."""
+def ffhq_dataset(data_dir: str | os.PathLike, size: Size | None = None, random_flip: bool = False,
+                 split: str = "train") -> Dataset:
+    """The images of `data_dir` (a folder in one of the layouts above, or a zip); unlabelled. FFHQ has one
+    split (the 70k images): `split` must be 'train'."""
     from utils.data.image_folder import ImageFolderDataset, find_images
     from utils.data.zip_images import ZipImageDataset
 
+    if split != "train":
+        raise UserError(f"ffhq has one split, train (all 70k images), not '{split}'")
     root = Path(os.path.expanduser(str(data_dir)))
     if root.is_file() and root.suffix == ".zip":
         return ZipImageDataset(root, size=size, random_flip=random_flip)
