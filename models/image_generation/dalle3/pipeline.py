@@ -204,6 +204,9 @@ class DallE3Pipeline:
         if decoder == "consistency" and not fast:
             raise UserError(f"the consistency decoder decodes 4-channel SD latents, and the '{self.preset}' base "
                             "makes 16-channel ones: add --fast (SDXL) or use --decoder vae")
+        decoder_steps = int(self.default("decoder_steps", decoder_steps))
+        if decoder_steps not in (1, 2):
+            raise UserError(f"the consistency decoder takes 1 or 2 steps (its distilled schedule), got {decoder_steps}")
         prompts = as_prompts(prompt, num_images)
         self.prompt_filter.refuse_blocked(prompts)
         revised = self.rewrite(prompts, rewrite_model) if self.default("rewrite", rewrite) else list(prompts)
@@ -211,6 +214,10 @@ class DallE3Pipeline:
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
 
+        use_consistency = fast and decoder in ("auto", "consistency")
+        # every part loads before sampling, so a missing download fails before minutes of work
+        checker = self._checker()
+        dec = self._decoder() if use_consistency else None
         if fast:
             pipe = self._fast()
             steps = int(self.default("fast_steps", steps))
@@ -221,21 +228,18 @@ class DallE3Pipeline:
         res = pipe(prompt=revised, negative_prompt=negative_prompt, height=height, width=width, steps=steps,
                    guidance=guidance, scheduler=scheduler, seed=seed, output_type="latent", progress=progress)
         latents = res.latents
-        use_consistency = fast and decoder in ("auto", "consistency")
         with torch.inference_mode():
-            if use_consistency:
+            if dec is not None:
                 from utils.diffusion.noise import generators
 
-                dec = self._decoder()
                 z = latents.float() / pipe.vae.config.scaling_factor * dec.config.scaling_factor
                 pixels = dec.decode_latents(z.to(dec.device, dec.dtype), generators(seed, batch),
-                                            steps=int(self.default("decoder_steps", decoder_steps)))
+                                            steps=decoder_steps)
             else:
                 with pipe.session():
                     pixels = pipe.decode_latents(latents)
         out = DallE3Output.from_tensor(pixels.float(), latents=latents, prompts=list(prompts),
                                        revised_prompts=revised)
-        checker = self._checker()
         if checker is not None:
             checker.refuse_unsafe(out.pixels)
         return out

@@ -82,6 +82,8 @@ def test_fast_mode_decodes_with_the_consistency_decoder_and_keeps_the_seed_rule(
         pipe("a red fox", decoder="consistency")
     with pytest.raises(UserError, match="--decoder must be one of"):
         pipe("a red fox", decoder="pixel")
+    with pytest.raises(UserError, match="1 or 2 steps"):
+        pipe("a red fox", fast=True, decoder_steps=3)
 
 
 def test_blocked_prompts_and_blocked_rewrites_are_refused_before_sampling(pipe, monkeypatch):
