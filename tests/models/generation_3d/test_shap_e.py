@@ -256,3 +256,27 @@ def test_user_mistakes_are_one_line_errors():
         image(image=__file__)
     with pytest.raises(UserError, match="image-conditioned"):
         image(prompt="a chair")
+
+
+def test_cli_writes_the_mesh_and_turntable_and_refuses_bad_input(tmp_path, capsys):
+    import trimesh
+
+    from inference.generate_3d import main
+
+    out, gif = tmp_path / "chair.glb", tmp_path / "chair.gif"
+    assert main(["--model", "shap_e", "--preset", "tiny", "--prompt", "a red chair", "--out", str(out),
+                 "--turntable", str(gif), "--seed", "1"]) == 0
+    assert trimesh.load(out, force="mesh").faces.shape[0] > 0 and gif.stat().st_size > 0
+    assert "Shap-E prior" in capsys.readouterr().err  # the progress bar over the diffusion steps
+    bad = [(["--prompt", " "], "prompt is empty"),
+           (["--preset", "tiny-image", "--image", __file__], "cannot read the image"),
+           (["--prompt", "a chair", "--out", str(tmp_path / "x.stl")], "cannot write '.stl'")]
+    for extra, message in bad:
+        argv = ["--model", "shap_e", "--preset", "tiny", "--out", str(tmp_path / "bad.glb"), *extra]
+        if "--preset" in extra:
+            argv = argv[:3] + argv[5:]  # the case's own preset
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1 and message in err[0], (extra, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chair.gif", "chair.glb"]  # nothing half-written
