@@ -289,3 +289,28 @@ def test_generate_image_applies_a_trained_lora_at_its_scale(tmp_path):
         images[name] = np.asarray(Image.open(out), dtype=np.int16)
     assert np.array_equal(images["base"], images["zero"])
     assert np.abs(images["one"] - images["base"]).max() > 0
+
+
+def test_gradient_checkpointing_changes_memory_not_numbers(tmp_path):
+    """SD3 LoRA with and without --gradient-checkpointing: the same losses and the same adapter (fp32)."""
+    from safetensors.torch import load_file
+
+    runs = [_run(*_argv(tmp_path / str(i), "sd3", "lora", 2, "--rank", "2", *extra))[1]
+            for i, extra in enumerate([(), ("--gradient-checkpointing",)])]
+    for a, b in zip(runs[0]["history"], runs[1]["history"]):
+        assert abs(a["loss"] - b["loss"]) <= 1e-6
+    la, lb = load_file(runs[0]["lora"]), load_file(runs[1]["lora"])
+    assert la.keys() == lb.keys() and all(torch.allclose(la[k], lb[k], atol=1e-6) for k in la)
+
+
+def test_full_mode_writes_native_weights_with_their_config(tmp_path):
+    """Full fine-tuning writes the denoiser's native state dict (what the trainer ended with) and its config."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    trainer, summary = _run(*_argv(tmp_path, "flux", "full", 2))
+    saved = load_file(summary["weights"])
+    mine = trainer.pipe.transformer.state_dict()
+    assert saved.keys() == mine.keys() and all(torch.equal(saved[k], mine[k].contiguous()) for k in saved)
+    with safe_open(summary["weights"], "pt") as f:
+        assert "hidden_size" in json.dumps(f.metadata())
