@@ -281,6 +281,51 @@ def run_shap_e(args) -> int:
     return 0
 
 
+# -- aetherist (a 3D-aware GAN of the gan modality: orbit videos and meshes of one latent) -------------
+
+def add_aetherist_args(p) -> None:
+    p.add_argument("--weights", default=None, help="checkpoint: EG3D .pkl, native .safetensors (default: the preset's)")
+    p.add_argument("--preset", default=None, help="'tiny' runs random weights; eg3d-ffhq-512 ... load NVlabs' networks")
+    p.add_argument("--seed", type=int, default=0, help="the latent's seed")
+    p.add_argument("--out", default=None, help="output folder (default outputs/generate_3d/aetherist-<preset>)")
+    p.add_argument("--turntable", action="store_true", help="write an orbit video turntable.mp4")
+    p.add_argument("--frames", type=int, default=36, help="turntable views")
+    p.add_argument("--elevation", type=float, default=0.0, help="turntable camera elevation, degrees")
+    p.add_argument("--radius", type=float, default=None, help="camera distance (default: the preset's)")
+    p.add_argument("--fps", type=float, default=12.0, help="turntable frame rate")
+    p.add_argument("--mesh", action="store_true", help="write a marching-cubes mesh of the density field mesh.ply")
+    p.add_argument("--mesh-format", default=".ply", choices=[".ply", ".obj"], help="mesh file format")
+    p.add_argument("--mesh-resolution", type=int, default=64, help="grid points per side of the marching cubes")
+    p.add_argument("--level", type=float, default=None, help="density of the surface (default: mid-range)")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
+
+
+def run_aetherist(args) -> int:
+    from models import load
+
+    if args.frames < 1 or args.mesh_resolution < 2:
+        raise UserError("--frames must be at least 1 and --mesh-resolution at least 2")
+    preset = args.preset
+    out = Path(args.out or f"outputs/generate_3d/aetherist-{preset or 'default'}")
+    pipe = load("gan", "aetherist", weights=args.weights, preset=preset, device=args.device)
+    written = []
+    if args.turntable:
+        video = pipe.turntable(seed=args.seed, num_frames=args.frames, elevation=args.elevation, radius=args.radius,
+                               fps=args.fps)
+        out.mkdir(parents=True, exist_ok=True)
+        written += video.save(out / "turntable.mp4")
+    if args.mesh:
+        out.mkdir(parents=True, exist_ok=True)
+        written += pipe.mesh(seed=args.seed, resolution=args.mesh_resolution, level=args.level).save(
+            out / f"mesh{args.mesh_format}")
+    if not written:
+        out.mkdir(parents=True, exist_ok=True)
+        written += pipe(num_images=1, seed=args.seed, radius=args.radius, elevation=args.elevation).save(
+            out / "front.png")
+    print(f"aetherist seed {args.seed} -> {', '.join(str(p) for p in written)}")
+    return 0
+
+
 # -- dispatch ------------------------------------------------------------------------------------------
 
 # registry name -> (adds the model's options, runs it). A new 3D model adds its two functions and one entry.
@@ -288,8 +333,13 @@ RUNNERS = {
     "gaussian_splatting": (add_gaussian_splatting_args, run_gaussian_splatting),
     "nerf": (add_nerf_args, run_nerf),
     "voxel_vae_gan": (add_voxel_vae_gan_args, run_voxel_vae_gan),
+    "aetherist": (add_aetherist_args, run_aetherist),
     "shap_e": (add_shap_e_args, run_shap_e),
 }
+
+
+OTHER_MODALITY = {"aetherist": "gan"}
+"""Runners of models registered under another modality than '3d'."""
 
 
 def build_parser(model: str | None = "gaussian_splatting") -> ArgumentParser:
@@ -307,13 +357,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     peek = ArgumentParser(prog="generate_3d.py", add_help=False)
     peek.add_argument("--model", default="gaussian_splatting")
-    model = get_spec("3d", peek.parse_known_args(argv)[0].model).name
+    name = peek.parse_known_args(argv)[0].model
+    model = get_spec(OTHER_MODALITY.get(name, "3d"), name).name
     if model not in RUNNERS:
         raise UserError(f"generate_3d.py cannot run '{model}' yet: it runs {', '.join(RUNNERS)}")
     args = build_parser(model).parse_args(argv)
     args.model = model
     if getattr(args, "preset", None) is not None:  # every model's preset checked before its runner does any work
-        get_spec("3d", model).check_preset(args.preset)
+        get_spec(OTHER_MODALITY.get(model, "3d"), model).check_preset(args.preset)
     return RUNNERS[model][1](args)
 
 

@@ -56,6 +56,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--mask", default=None, help="inpainting mask (white = repaint)")
     p.add_argument("--control", default=None, help="control image (edges or depth)")
     p.add_argument("--strength", type=float, default=None, help="img2img strength in (0, 1]")
+    p.add_argument("--elevation", type=float, default=None, help="camera elevation in degrees (3D-aware GANs: aetherist)")
+    p.add_argument("--azimuth", type=float, default=None, help="camera azimuth in degrees, 0 = front (aetherist)")
+    p.add_argument("--radius", type=float, default=None, help="camera distance from the pivot (aetherist)")
+    p.add_argument("--fov", type=float, default=None, help="camera field of view in degrees (aetherist)")
     p.add_argument("--truncation", type=float, default=None,
                    help="truncation psi of a latent GAN (StyleGAN: 0.7 is usual, 1 is none; BigGAN: 0.4)")
     p.add_argument("--translate", type=_xy, default=None, metavar="X,Y",
@@ -84,7 +88,7 @@ def build_parser() -> ArgumentParser:
 
 CALL_OPTIONS = ("prompt", "negative_prompt", "num_images", "height", "width", "steps", "guidance", "scheduler",
                 "image", "mask", "control", "strength", "truncation", "translate", "rotate", "noise_mode", "stages",
-                "rewrite_model", "decoder", "fast")
+                "rewrite_model", "decoder", "fast", "elevation", "azimuth", "radius", "fov")
 
 
 def lora_source(text: str) -> tuple[str, float]:
