@@ -203,6 +203,39 @@ class AetheristPipeline(GANPipeline):
         ws = self.map(torch.as_tensor(latents, dtype=torch.float32), self.truncation(truncation))
         return self.render(ws, labels, gen)["image_depth"].float().cpu()
 
+    @torch.inference_mode()
+    def consistency(self, num_samples: int = 16, seed: int | None = 0, azimuth_offset: float = 20.0,
+                    elevation: float = 0.0, truncation: float | None = None, tolerance: float = 0.1,
+                    min_opacity: float = 0.5) -> float:
+        """The 3D-consistency score (percent, `utils.metrics.consistency_3d`) of the raw renders of each latent
+        seen from the front and from `azimuth_offset` degrees aside, reprojected through the rendered depth
+        (occluded and transparent pixels left out), averaged over `num_samples` latents."""
+        from utils.metrics.consistency_3d import consistency_score
+
+        if num_samples < 1:
+            raise UserError("the number of samples must be at least 1")
+        gen = self.noise_generator(seed)
+        z = self.sample_latents(num_samples, gen)
+        scores = []
+        for i in range(num_samples):
+            ws = self.map(z[i:i + 1], self.truncation(truncation))
+            planes = self.generator.planes(ws)
+            a_label = self.camera_labels(1, elevation, 0.0)
+            b_label = self.camera_labels(1, elevation, azimuth_offset)
+            a = self.render(ws, a_label, gen, planes=planes)
+            b = self.render(ws, b_label, gen, planes=planes)
+            mask = (a["image_opacity"] >= min_opacity).float()
+            mask = -torch.nn.functional.max_pool2d(-mask, 3, 1, 1)
+            if mask.sum() == 0:
+                continue
+            scores.append(consistency_score(a["image_raw"].float().cpu(), a["image_depth"].float().cpu(), a_label,
+                                            b["image_raw"].float().cpu(), b_label, mask.cpu(), tolerance,
+                                            depth_b=b["image_depth"].float().cpu()))
+        if not scores:
+            raise UserError(f"no render of these {num_samples} latents is opaque anywhere (opacity >= {min_opacity}): "
+                            "the consistency score needs surfaces; lower --min-opacity")
+        return float(sum(scores) / len(scores))
+
     @property
     def preset_name(self) -> str:
         for name, cfg in PRESETS.items():

@@ -50,3 +50,21 @@ def test_train_gan_trains_the_tiny_preset_offline(tmp_path):
     pipe = AetheristPipeline.from_pretrained(tmp_path / "generator.safetensors", device="cpu")
     assert pipe(num_images=1, seed=0).pixels.shape == (1, 3, 64, 64)
     assert torch.isfinite(pipe(num_images=1, seed=0).pixels).all()
+
+
+def test_evaluate_consistency_3d(capsys):
+    import json
+
+    from evaluate.consistency_3d import main as consistency
+
+    result = consistency(["--model", "aetherist", "--preset", "tiny", "--num-samples", "2", "--min-opacity", "0.05",
+                          "--json"])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == result and 0 <= result["consistency_3d"] <= 100
+    # a stricter tolerance can only lower the score
+    strict = consistency(["--model", "aetherist", "--preset", "tiny", "--num-samples", "2", "--min-opacity", "0.05",
+                          "--tolerance", "0.001", "--json"])
+    assert strict["consistency_3d"] < result["consistency_3d"]
+    with pytest.raises(SystemExit) as err:
+        consistency(["--model", "dcgan", "--preset", "tiny", "--num-samples", "1"])
+    assert err.value.code == 2 and "renders no depth" in capsys.readouterr().err
