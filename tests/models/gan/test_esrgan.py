@@ -190,7 +190,37 @@ def test_degradations_shapes_range_and_seed():
     assert (second - bicubic).abs().mean() > 1e-3  # blur, noise and JPEG changed the input
 
 
-@pytest.mark.parametrize("model", ["srgan", pytest.param("esrgan", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("model", ["srgan", "esrgan"])
+def test_one_sr_training_step_updates_both_networks(model):
+    """The recipe's step on its own: LR made from the HR batch, G and D both take a step, the terms are logged."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from models.gan.esrgan.training import esrgan_recipe, srgan_recipe
+    from utils.gan.recipe import StepContext
+
+    torch.manual_seed(0)
+    recipe = (srgan_recipe if model == "srgan" else esrgan_recipe)("tiny")
+    G, D = recipe.generator, recipe.discriminator
+    before_g = [p.detach().clone() for p in G.parameters()]
+    before_d = [p.detach().clone() for p in D.parameters()]
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    log = recipe.train_step(StepContext(step=0, generator=torch.Generator().manual_seed(1), G=G, D=D, opt_g=opt_g,
+                                        opt_d=opt_d, accelerator=Accelerator(cpu=True),
+                                        settings=SimpleNamespace(loss=recipe.loss), next_batch=lambda: {"image": hr},
+                                        device=torch.device("cpu")))
+    assert {"loss_d", "loss_g", "pixel", "perceptual", "adversarial"} <= set(log)
+    assert all(torch.isfinite(torch.tensor(v)) for v in log.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before_g, G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_d, D.parameters()))
+    grid = recipe.sampler(G)
+    assert grid.shape == (6, 3, 32, 32) and grid.min() >= -1 and grid.max() <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["srgan", "esrgan"])
 def test_train_gan_trains_a_super_resolution_model(model, tmp_path):
     from train.train_gan import main
 
