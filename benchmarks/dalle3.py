@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from utils.cli import ArgumentParser
 from utils.errors import UserError, cli_errors
 
 
@@ -128,7 +129,7 @@ def run(sizes=(512, 1024), decoder_preset: str = "openai", vae_preset: str = "sd
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.dalle3", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m benchmarks.dalle3", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="decode sizes in px (default 512 1024)")
     p.add_argument("--sample-size", type=int, default=1024, help="image side of the sampling race (default 1024)")

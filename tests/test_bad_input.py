@@ -51,6 +51,7 @@ BASE_ARGS: dict[str, tuple[str, ...]] = {
     "voxel_vae_gan": ("--model_path", "{folder}"),
     "lpips_score": ("{folder}", "{folder}"),
     "fid_score": ("{images}", "{images}"),
+    "plot_curves": ("{folder}",),
 }
 """What a command line needs besides the option under test to get past its parser (required options and
 positionals). '{name}' is one of the bad-files fixtures (or 'folder', 'images')."""
@@ -217,13 +218,40 @@ class _Timeout(Exception):
     pass
 
 
-def run_case(cli: Cli, case: Case, files: dict, workdir: Path, monkeypatch, capsys) -> tuple[int | str, str]:
+def required_args(info, argv: list[str]) -> list[str]:
+    """A harmless value for each required option of the top-level parser that `argv` does not give, so the
+    case reaches what it tests (a required --out gets a path under the work folder, an image option a good
+    image, a checked number 1, a choice its first)."""
+    from utils.cli import OUTPUT_DESTS, Check
+
+    extra: list[str] = []
+    for action in info.parser._actions:
+        if not action.required or not action.option_strings or any(f in argv for f in action.option_strings):
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.dest in OUTPUT_DESTS:
+            value = "{outdir}/required_out"
+        elif flag in IMAGE_FLAGS:
+            value = "{ok_image}"
+        elif action.choices:
+            value = str(next(iter(action.choices)))
+        elif isinstance(action.type, Check) or action.type in (int, float):
+            value = "1"
+        else:
+            value = "{folder}"
+        extra += [flag, value]
+    return extra
+
+
+def run_case(cli: Cli, case: Case, files: dict, workdir: Path, monkeypatch, capsys,
+             info=None) -> tuple[int | str, str]:
     """Run `main(argv)` in `workdir`; returns (exit code or the exception's name, stderr)."""
     stem = cli.name.split("[")[0]
     base = CASE_ARGS.get((stem, case.label), BASE_ARGS.get(stem, ()))
     argv = _fill([*cli.base, *base, *case.argv], files, workdir / "outs")
     if base and base[0] in ("points", "report"):  # a subcommand's positionals go after its options
         argv = _fill([*cli.base, base[0], *case.argv[len(_sub_words(case)):], *base[1:]], files, workdir / "outs")
+    argv += _fill(required_args(info, argv), files, workdir / "outs")
     monkeypatch.chdir(workdir)
     if case.patch == "readonly":
         real = tempfile.mkstemp
@@ -286,12 +314,12 @@ def normalise(text: str, files: dict, workdir: Path) -> str:
     return re.sub(r"drew seed \d+", "drew seed N", text)
 
 
-def check_case(cli, case, files, tmp_path, monkeypatch, capsys, messages) -> str | None:
+def check_case(cli, case, files, tmp_path, monkeypatch, capsys, messages, info=None) -> str | None:
     """None when the case is handled as promised, else what went wrong."""
     work = tmp_path / re.sub(r"\W+", "_", f"{case.family}_{case.label}")[:80]
     work.mkdir()
     before_files, before_work = _snapshot(files["folder"]), _snapshot(work)
-    code, err = run_case(cli, case, files, work, monkeypatch, capsys)
+    code, err = run_case(cli, case, files, work, monkeypatch, capsys, info)
     problems = []
     if code != 2:
         problems.append(f"exit {code}")
@@ -340,7 +368,7 @@ def test_bad_input_matrix(cli, family, bad_files, tmp_path, monkeypatch, capsys,
     info = captured_parser(cli, monkeypatch)
     cases = FAMILIES[family](cli, info)
     failures = [f for case in cases if (f := check_case(cli, case, bad_files, tmp_path, monkeypatch, capsys,
-                                                        messages))]
+                                                        messages, info))]
     RAN.add((cli.name, family))
     assert not failures, f"{cli.name}: {len(failures)} of {len(cases)} {family} cases:\n" + "\n".join(failures)
     doc_rows = DOC.read_text(encoding="utf-8") if DOC.exists() and not WRITE_DOC else None

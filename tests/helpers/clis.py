@@ -27,10 +27,13 @@ class Cli:
     base: tuple[str, ...] = ()
     """Arguments that select it (e.g. ('--model', 'nerf')), given before every case's own."""
     model: str | None = None
+    qualified: bool = False
+    """Whether the name says the folder (two folders hold a script of that name, e.g. upscale.py)."""
 
     @property
     def name(self) -> str:
-        stem = self.module.split(".", 1)[1]
+        folder, stem = self.module.split(".", 1)
+        stem = f"{folder}/{stem}" if self.qualified else stem
         return f"{stem}[{self.model}]" if self.model else stem
 
     @property
@@ -42,6 +45,9 @@ class Cli:
 
 
 def discover() -> list[Cli]:
+    from collections import Counter
+
+    stems = Counter(p.stem for folder in SCRIPT_FOLDERS for p in (ROOT / folder).glob("*.py"))
     found = []
     for folder in SCRIPT_FOLDERS:
         for path in sorted((ROOT / folder).glob("*.py")):
@@ -52,9 +58,9 @@ def discover() -> list[Cli]:
             table = re.search(r"^(TRAINERS|RUNNERS)\s*=", text, re.M)
             if table:
                 models = getattr(importlib.import_module(module), table.group(1))
-                found += [Cli(module, ("--model", m), m) for m in models]
+                found += [Cli(module, ("--model", m), m, stems[path.stem] > 1) for m in models]
             else:
-                found.append(Cli(module))
+                found.append(Cli(module, qualified=stems[path.stem] > 1))
     return found
 
 
