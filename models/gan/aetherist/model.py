@@ -198,6 +198,9 @@ class AetheristDiscriminator(nn.Module):
         self.scales = nn.ModuleList(DualDiscriminator(cfg.c_dim, s, **kw) for s in cfg.disc_scales)
         if cfg.disc_spectral_norm:
             spectral_normalize(self)
+        from utils.gan.ada import AugmentPipe
+
+        self.augment = AugmentPipe.bgc()  # ADA's pipeline and its p (used when training with --aug ada)
 
     def forward(self, img: dict[str, Tensor], c: Tensor | None = None,
                 generator: torch.Generator | None = None) -> Tensor:

@@ -11,7 +11,9 @@ Losses (the Aetherist seed's, on EG3D's training scheme):
 - density regularisation (`density_reg`, EG3D's 0.25): densities at random points and at points moved by
   `density_reg_p_dist` should agree (a smoothness prior against floaters).
 Generation cameras are the dataset's camera labels (EG3D's pose swapping); Adam, lr 2e-4 for G and D,
-betas (0, 0.99). ADA (utils/gan/ada.py) is not wired into this step yet.
+betas (0, 0.99). With `--aug ada` (train_gan) ADA's pipeline (utils/gan/ada.py, on the discriminator as
+`augment`) transforms the image and the upsampled raw render of every discriminator input identically
+(EG3D's pairing), and p follows sign(D(real)) against the target every 4 steps.
 
 The config keys of the seed's YAML (`training:` batch_size, learning_rate_g, learning_rate_d,
 lambda_perceptual, lambda_consistency; `model:` the config fields) are read by `settings_from_yaml`.
@@ -117,6 +119,24 @@ def make_train_step(config: AetheristConfig, settings: AetheristTraining, percep
     def step(ctx: StepContext) -> dict[str, float]:
         gen, dev = ctx.generator, ctx.device
         G, D = ctx.G, ctx.D
+        s = ctx.settings
+        ada = ctx.unwrap(D).augment if getattr(s, "augment", "") == "ada" else None
+        if s is not None and getattr(s, "augment", "") not in ("", "ada", "noaug"):
+            raise UserError(f"aetherist trains with --aug ada or no augmentation, not '{s.augment}'")
+
+        def aug(pair: dict[str, Tensor]) -> dict[str, Tensor]:
+            if ada is None:
+                return pair
+            # one draw of transforms for both images: replay the generator's state for the raw render
+            state = gen.get_state()
+            image = ada(pair["image"], gen)
+            replay = torch.Generator(device=gen.device)
+            replay.set_state(state)
+            up = F.interpolate(pair["image_raw"], size=image.shape[-2:], mode="bilinear", align_corners=False)
+            raw = F.interpolate(ada(up, replay), size=pair["image_raw"].shape[-2:], mode="bilinear",
+                                align_corners=False, antialias=True)
+            return {"image": image, "image_raw": raw}
+
         batch = ctx.next_batch()
         real, c = batch["image"], batch["camera"].float()
         n = len(real)
@@ -125,8 +145,8 @@ def make_train_step(config: AetheristConfig, settings: AetheristTraining, percep
         with torch.no_grad():
             fake = G.synthesis(G.mapping(z, c), c, generator=gen)
         real_in = {k: v.detach().requires_grad_(True) for k, v in _dual(real, res).items()}
-        logits_real = D(real_in, c)
-        loss_d = _ns_d(logits_real, D({"image": fake["image"], "image_raw": fake["image_raw"]}, c))
+        logits_real = D(aug(real_in), c)
+        loss_d = _ns_d(logits_real, D(aug({"image": fake["image"], "image_raw": fake["image_raw"]}), c))
         if settings.r1_gamma > 0:
             grads = torch.autograd.grad(logits_real.sum(), [real_in["image"], real_in["image_raw"]],
                                         create_graph=True)
@@ -135,12 +155,18 @@ def make_train_step(config: AetheristConfig, settings: AetheristTraining, percep
         ctx.opt_d.zero_grad(set_to_none=True)
         ctx.accelerator.backward(loss_d)
         ctx.opt_d.step()
+        ada_log = {}
+        if ada is not None:
+            ada.accumulate(logits_real)
+            if (ctx.step + 1) % 4 == 0:
+                ada.adjust(getattr(s, "ada_target", 0.6), n * 4)
+            ada_log["ada_p"] = float(ada.p)
         # generator
         ws = G.mapping(z, c)
         out = G.synthesis(ws, c, generator=gen)
-        loss_gan = F.softplus(-D({"image": out["image"], "image_raw": out["image_raw"]}, c)).mean()
+        loss_gan = F.softplus(-D(aug({"image": out["image"], "image_raw": out["image_raw"]}), c)).mean()
         loss_g = loss_gan
-        log = {"loss_d": float(loss_d.detach()), "loss_gan": float(loss_gan.detach())}
+        log = {"loss_d": float(loss_d.detach()), "loss_gan": float(loss_gan.detach()), **ada_log}
         if settings.lambda_perceptual > 0 and perceptual is not None:
             up = F.interpolate(out["image_raw"], size=out["image"].shape[-2:], mode="bilinear", align_corners=False)
             loss_p = perceptual(out["image"], up.detach())
@@ -213,8 +239,12 @@ class _PlainAccelerator:
 
 
 def fit(preset: str = "tiny", steps: int = 20, dataset: Any = "primitives", seed: int = 0,
-        batch_size: int = 4, device: str = "cpu", **overrides: Any) -> tuple[GANRecipe, list[dict[str, float]]]:
-    """Train in-process (tests, benchmarks, notebooks): (the recipe with its trained networks, the step logs)."""
+        batch_size: int = 4, device: str = "cpu", augment: str = "", ada_target: float = 0.6,
+        **overrides: Any) -> tuple[GANRecipe, list[dict[str, float]]]:
+    """Train in-process (tests, benchmarks, notebooks): (the recipe with its trained networks, the step logs).
+    `augment='ada'` trains with ADA as train_gan's --aug ada does."""
+    from types import SimpleNamespace
+
     from utils.torch_utils import local_seed
     from utils.training import seed_step
 
@@ -234,7 +264,9 @@ def fit(preset: str = "tiny", steps: int = 20, dataset: Any = "primitives", seed
             return {k: torch.stack([it[k] for it in items]).to(device) for k in ("image", "camera")}
 
         ctx = StepContext(step=step, generator=seed_step(seed, step, 0), G=G, D=D, opt_g=opt_g, opt_d=opt_d,
-                          accelerator=_PlainAccelerator(), settings=None, next_batch=next_batch,
+                          accelerator=_PlainAccelerator(), settings=SimpleNamespace(augment=augment,
+                                                                                    ada_target=ada_target),
+                          next_batch=next_batch,
                           device=torch.device(device))
         logs.append(rec.train_step(ctx))
     return rec, logs

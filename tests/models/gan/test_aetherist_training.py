@@ -84,3 +84,11 @@ def test_the_tiny_preset_lowers_its_discriminator_loss_offline():
     first = sum(l["loss_d"] for l in logs[:3]) / 3
     last = sum(l["loss_d"] for l in logs[-3:]) / 3
     assert last < first, [round(l["loss_d"], 4) for l in logs]
+
+
+@pytest.mark.slow
+def test_ada_moves_p_with_the_discriminator_signs(views):
+    # a target of -1: E[sign(D(real))] is always above it, so p rises at every adjustment (each 4 steps)
+    rec, logs = fit("tiny", steps=4, batch_size=2, dataset=views, augment="ada", ada_target=-1.0)
+    assert logs[0]["ada_p"] == 0.0 and logs[-1]["ada_p"] > 0
+    assert float(rec.discriminator.augment.p) == logs[-1]["ada_p"]
