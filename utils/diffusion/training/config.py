@@ -171,7 +171,7 @@ class ModelTraining:
     full_lr: float | None = None
     """The learning rate of --mode full when --lr is not given (None: defaults.lr)."""
     notes: dict = field(default_factory=dict)
-    """Free-form facts shown by --help-recipe (where the defaults come from)."""
+    """Free-form facts about the recipe: where its defaults come from."""
 
 
 __all__ = ["MODES", "ModelTraining", "OPTIMIZERS", "RESUME_FIXED", "TrainConfig"]
