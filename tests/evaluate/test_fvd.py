@@ -63,6 +63,7 @@ def _write_set(folder: Path, videos: torch.Tensor) -> Path:
     return folder
 
 
+@pytest.mark.slow  # three passes of the tiny I3D at the 224-pixel input of the command line
 def test_the_command_line_on_folders_and_statistics(tiny_i3d_file, tmp_path, capsys):
     from evaluate.fvd import main
 
