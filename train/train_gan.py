@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gp-weight", type=float, default=None, help="WGAN-GP gradient penalty weight")
     p.add_argument("--r1-weight", "--gamma", dest="r1_weight", type=float, default=None,
                    help="R1 penalty weight gamma (--gamma: NVlabs' name)")
+    p.add_argument("--config", default=None, help="YAML file of the recipe's config keys (aetherist: 'model:' and "
+                   "'training:' sections, the Aetherist seed's keys)")
     p.add_argument("--cfg", default=None, help="architecture variant of the model (stylegan3: stylegan3-t, "
                                                "stylegan3-r or stylegan2)")
     p.add_argument("--kimg", type=float, default=None,
@@ -84,11 +86,14 @@ def recipe_options(spec, args: argparse.Namespace) -> dict[str, Any]:
     import inspect
 
     options = {"cfg": args.cfg} if getattr(args, "cfg", None) else {}
+    if getattr(args, "config", None):
+        options["config_file"] = args.config
     module, _, fn = spec.trainer.partition(":")
     params = inspect.signature(getattr(importlib.import_module(module), fn)).parameters
     for key in options:
         if key not in params:
-            raise UserError(f"{spec.name} has no --{key} (its recipe takes only --preset): leave it out")
+            flag = "config" if key == "config_file" else key
+            raise UserError(f"{spec.name} has no --{flag} (its recipe takes only --preset): leave it out")
     return options
 
 

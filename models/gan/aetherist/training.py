@@ -208,12 +208,15 @@ def _perceptual(settings: AetheristTraining, tiny: bool) -> nn.Module | None:
 
 
 def recipe(preset: str = "tiny", config: AetheristConfig | None = None,
-           settings: AetheristTraining | None = None, **overrides: Any) -> GANRecipe:
+           settings: AetheristTraining | None = None, config_file: str | None = None,
+           **overrides: Any) -> GANRecipe:
     """The recipe of `preset` for train_gan.py (its `--data` folder needs EG3D's dataset.json; 'primitives'
-    is the built-in multi-view set)."""
+    is the built-in multi-view set); `config_file` (train_gan's --config) is a YAML of the seed's keys."""
     from models.gan.aetherist.spec import SPEC
 
     SPEC.check_preset(preset)
+    if config_file is not None:
+        config, settings = settings_from_yaml(config_file, preset)
     config = config or PRESETS[preset]
     settings = replace(settings or AetheristTraining(), **overrides)
     G, D = GeneratorForTrainer(config), AetheristDiscriminator(config)

@@ -45,9 +45,16 @@ def test_generate_3d_turntable_and_mesh(tmp_path, capsys):
 def test_train_gan_trains_the_tiny_preset_offline(tmp_path):
     from train.train_gan import main as train_gan
 
+    config = tmp_path / "aetherist.yaml"
+    config.write_text("model:\n  latent_dim: 24\n  vit_layers: 1\ntraining:\n  learning_rate_g: 1.0e-4\n")
     train_gan(["--model", "aetherist", "--preset", "tiny", "--data", "primitives", "--steps", "2", "--batch", "2",
-               "--out", str(tmp_path), "--no-progress", "--cpu", "--sample-every", "2", "--ckpt-every", "2"])
-    pipe = AetheristPipeline.from_pretrained(tmp_path / "generator.safetensors", device="cpu")
+               "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress", "--cpu", "--sample-every",
+               "2", "--ckpt-every", "2"])
+    import json
+
+    assert json.loads((tmp_path / "run" / "settings.json").read_text())["lr_g"] == 1e-4
+    pipe = AetheristPipeline.from_pretrained(tmp_path / "run" / "generator.safetensors", device="cpu")
+    assert pipe.config.latent_dim == 24 and pipe.config.vit_layers == 1
     assert pipe(num_images=1, seed=0).pixels.shape == (1, 3, 64, 64)
     assert torch.isfinite(pipe(num_images=1, seed=0).pixels).all()
 
