@@ -13,6 +13,7 @@ and then the ray jitter of the whole call.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -106,8 +107,21 @@ class AetheristPipeline(GANPipeline):
 
     def camera_labels(self, n: int, elevation: float | Sequence[float] | None = None,
                       azimuth: float | Sequence[float] | None = None, radius: float | None = None,
-                      fov: float | None = None, camera_poses: Tensor | None = None) -> Tensor:
-        """(n, 25) camera labels from angles (scalars or one per image) or from poses / labels."""
+                      fov: float | None = None, camera_poses: Tensor | None = None,
+                      yaw: float | None = None, pitch: float | None = None) -> Tensor:
+        """(n, 25) camera labels from angles (scalars or one per image), EG3D's yaw/pitch (radians, its
+        LookAtPoseSampler convention around the preset's pivot), or poses / labels."""
+        if yaw is not None or pitch is not None:
+            if camera_poses is not None or elevation is not None or azimuth is not None:
+                raise UserError("give EG3D's yaw/pitch, or elevation/azimuth, or camera_poses: one of the three")
+            from utils.rendering.camera_labels import eg3d_pose
+
+            r = self.config.avg_camera_radius if radius is None else radius
+            if r <= 0:
+                raise UserError(f"the camera radius must be positive, got {r}")
+            pose = eg3d_pose(math.pi / 2 if yaw is None else yaw, math.pi / 2 if pitch is None else pitch, r,
+                             self.config.avg_camera_pivot)
+            return camera_label(pose, self.intrinsics(fov)).expand(n, 25).clone()
         if camera_poses is not None:
             if elevation is not None or azimuth is not None:
                 raise UserError("give either camera_poses or elevation/azimuth, not both")
@@ -168,7 +182,8 @@ class AetheristPipeline(GANPipeline):
                  elevation: float | Sequence[float] | None = None, azimuth: float | Sequence[float] | None = None,
                  radius: float | None = None, fov: float | None = None, camera_poses: Tensor | None = None,
                  truncation: float | None = None, height: int | None = None, width: int | None = None,
-                 batch_size: int = 8, steps: int | None = None, prompt: str | None = None) -> ImageOutput:
+                 batch_size: int = 8, steps: int | None = None, prompt: str | None = None,
+                 yaw: float | None = None, pitch: float | None = None) -> ImageOutput:
         """Generate `num_images` images seen from the given camera(s); `labels` of the output are the cameras."""
         if steps is not None:
             raise UserError("aetherist is a GAN and generates in one forward pass: --steps does not apply")
@@ -184,7 +199,7 @@ class AetheristPipeline(GANPipeline):
         n = num_images if latents is None else len(latents)
         drawn = self.sample_latents(n, gen)
         latents = drawn if latents is None else torch.as_tensor(latents, dtype=torch.float32)
-        labels = self.camera_labels(n, elevation, azimuth, radius, fov, camera_poses)
+        labels = self.camera_labels(n, elevation, azimuth, radius, fov, camera_poses, yaw, pitch)
         psi = self.truncation(truncation)
         images = []
         for i in range(0, n, batch_size):

@@ -47,6 +47,19 @@ def test_one_latent_from_two_views_keeps_its_latent_and_changes_the_view(pipe):
     assert (d.pixels - a.pixels).abs().mean() < (a.pixels - b.pixels).abs().mean()
 
 
+def test_eg3d_yaw_and_pitch_name_the_same_camera_as_elevation_and_azimuth(pipe):
+    from utils.rendering.camera_labels import eg3d_angles
+
+    pivot = PRESETS["tiny"].avg_camera_pivot
+    pose = create_camera_pose(12.0, 25.0, 2.7, target=pivot)
+    yaw, pitch, _ = eg3d_angles(pose, pivot)
+    a = pipe(num_images=1, seed=1, elevation=12.0, azimuth=25.0, radius=2.7)
+    b = pipe(num_images=1, seed=1, yaw=float(yaw), pitch=float(pitch), radius=2.7)
+    assert torch.allclose(a.labels, b.labels, atol=1e-5)
+    with pytest.raises(UserError, match="one of the three"):
+        pipe(num_images=1, yaw=1.0, azimuth=3.0)
+
+
 def test_turntable_mesh_and_depth(pipe, tmp_path):
     video = pipe.turntable(seed=0, num_frames=4, elevation=15)
     assert len(video.frames[0]) == 4 and video.frames[0][0].size == (64, 64)
