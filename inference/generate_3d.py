@@ -14,6 +14,7 @@ original 3DGS chkpnt*.pth, a gsplat ckpt_*.pt or a checkpoint of train_3d.py.
         --images a.jpg b.jpg --poses a.json b.json --threshold 0.4      # shape.binvox/.obj/.ply, renders/
     python inference/generate_3d.py --model shap_e --prompt "a red chair" --out chair.glb --turntable chair.gif
     python inference/generate_3d.py --model shap_e --image photo.png --out chair.obj    # the image300M preset
+    python inference/generate_3d.py --model point_e --prompt "a red motorcycle" --out cloud.ply --mesh mesh.glb
 """
 from __future__ import annotations
 
@@ -326,6 +327,68 @@ def run_aetherist(args) -> int:
     return 0
 
 
+# -- point_e (text/image to point clouds) ----------------------------------------------------------
+
+POINT_E_SUFFIXES = (".ply", ".npz", ".obj", ".glb")
+
+
+def add_point_e_args(p) -> None:
+    p.add_argument("--prompt", default=None, help="what to make (base40M-textvec, tiny)")
+    p.add_argument("--image", default=None, help="a picture of the object (base40M, base300M, base1B, tiny-image)")
+    p.add_argument("--preset", default=None, help="base40M-textvec (default; base40M with --image), base40M, "
+                                                  "base300M, base1B, tiny, tiny-image (random weights, offline)")
+    p.add_argument("--source", default=None, help="a folder with the release's .pt files (default: download them)")
+    p.add_argument("--out", default="outputs/generate_3d/point_e.ply",
+                   help=f"point cloud file (.ply or .npz) or a folder (every format)")
+    p.add_argument("--mesh", default=None, help="also write a mesh through the SDF model (.ply, .obj or .glb)")
+    p.add_argument("--mesh-resolution", type=int, default=None, help="marching-cubes grid side (default 128)")
+    p.add_argument("--steps", type=int, default=None, help="Karras steps of the base model (default 64)")
+    p.add_argument("--upsample-steps", type=int, default=None, help="Karras steps of the upsampler (default 64)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of object 0 (object i uses seed + i)")
+    p.add_argument("--batch", type=int, default=1, help="clouds to make (side by side in one file)")
+    p.add_argument("--no-upsample", action="store_true", help="stop at the base model's 1024 points")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
+
+
+def run_point_e(args) -> int:
+    from models import load
+
+    out, mesh = Path(args.out), Path(args.mesh) if args.mesh else None
+    if out.suffix and out.suffix.lower() not in (".ply", ".npz"):
+        raise UserError(f"cannot write a point cloud as '{out.suffix}': use .ply, .npz or a folder (meshes: --mesh)")
+    if mesh is not None and mesh.suffix.lower() not in (".ply", ".obj", ".glb"):
+        raise UserError(f"cannot write a mesh as '{mesh.suffix or mesh.name}': use --mesh x.ply, x.obj or x.glb")
+    if args.prompt is not None and not args.prompt.strip():
+        raise UserError("the prompt is empty: describe the object, e.g. --prompt \"a red motorcycle\"")
+    if args.prompt is None and args.image is None:
+        raise UserError("give --prompt \"a red motorcycle\" or --image photo.png")
+    if args.batch < 1:
+        raise UserError("--batch must be at least 1")
+    preset = args.preset or ("base40M" if args.image is not None else "base40M-textvec")
+    if args.source is not None:
+        from models.generation_3d.point_e.pipeline import PointEPipeline
+
+        pipe = PointEPipeline.from_pretrained(args.source, preset=preset, device=args.device)
+    else:
+        pipe = load("3d", "point_e", preset=preset, device=args.device)
+    result = pipe(prompt=args.prompt, image=args.image, num_images=args.batch, steps=args.steps,
+                  upsample_steps=args.upsample_steps, guidance_scale=args.guidance, seed=args.seed,
+                  mesh=mesh is not None, mesh_resolution=args.mesh_resolution, upsample=not args.no_upsample,
+                  progress=True)
+    written = result.save(out) if out.suffix else [p for s in (".ply", ".npz") for p in result.save(out / f"cloud{s}")]
+    if mesh is not None:
+        if mesh.suffix.lower() == ".ply":  # the cloud owns .ply: write the mesh through its own writer
+            from models.generation_3d.point_e.pipeline import mesh_ply_writer
+
+            mesh_ply_writer(result)(mesh)
+            written.append(mesh)
+        else:
+            written += result.save(mesh)
+    print(f"{args.batch} cloud(s) of {len(result.points) // args.batch} points -> {', '.join(map(str, written))}")
+    return 0
+
+
 # -- dispatch ------------------------------------------------------------------------------------------
 
 # registry name -> (adds the model's options, runs it). A new 3D model adds its two functions and one entry.
@@ -335,6 +398,7 @@ RUNNERS = {
     "voxel_vae_gan": (add_voxel_vae_gan_args, run_voxel_vae_gan),
     "aetherist": (add_aetherist_args, run_aetherist),
     "shap_e": (add_shap_e_args, run_shap_e),
+    "point_e": (add_point_e_args, run_point_e),
 }
 
 

@@ -39,6 +39,7 @@ CALLS = {
     "nerf": dict(n_views=2, width=16, mesh_resolution=12, mesh_threshold=1.0),
     "voxel_vae_gan": dict(images=[IMAGE, OTHER_IMAGE], render_size=32),
     "shap_e": dict(prompt="a red chair"),
+    "point_e": dict(prompt="a red motorcycle", mesh=True),
 }
 
 

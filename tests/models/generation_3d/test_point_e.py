@@ -67,3 +67,47 @@ def test_guided_karras_sampling_matches_the_reference_run():
     assert expected.std() > 0.1
     # compared in the diffusion's [-1, 1] channel space (xyz x 2, rgb / 127.5 - 1)
     assert (scale_channels(got) - scale_channels(expected)).abs().max() <= 1e-4
+
+
+def test_tiny_pipeline_clouds_meshes_files_and_seeds(tmp_path):
+    import numpy as np
+    import trimesh
+
+    from models.generation_3d.point_e.pipeline import PointEPipeline
+
+    pipe = PointEPipeline.from_pretrained(preset="tiny")
+    out = pipe(prompt="a red motorcycle", seed=3, num_images=2, mesh=True)
+    per = PRESETS["tiny-textvec"].n_ctx + PRESETS["tiny-upsample"].n_ctx  # base points + upsampled points
+    assert out.points.shape == (2 * per, 3) and out.colors.min() >= 0 and out.colors.max() <= 1
+    assert len(out.renders) == 2 and len(set(np.asarray(out.renders[0]).reshape(-1, 3)[:, 0])) > 1  # points drawn
+    for suffix in (".ply", ".npz", ".glb", ".obj", ".gif"):
+        (path,) = out.save(tmp_path / f"x{suffix}")
+        assert path.stat().st_size > 0
+    cloud = trimesh.load(tmp_path / "x.ply", process=False)
+    assert len(cloud.vertices) == 2 * per
+    assert np.load(tmp_path / "x.npz")["coords"].shape == (2 * per, 3)
+    mesh = trimesh.load(tmp_path / "x.glb", force="mesh", process=False)
+    assert len(mesh.faces) > 0
+    second = pipe(prompt="a red motorcycle", seed=4)  # object 0 of seed 4 is object 1 of seed 3 (shifted by 1.2 in x)
+    assert np.allclose(second.points + np.array([1.2, 0, 0], np.float32), out.points[per:], atol=1e-5)
+
+
+def test_cli_cloud_and_mesh_and_bad_input(tmp_path, capsys):
+    import trimesh
+
+    from inference.generate_3d import main
+
+    cloud, mesh = tmp_path / "cloud.ply", tmp_path / "mesh.obj"
+    assert main(["--model", "point_e", "--preset", "tiny", "--prompt", "a red motorcycle", "--out", str(cloud),
+                 "--mesh", str(mesh)]) == 0
+    assert len(trimesh.load(cloud, process=False).vertices) > 0 and len(trimesh.load(mesh, process=False).faces) > 0
+    assert "Point-E base" in capsys.readouterr().err
+    for extra, message in [(["--preset", "tiny", "--prompt", ""], "prompt is empty"),
+                           (["--preset", "tiny-image", "--image", __file__], "cannot read the image"),
+                           (["--preset", "tiny", "--prompt", "a", "--out", str(tmp_path / "c.xyz")], "'.xyz'"),
+                           (["--preset", "tiny", "--prompt", "a", "--mesh", str(tmp_path / "m.stl")], "'.stl'")]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["--model", "point_e", "--out", str(tmp_path / "bad.ply"), *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1 and message in err[0], (extra, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud.ply", "mesh.obj"]
