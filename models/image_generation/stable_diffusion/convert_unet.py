@@ -1,4 +1,6 @@
-"""SDXL UNet: the diffusers layout <-> the native (official sgm) layout, and configs both ways.
+"""SDXL and SD 1.x / 2.x UNets: the diffusers layout <-> the native (official sgm / CompVis) layout, and
+configs both ways (SD 1.x / 2.x have no `label_emb` / `add_embedding`; SD 1.x's 1x1-conv projections
+keep their names).
 
 The two layouts hold the same tensors under other names; nothing is reshaped. The map is derived
 from the config (which numbered `input_blocks.N` is which resnet, attention or downsampler), so it
@@ -42,7 +44,8 @@ _FIXED = {"time_embed.0": "time_embedding.linear_1", "time_embed.2": "time_embed
 
 def block_map(cfg: UNetConfig) -> list[tuple[str, str, str]]:
     """(native prefix, diffusers prefix, kind) for every block; kind is res, attn, down, up or plain."""
-    out = [(n, d, "plain") for n, d in _FIXED.items()]
+    out = [(n, d, "plain") for n, d in _FIXED.items()
+           if getattr(cfg, "adm_in_channels", 1) or not n.startswith("label_emb.")]  # SD 1.x / 2.x: no label_emb
     levels = len(cfg.channel_mult)
     idx = 1
     for level in range(levels):
@@ -120,10 +123,13 @@ def _per_level(value: Any, levels: int) -> tuple[int, ...]:
 
 
 def unet_config_from_diffusers(cfg: Mapping[str, Any], micro_conditioning: str | None = None) -> UNetConfig:
-    """UNetConfig of a diffusers UNet2DConditionModel config.json (SDXL family: text_time, linear proj)."""
+    """UNetConfig of a diffusers UNet2DConditionModel config.json: SDXL family (text_time) or SD 1.x / 2.x
+    (no added embedding)."""
     if cfg.get("addition_embed_type") != "text_time":
-        raise UserError("this UNet is not SDXL-shaped (its config has no addition_embed_type 'text_time'): "
-                        "load an SDXL base or refiner UNet")
+        if cfg.get("addition_embed_type") is not None or cfg.get("class_embed_type") is not None:
+            raise UserError("this UNet is neither SDXL-shaped (addition_embed_type 'text_time') nor SD 1.x / 2.x "
+                            "shaped (no added embedding): load an SD 1.5, SD 2.1 or SDXL UNet")
+        return _sd1_config_from_diffusers(cfg)
     blocks = tuple(cfg["block_out_channels"])
     levels = len(blocks)
     mc = blocks[0]
@@ -150,6 +156,37 @@ def unet_config_from_diffusers(cfg: Mapping[str, Any], micro_conditioning: str |
                       micro_conditioning=micro_conditioning, addition_time_embed_dim=atd)
 
 
+def _sd1_config_from_diffusers(cfg: Mapping[str, Any]) -> UNetConfig:
+    """The SD 1.x / 2.x case: a fixed head count (SD 1.x) or a fixed head size (SD 2.x)."""
+    blocks = tuple(cfg["block_out_channels"])
+    levels = len(blocks)
+    mc = blocks[0]
+    if any(b % mc for b in blocks):
+        raise UserError(f"block_out_channels {blocks} are not multiples of the first: not an SD-shaped UNet")
+    layers = _per_level(cfg.get("transformer_layers_per_block", 1), levels)
+    attends = ["CrossAttn" in t for t in cfg["down_block_types"]]
+    depth = tuple(layers[i] if attends[i] else 0 for i in range(levels))
+    # diffusers' `attention_head_dim` of these configs holds the number of heads (per level or one for all)
+    heads = _per_level(cfg.get("num_attention_heads") or cfg.get("attention_head_dim", 8), levels)
+    used = [i for i in range(levels) if attends[i]] or [levels - 1]
+    head_counts = {heads[i] for i in used}
+    head_dims = {blocks[i] // heads[i] for i in used}
+    if len(head_dims) == 1:
+        num_heads, head_dim = 0, head_dims.pop()
+    elif len(head_counts) == 1:
+        num_heads, head_dim = head_counts.pop(), 64
+    else:
+        raise UserError(f"this UNet has neither one head count nor one head size over its levels ({heads}): "
+                        "not an SD 1.x / 2.x UNet")
+    return UNetConfig(in_channels=cfg.get("in_channels", 4), out_channels=cfg.get("out_channels", 4),
+                      model_channels=mc, channel_mult=tuple(b // mc for b in blocks),
+                      num_res_blocks=cfg.get("layers_per_block", 2), transformer_depth=depth,
+                      transformer_depth_middle=layers[-1], head_dim=head_dim, num_heads=num_heads,
+                      linear_projection=bool(cfg.get("use_linear_projection", False)),
+                      context_dim=cfg["cross_attention_dim"], adm_in_channels=0,
+                      norm_groups=cfg.get("norm_num_groups", 32))
+
+
 def unet_config_to_diffusers(cfg: UNetConfig) -> dict[str, Any]:
     """The diffusers UNet2DConditionModel config of the same network."""
     attends = [d > 0 for d in cfg.transformer_depth]
@@ -159,6 +196,16 @@ def unet_config_to_diffusers(cfg: UNetConfig) -> dict[str, Any]:
     elif layers[-1] != cfg.transformer_depth_middle:
         raise UserError("diffusers cannot express a middle depth different from an attending last level")
     blocks = cfg.level_channels
+    if not cfg.adm_in_channels:  # SD 1.x / 2.x
+        return dict(
+            sample_size=64, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+            down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attends),
+            up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attends)),
+            block_out_channels=blocks, layers_per_block=cfg.num_res_blocks,
+            transformer_layers_per_block=tuple(layers), attention_head_dim=tuple(cfg.heads_at(b)[0] for b in blocks),
+            cross_attention_dim=cfg.context_dim, norm_num_groups=cfg.norm_groups,
+            use_linear_projection=cfg.linear_projection, flip_sin_to_cos=True, freq_shift=0,
+        )
     return dict(
         sample_size=128, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
         down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attends),
@@ -177,7 +224,6 @@ def read_unet_sizes(native: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         mc = native["input_blocks.0.0.weight"].shape[0]
         in_ch = native["input_blocks.0.0.weight"].shape[1]
         out_ch = native["out.2.weight"].shape[0]
-        adm = native["label_emb.0.0.weight"].shape[1]
     except KeyError as err:
         raise ConversionError(f"not an SDXL UNet: the key {err} is missing") from None
     # Walk the input blocks: a ResBlock's conv1 gives its width, an `op` a level boundary.
@@ -204,17 +250,20 @@ def read_unet_sizes(native: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     if len(set(res_per_level)) != 1:
         raise ConversionError(f"uneven resnets per level {res_per_level}: not an SDXL UNet")
     mid = len({int(k.split(".")[3]) for k in native if k.startswith("middle_block.1.transformer_blocks.")})
+    adm = native["label_emb.0.0.weight"].shape[1] if "label_emb.0.0.weight" in native else 0  # SD 1.x / 2.x: none
+    proj = native.get("middle_block.1.proj_in.weight")
+    linear = proj is None or len(proj.shape) == 2  # SD 1.x: 1x1 convolutions
     context = next((v.shape[1] for k, v in native.items() if k.endswith("attn2.to_k.weight")), None)
     if context is None:
         raise ConversionError("not an SDXL UNet: no cross-attention (attn2.to_k) weights")
     return dict(in_channels=in_ch, out_channels=out_ch, model_channels=mc, channel_mult=tuple(mults),
                 num_res_blocks=res_per_level[0], transformer_depth=tuple(depths), transformer_depth_middle=mid,
-                context_dim=context, adm_in_channels=adm)
+                context_dim=context, adm_in_channels=adm, linear_projection=linear)
 
 
 # What SDXL UNet weights do not store: the head size (no per-head parameter), GroupNorm's groups, the
 # width of the Fourier features of each micro-conditioning number, and which numbers those are.
-UNET_UNDETERMINED = ("head_dim", "norm_groups", "addition_time_embed_dim", "micro_conditioning")
+UNET_UNDETERMINED = ("head_dim", "num_heads", "norm_groups", "addition_time_embed_dim", "micro_conditioning")
 
 
 def infer_unet_config(native: Mapping[str, torch.Tensor], micro_conditioning: str | None = None, *,

@@ -52,11 +52,18 @@ class UNetConfig:
     """Transformer blocks in the middle block's SpatialTransformer."""
     head_dim: int = 64
     """Channels per attention head (`num_head_channels`); heads = level channels // head_dim. Not stored in
-    the weights (64 in every release)."""
+    the weights (64 in every SDXL and SD 2.x release). Ignored when `num_heads` is set."""
+    num_heads: int = 0
+    """A fixed number of heads at every level (`num_heads`: 8 in SD 1.x, whose head size is then
+    width // 8); 0 = heads follow `head_dim`. Not stored in the weights."""
+    linear_projection: bool = True
+    """SpatialTransformer proj_in / proj_out as linear layers on tokens (SDXL, SD 2.x:
+    `use_linear_in_transformer`) or as 1x1 convolutions (SD 1.x)."""
     context_dim: int = 2048
     """Width of the text tokens: CLIP-L 768 + bigG 1280 (base), bigG 1280 alone (refiner)."""
     adm_in_channels: int = 2816
-    """Width of y: 1280 pooled + 6 x 256 (base) or 1280 + 5 x 256 (refiner)."""
+    """Width of y: 1280 pooled + 6 x 256 (base) or 1280 + 5 x 256 (refiner); 0 = no vector conditioning
+    (SD 1.x / 2.x: no `label_emb`)."""
     norm_groups: int = 32
     """GroupNorm groups (not stored in the weights: 32 in every release)."""
     micro_conditioning: str = "base"
@@ -71,6 +78,12 @@ class UNetConfig:
     @property
     def level_channels(self) -> tuple[int, ...]:
         return tuple(self.model_channels * m for m in self.channel_mult)
+
+    def heads_at(self, channels: int) -> tuple[int, int]:
+        """(heads, head size) of a SpatialTransformer of this width."""
+        if self.num_heads:
+            return self.num_heads, channels // self.num_heads
+        return channels // self.head_dim, self.head_dim
 
     @property
     def downscale(self) -> int:
@@ -97,7 +110,10 @@ class UNetConfig:
                             "the norm_groups it was trained with")
         attending = [self.level_channels[i] for i in range(levels) if self.transformer_depth[i]]
         attending.append(self.level_channels[-1])  # the middle block
-        if self.head_dim <= 0 or any(w % self.head_dim for w in attending):
+        if self.num_heads < 0 or (self.num_heads and any(w % self.num_heads for w in attending)):
+            raise UserError(f"num_heads {self.num_heads} does not divide the widths of the attending levels "
+                            f"{attending}: pass the head count the UNet was trained with")
+        if not self.num_heads and (self.head_dim <= 0 or any(w % self.head_dim for w in attending)):
             raise UserError(f"head_dim {self.head_dim} does not divide the widths of the attending levels {attending}: "
                             "pass the head size the UNet was trained with")
         if self.micro_conditioning not in ("base", "refiner"):
@@ -115,6 +131,19 @@ UNET_PRESETS: dict[str, UNetConfig] = {
     "tiny": UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, transformer_depth=(1, 1),
                        transformer_depth_middle=1, head_dim=8, context_dim=72, adm_in_channels=32 + 6 * 8,
                        norm_groups=8, addition_time_embed_dim=8),
+    # v1-inference.yaml (SD 1.x): four levels, one 1x1-conv-projected transformer block at the first three,
+    # 8 heads everywhere, CLIP-L context, no vector conditioning.
+    "sd15": UNetConfig(channel_mult=(1, 2, 4, 4), transformer_depth=(1, 1, 1, 0), transformer_depth_middle=1,
+                       num_heads=8, linear_projection=False, context_dim=768, adm_in_channels=0),
+    # v2-inference(-v).yaml (SD 2.x): as SD 1.x with 64-channel heads, linear projections, OpenCLIP-H context.
+    "sd21": UNetConfig(channel_mult=(1, 2, 4, 4), transformer_depth=(1, 1, 1, 0), transformer_depth_middle=1,
+                       head_dim=64, context_dim=1024, adm_in_channels=0),
+    # Tests: the SD 1.x / 2.x shapes at 32/64 channels (three levels, the last without attention).
+    "tiny-sd15": UNetConfig(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, transformer_depth=(1, 1, 0),
+                            transformer_depth_middle=1, num_heads=4, linear_projection=False, context_dim=32,
+                            adm_in_channels=0, norm_groups=8),
+    "tiny-sd21": UNetConfig(model_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, transformer_depth=(1, 1, 0),
+                            transformer_depth_middle=1, head_dim=8, context_dim=32, adm_in_channels=0, norm_groups=8),
 }
 
 
@@ -194,19 +223,24 @@ class BasicTransformerBlock(nn.Module):
 class SpatialTransformer(nn.Module):
     """Flatten the feature map to tokens, run `depth` transformer blocks, project back, residual.
 
-    SDXL projects in and out with linear layers (`use_linear_in_transformer`), on tokens.
+    SDXL and SD 2.x project in and out with linear layers (`use_linear_in_transformer`), on tokens;
+    SD 1.x with 1x1 convolutions, on the feature map.
     """
 
-    def __init__(self, channels: int, heads: int, head_dim: int, depth: int, context_dim: int, groups: int):
+    def __init__(self, channels: int, heads: int, head_dim: int, depth: int, context_dim: int, groups: int,
+                 linear: bool = True):
         super().__init__()
         inner = heads * head_dim
+        self.linear = linear
         self.norm = GroupNorm32(groups, channels, eps=1e-6)
-        self.proj_in = nn.Linear(channels, inner)
+        self.proj_in = nn.Linear(channels, inner) if linear else nn.Conv2d(channels, inner, 1)
         self.transformer_blocks = nn.ModuleList(
             [BasicTransformerBlock(inner, heads, head_dim, context_dim) for _ in range(depth)])
-        self.proj_out = nn.Linear(inner, channels)
+        self.proj_out = nn.Linear(inner, channels) if linear else nn.Conv2d(inner, channels, 1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        if not self.linear:
+            return self._forward_conv(x, context)
         b, c, h, w = x.shape
         # (B, HW, C) tokens; a view, free of copies, when x is channels-last.
         tokens = self.norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
@@ -217,6 +251,14 @@ class SpatialTransformer(nn.Module):
         if _inference() and x.is_contiguous(memory_format=torch.channels_last):
             return out.add_(x)
         return x + out  # takes x's memory format
+
+    def _forward_conv(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        inner = self.proj_in.out_channels
+        tokens = self.proj_in(self.norm(x)).permute(0, 2, 3, 1).reshape(b, h * w, inner)
+        for block in self.transformer_blocks:
+            tokens = block(tokens, context)
+        return x + self.proj_out(tokens.reshape(b, h, w, inner).permute(0, 3, 1, 2))
 
 
 class TimestepEmbedSequential(nn.Sequential):
@@ -237,7 +279,8 @@ class TimestepEmbedSequential(nn.Sequential):
 
 
 class SDXLUNet(nn.Module):
-    """The SDXL base / refiner UNet (epsilon prediction over 4-channel latents)."""
+    """The SDXL base / refiner UNet, and the SD 1.x / 2.x UNets (presets sd15, sd21: no vector
+    conditioning; SD 1.x with 1x1-conv projections and 8 heads). Epsilon or v prediction over latents."""
 
     def __init__(self, config: UNetConfig | str = "sdxl-base"):
         super().__init__()
@@ -246,11 +289,12 @@ class SDXLUNet(nn.Module):
         self.config = cfg
         mc, ted, groups = cfg.model_channels, cfg.time_embed_dim, cfg.norm_groups
         self.time_embed = nn.Sequential(nn.Linear(mc, ted), nn.SiLU(), nn.Linear(ted, ted))
-        self.label_emb = nn.Sequential(nn.Sequential(nn.Linear(cfg.adm_in_channels, ted), nn.SiLU(),
-                                                     nn.Linear(ted, ted)))
+        self.label_emb = (nn.Sequential(nn.Sequential(nn.Linear(cfg.adm_in_channels, ted), nn.SiLU(),
+                                                      nn.Linear(ted, ted))) if cfg.adm_in_channels else None)
 
         def transformer(ch: int, depth: int) -> SpatialTransformer:
-            return SpatialTransformer(ch, ch // cfg.head_dim, cfg.head_dim, depth, cfg.context_dim, groups)
+            heads, head_dim = cfg.heads_at(ch)
+            return SpatialTransformer(ch, heads, head_dim, depth, cfg.context_dim, groups, cfg.linear_projection)
 
         self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])
         skip_channels = [mc]
@@ -299,8 +343,9 @@ class SDXLUNet(nn.Module):
         return self.out[2].weight.device
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                y: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) latents, (B,) times, (B, L, context_dim) text, (B, adm_in_channels) vector."""
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, H, W) latents, (B,) times, (B, L, context_dim) text, (B, adm_in_channels) vector (None
+        for SD 1.x / 2.x, which have none)."""
         d = self.config.downscale
         if x.shape[-1] % d or x.shape[-2] % d:
             raise UserError(f"latent size {x.shape[-2]}x{x.shape[-1]} is not a multiple of {d}: "
@@ -310,7 +355,11 @@ class SDXLUNet(nn.Module):
         dtype = self.dtype
         t_emb = timestep_embedding(timesteps, self.config.model_channels, flip_sin_to_cos=True,
                                    downscale_freq_shift=0).to(dtype)
-        emb = self.time_embed(t_emb) + self.label_emb(y.to(dtype))
+        emb = self.time_embed(t_emb)
+        if self.label_emb is not None:
+            if y is None:
+                raise UserError("this UNet conditions on a vector y (SDXL): pass y")
+            emb = emb + self.label_emb(y.to(dtype))
         h = self._memory_format(x.to(dtype))
         context = context.to(dtype)
         skips = []
