@@ -339,7 +339,7 @@ def add_point_e_args(p) -> None:
                                                   "base300M, base1B, tiny, tiny-image (random weights, offline)")
     p.add_argument("--source", default=None, help="a folder with the release's .pt files (default: download them)")
     p.add_argument("--out", default="outputs/generate_3d/point_e.ply",
-                   help=f"point cloud file (.ply or .npz) or a folder (every format)")
+                   help="point cloud file (.ply or .npz) or a folder (every format)")
     p.add_argument("--mesh", default=None, help="also write a mesh through the SDF model (.ply, .obj or .glb)")
     p.add_argument("--mesh-resolution", type=int, default=None, help="marching-cubes grid side (default 128)")
     p.add_argument("--steps", type=int, default=None, help="Karras steps of the base model (default 64)")

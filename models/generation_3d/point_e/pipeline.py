@@ -12,7 +12,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from models.generation_3d.point_e.config import get_config
 from models.generation_3d.point_e.diffusion import SAMPLING, GaussianDiffusion, karras_sample
@@ -141,11 +140,9 @@ class PointEPipeline:
     def encode_image(self, image: Any) -> torch.Tensor:
         """CLIP's patch grid (B, width, patches) of an image (PIL, path or pixel tensor): the last layer
         before the final norm, class token dropped."""
-        from models.generation_3d.shap_e.pipeline import ShapEPipeline
+        from utils.encoders.clip_preprocess import clip_pixels
 
-        side = self.clip.config.vision_config.image_size
-        holder = type("H", (), {"encoder": type("E", (), {"config": type("C", (), {"image_size": side})})})
-        pixels = ShapEPipeline.preprocess_image(holder, image)
+        pixels = clip_pixels(image, self.clip.config.vision_config.image_size)
         hidden = self.clip.vision_model(pixel_values=pixels.to(self.device)).last_hidden_state
         return hidden[:, 1:].permute(0, 2, 1).float()
 
@@ -243,7 +240,7 @@ class PointEPipeline:
 
 
 def _output(clouds: list[torch.Tensor], meshes: list) -> Output3D:
-    from models.generation_3d.shap_e.export import mesh_writers
+    from utils.visualization.mesh_files import mesh_writers
     from utils.visualization.ply import write_point_cloud_ply
 
     pts = np.concatenate([c[:3].T.cpu().numpy() + np.array([1.2 * i, 0, 0], np.float32) for i, c in enumerate(clouds)])

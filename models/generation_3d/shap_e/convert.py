@@ -110,7 +110,6 @@ def prior_to_diffusers(sd: Tensors, heads: int) -> dict[str, torch.Tensor]:
     """Native prior -> diffusers PriorTransformer keys (for exporting, and the parity tests)."""
     top = {v: k for k, v in _PRIOR_TOP.items()}
     block = {v: k for k, v in _PRIOR_BLOCK.items()}
-    image = "clip_embed.0.weight" in sd
     out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
         name, _, param = key.rpartition(".")

@@ -168,35 +168,10 @@ class ShapEPipeline:
 
     def preprocess_image(self, image: Any) -> torch.Tensor:
         """A PIL image, a path, or a (3, H, W) / (B, 3, H, W) tensor in [0, 1] -> CLIP pixel values
-        (shortest side resized to the input size with bicubic resampling, centre crop, CLIP's mean/std)."""
-        from utils.encoders.clip_vision import CLIP_MEAN, CLIP_STD
+        (`utils.encoders.clip_preprocess.clip_pixels`)."""
+        from utils.encoders.clip_preprocess import clip_pixels
 
-        side = self.encoder.config.image_size
-        if isinstance(image, (str, Path)):
-            try:
-                image = Image.open(image)
-                image.load()
-            except (OSError, ValueError) as err:
-                raise UserError(f"cannot read the image {image} ({type(err).__name__}): give a .png or .jpg "
-                                "picture of the object") from None
-        if isinstance(image, Image.Image):
-            im = image.convert("RGB")
-            scale = side / min(im.size)
-            im = im.resize((max(side, round(im.width * scale)), max(side, round(im.height * scale))),
-                           Image.Resampling.BICUBIC)
-            left, top = (im.width - side) // 2, (im.height - side) // 2
-            im = im.crop((left, top, left + side, top + side))
-            x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-        elif isinstance(image, torch.Tensor):
-            x = image[None] if image.ndim == 3 else image
-            if x.ndim != 4 or x.shape[1] != 3:
-                raise UserError(f"an image tensor must be (3, H, W) or (B, 3, H, W), got {tuple(image.shape)}")
-            x = torch.nn.functional.interpolate(x.float(), size=(side, side), mode="bicubic", align_corners=False)
-        else:
-            raise UserError(f"image must be a PIL image, a file path or a tensor, not {type(image).__name__}")
-        mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return clip_pixels(image, self.encoder.config.image_size)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """CLIP's patch features (B, patches, width): the last layer before the final norm, class token dropped."""
@@ -312,7 +287,7 @@ def _combined(meshes: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _output(renders: list, meshes: list, latents: torch.Tensor, cameras) -> Output3D:
-    from models.generation_3d.shap_e.export import mesh_writers
+    from utils.visualization.mesh_files import mesh_writers
 
     writers: dict = {}
     points = colors = None

@@ -210,7 +210,7 @@ def test_full_size_decoder_matches_the_released_renderer_on_meta():
 def test_sphere_sdf_mesh_is_watertight_and_on_the_sphere(tmp_path):
     import trimesh
 
-    from models.generation_3d.shap_e.export import mesh_writers
+    from utils.visualization.mesh_files import mesh_writers
     from utils.visualization.mesh import marching_cubes
 
     n, r = 40, 0.6
