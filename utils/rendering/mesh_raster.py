@@ -21,6 +21,11 @@ probability sigmoid(+-d^2 / sigma) (d the pixel's distance in pixels to the tria
 projection, + inside, - outside) and the pixel's coverage is 1 - prod(1 - p) over triangles
 (SoftRas' silhouette). As sigma -> 0 it tends to the hard coverage.
 
+`clip_from_cameras(verts, cameras, near, far)` takes world-space vertices to clip space for the house's
+pinhole `Cameras` (utils/rendering/cameras.py: OpenCV axes, intrinsics in pixels), so that raster row j
+and column i are the camera image's pixel (i, j), row 0 at the top, and z/w runs from -1 at `near` to
+1 at `far`.
+
 The PyTorch backend lists, for every triangle, the pixels of its screen bounding box (in chunks, so
 memory stays bounded) and tests them: cost is the sum of the triangles' bounding-box areas, not
 pixels x triangles. Triangles with a vertex at w <= 0 (behind the eye) are skipped rather than
@@ -35,7 +40,7 @@ from torch import Tensor
 
 from utils.errors import UserError
 
-__all__ = ["rasterize", "interpolate", "soft_silhouette", "nvdiffrast_available", "MAX_PAIRS"]
+__all__ = ["rasterize", "interpolate", "soft_silhouette", "clip_from_cameras", "nvdiffrast_available", "MAX_PAIRS"]
 
 MAX_PAIRS = 1 << 22
 """(triangle, pixel) candidates tested at once by the PyTorch backend; larger meshes go in chunks."""
@@ -202,6 +207,25 @@ def interpolate(attr: Tensor, rast: Tensor, tris: Tensor, backend: str = "auto")
     u, v = rast[..., 0:1], rast[..., 1:2]
     out = u * vals[..., 0, :] + v * vals[..., 1, :] + (1 - u - v) * vals[..., 2, :]
     return out * hit.unsqueeze(-1).to(out.dtype)
+
+
+def clip_from_cameras(verts: Tensor, cameras, near: float = 0.1, far: float = 100.0) -> Tensor:
+    """Clip-space positions (C, V, 4) of world-space `verts` (V, 3) or (C, V, 3) seen by C `Cameras`."""
+    if not 0 < near < far:
+        raise UserError(f"clip_from_cameras needs 0 < near < far, got near={near}, far={far}")
+    if verts.dim() == 2:
+        verts = verts.unsqueeze(0)
+    homo = torch.cat([verts, torch.ones_like(verts[..., :1])], -1)
+    cam = torch.einsum("cij,cvj->cvi", cameras.viewmats.to(verts), homo.expand(len(cameras), -1, -1))
+    K = cameras.Ks.to(verts)
+    x, y, z = cam[..., 0], cam[..., 1], cam[..., 2]
+    fx, fy = K[:, 0, 0, None], K[:, 1, 1, None]
+    sx, cx, cy = K[:, 0, 1, None], K[:, 0, 2, None], K[:, 1, 2, None]
+    w_px, h_px = cameras.width, cameras.height
+    clip_x = (2 * (fx * x + sx * y) + (2 * cx - w_px) * z) / w_px
+    clip_y = (2 * fy * y + (2 * cy - h_px) * z) / h_px
+    clip_z = (far + near) / (far - near) * z - 2 * far * near / (far - near)
+    return torch.stack([clip_x, clip_y, clip_z, z], -1)
 
 
 def _point_segment_sq(px: Tensor, py: Tensor, a: Tensor, b: Tensor) -> Tensor:

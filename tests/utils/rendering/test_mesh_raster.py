@@ -11,7 +11,8 @@ import torch
 
 from utils.errors import UserError
 from utils.rendering import mesh_raster
-from utils.rendering.mesh_raster import interpolate, rasterize, soft_silhouette
+from utils.rendering.cameras import camera_rays
+from utils.rendering.mesh_raster import clip_from_cameras, interpolate, rasterize, soft_silhouette
 
 
 def _clip(px, py, h, w, z=0.0, wcoord=1.0):
@@ -161,3 +162,50 @@ def test_backend_and_shape_mistakes_are_user_errors():
         rasterize(pos[:, :3], tris, 8)
     with pytest.raises(UserError, match="sigma"):
         soft_silhouette(pos, tris, 8, sigma=0)
+
+
+def test_clip_from_cameras_puts_vertices_on_the_camera_pixels_and_sphere_silhouettes_are_disks():
+    from utils.rendering.cameras import orbit_cameras
+    from utils.rendering.dmtet import marching_tetrahedra, regular_tet_grid
+
+    cams = orbit_cameras(2, 3.0, 40, 32, fov_x=math.radians(45), elevation=math.radians(25))
+    g = torch.Generator().manual_seed(0)
+    pts = torch.rand(20, 3, generator=g) - 0.5
+    clip = clip_from_cameras(pts, cams, near=0.5, far=10.0)
+    cam = torch.einsum("cij,vj->cvi", cams.viewmats, torch.cat([pts, torch.ones(20, 1)], 1))[..., :3]
+    uv = torch.einsum("cij,cvj->cvi", cams.Ks, cam)
+    uv = uv[..., :2] / uv[..., 2:]
+    ndc = clip[..., :2] / clip[..., 3:]
+    assert torch.allclose((ndc + 1) / 2 * torch.tensor([40.0, 32.0]), uv, atol=1e-4)
+    zn = clip[..., 2] / clip[..., 3]
+    assert torch.allclose(zn, (10.5 / 9.5) - 10.0 / (9.5 * cam[..., 2]), atol=1e-5)
+    # a DMTet sphere of radius 0.6 at the origin, 3 away: its silhouette is a disk of angular radius asin(0.2)
+    grid = regular_tet_grid(16, scale=1.6)
+    verts, faces = marching_tetrahedra(grid.verts, 0.6 - grid.verts.norm(dim=-1), grid.tets)
+    rast = rasterize(clip_from_cameras(verts, cams, 0.5, 10.0), faces, (32, 40))
+    _, dirs = camera_rays(cams)
+    centre_dir = -torch.nn.functional.normalize(cams.centers, dim=-1)  # the cameras look at the origin
+    angle = torch.acos((dirs * centre_dir[:, None, None]).sum(-1).clamp(-1, 1))
+    disk = angle < math.asin(0.6 / 3.0)
+    sure = (angle - math.asin(0.6 / 3.0)).abs() > math.radians(2.5)  # away from the rim (grid + pixels)
+    assert torch.equal((rast[..., 3] > 0)[sure], disk[sure]) and disk.sum() > 100
+
+
+def test_silhouette_loss_gradients_reach_only_sdf_values_next_to_the_surface():
+    from utils.rendering.cameras import orbit_cameras
+    from utils.rendering.dmtet import marching_tetrahedra, regular_tet_grid, tet_edges
+
+    cams = orbit_cameras(1, 3.0, 24, 24, fov_x=math.radians(40))
+    grid = regular_tet_grid(8, scale=1.6)
+    sdf = (0.5 - grid.verts.norm(dim=-1)).requires_grad_(True)
+    verts, faces = marching_tetrahedra(grid.verts, sdf, grid.tets)
+    sil = soft_silhouette(clip_from_cameras(verts, cams, 0.5, 10.0), faces, (24, 24), sigma=1.0)
+    target = torch.zeros_like(sil)
+    ((sil - target) ** 2).sum().backward()
+    e = tet_edges(grid.tets)
+    crossing = e[(sdf[e[:, 0]] > 0) != (sdf[e[:, 1]] > 0)].reshape(-1)
+    near = torch.zeros(len(sdf), dtype=torch.bool)
+    near[crossing] = True
+    assert (sdf.grad[~near] == 0).all() and (sdf.grad[near] != 0).sum() > 0.5 * near.sum()
+    # shrinking the shape is what an empty target asks for: the SDF's gradient is positive (descent lowers it)
+    assert sdf.grad[near].sum() > 0
