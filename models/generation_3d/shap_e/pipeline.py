@@ -97,7 +97,46 @@ class ShapEPipeline:
         if source is None:
             weights = SPEC.weights_for(preset)
             source = weights.source
+        folder = Path(os.path.expanduser(str(source)))
+        if folder.is_dir() and (folder / "transmitter.pt").is_file():
+            return cls.from_official(folder, preset, dev, dt)
         return cls.from_diffusers(source, preset, dev, dt, cfg)
+
+    @classmethod
+    def from_official(cls, folder: str | os.PathLike, preset: str, device=None, dtype=torch.float32,
+                      encoder: Any = None) -> "ShapEPipeline":
+        """OpenAI's release files in `folder`: text_cond.pt (text300M) or image_cond.pt (image300M) and
+        transmitter.pt; the CLIP ViT-L/14 encoder from `encoder` (a module) or the hub
+        (openai/clip-vit-large-patch14)."""
+        from utils.weights import load_into, load_state_dict
+
+        folder = Path(os.path.expanduser(str(folder)))
+        cfg = get_config(preset)
+        name = "image_cond.pt" if cfg.prior.cond == "image" else "text_cond.pt"
+        for f in (name, "transmitter.pt"):
+            if not (folder / f).is_file():
+                raise UserError(f"{folder} lacks {f}: the {preset} preset reads OpenAI's {name} and transmitter.pt")
+        prior_sd = cv.prior_to_native(load_state_dict(folder / name, dtype=dtype))
+        prior_cfg = cv.prior_config_from_state(prior_sd, cfg.prior, cfg.prior.heads)
+        dec_sd = cv.decoder_to_native(load_state_dict(folder / "transmitter.pt", dtype=dtype))
+        dec_cfg = cv.decoder_config_from_state(dec_sd, cfg.decoder)
+        cfg = cfg.with_(prior=prior_cfg, decoder=dec_cfg)
+        prior = load_into(ShapEPrior(prior_cfg), prior_sd, what=f"Shap-E {name}")
+        decoder = load_into(ShapEDecoder(dec_cfg), dec_sd, what="Shap-E transmitter (decoder)")
+        if encoder is None:
+            if prior_cfg.cond == "text":
+                from transformers import CLIPTokenizer
+
+                from utils.encoders.clip import CLIPTextEncoder
+
+                encoder = CLIPTextEncoder.from_pretrained("openai/clip-vit-large-patch14", with_projection=True,
+                                                          tokenizer=False, device="cpu", dtype=dtype)
+                encoder.tokenizer = CLIPTokenizer.from_pretrained("openai/clip-vit-large-patch14")
+            else:
+                from transformers import CLIPVisionModel
+
+                encoder = CLIPVisionModel.from_pretrained("openai/clip-vit-large-patch14", torch_dtype=dtype)
+        return cls(prior, decoder, encoder, cfg, preset).to(device, dtype)
 
     @classmethod
     def random(cls, preset: str = "tiny") -> "ShapEPipeline":

@@ -280,3 +280,20 @@ def test_cli_writes_the_mesh_and_turntable_and_refuses_bad_input(tmp_path, capsy
         err = capsys.readouterr().err.strip().splitlines()
         assert exit_.value.code == 2 and len(err) == 1 and message in err[0], (extra, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chair.gif", "chair.glb"]  # nothing half-written
+
+
+def test_official_release_files_load_and_generate_the_same(tmp_path):
+    """OpenAI's layout: text_cond.pt (prior under wrapped.) and transmitter.pt (encoder.params_proj.*,
+    renderer.nerstf.*, plus point-cloud encoder keys that are not needed)."""
+    pipe = ShapEPipeline.random("tiny")
+    torch.save({f"wrapped.{k}": v for k, v in pipe.prior.state_dict().items()}, tmp_path / "text_cond.pt")
+    transmitter = {**{f"encoder.{k}": v for k, v in pipe.decoder.state_dict().items() if k.startswith("params_proj.")},
+                   **{f"renderer.{k}": v for k, v in pipe.decoder.state_dict().items() if k.startswith("nerstf.")},
+                   "encoder.input_proj.weight": torch.zeros(4, 6)}
+    torch.save(transmitter, tmp_path / "transmitter.pt")
+    loaded = ShapEPipeline.from_official(tmp_path, "tiny", encoder=pipe.encoder)
+    a = pipe(prompt="a red chair", seed=2, mesh=False)
+    b = loaded(prompt="a red chair", seed=2, mesh=False)
+    assert np.array_equal(np.asarray(a.renders[0]), np.asarray(b.renders[0]))
+    with pytest.raises(UserError, match="lacks image_cond.pt"):
+        ShapEPipeline.from_official(tmp_path, "tiny-image")
