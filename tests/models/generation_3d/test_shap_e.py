@@ -297,3 +297,21 @@ def test_official_release_files_load_and_generate_the_same(tmp_path):
     assert np.array_equal(np.asarray(a.renders[0]), np.asarray(b.renders[0]))
     with pytest.raises(UserError, match="lacks image_cond.pt"):
         ShapEPipeline.from_official(tmp_path, "tiny-image")
+
+
+def test_a_saved_diffusers_folder_loads_and_generates_the_same(tmp_path):
+    from transformers import CLIPTokenizer
+
+    from tests.helpers.tokenizers import write_clip_tokenizer
+
+    info = write_clip_tokenizer(tmp_path / "tok")
+    pipe = ShapEPipeline.random("tiny")
+    pipe.encoder.tokenizer = CLIPTokenizer.from_pretrained(str(info.folder))
+    _diffusers_text_pipeline(pipe, info.folder).save_pretrained(tmp_path / "shap-e")
+    loaded = ShapEPipeline.from_pretrained(tmp_path / "shap-e", preset="tiny")
+    assert loaded.config.prior == pipe.config.prior and loaded.config.decoder == pipe.config.decoder
+    emb = pipe.encode_prompt(["a red chair"])
+    assert torch.allclose(loaded.encode_prompt(["a red chair"]), emb, atol=1e-6)
+    a = pipe.sample_latents(emb, 2, 3.0, seed=1)
+    b = loaded.sample_latents(emb, 2, 3.0, seed=1)
+    assert torch.equal(a, b)
