@@ -12,6 +12,11 @@ The seed's published figures (RTX 4090): 256 px, batch 16: 42.3 img/s, 4.2 GB; 5
     python -m benchmarks.aetherist                                 # CPU, aetherist-base and eg3d-ffhq-512
     python -m benchmarks.aetherist --device cuda                   # the seed's table: 256 px batch 16, 512 px batch 8
     python -m benchmarks.aetherist --toy                           # seconds: the tiny preset (the tests)
+    python -m benchmarks.aetherist --ablation-steps 2000 --no-speed   # consistency loss on/off: 3D-consistency scores
+
+The ablation trains the tiny preset twice on the built-in multi-view set, with the consistency loss
+(lambda_consistency 0.05) and without, on the same seed and steps, and prints the 3D-consistency score
+(evaluate/consistency_3d.py's) of both generators.
 """
 from __future__ import annotations
 
@@ -74,6 +79,24 @@ def bench(preset: str, size: int, batch: int, iters: int, device: torch.device, 
             "params_g": sum(p.numel() for p in G.parameters())}
 
 
+def ablation(steps: int, batch: int, samples: int, seed: int = 0) -> dict:
+    """3D-consistency scores of the tiny preset trained with and without the consistency loss."""
+    from models.gan.aetherist.pipeline import AetheristPipeline
+    from models.gan.aetherist.training import fit
+
+    scores = {}
+    for name, weight in (("with_consistency", 0.05), ("without_consistency", 0.0)):
+        t0 = time.process_time()
+        rec, logs = fit("tiny", steps=steps, batch_size=batch, seed=seed, lambda_consistency=weight)
+        pipe = AetheristPipeline(rec.generator, rec.config, torch.device("cpu"), torch.float32)
+        scores[name] = {"consistency_3d": pipe.consistency(samples, seed=seed, min_opacity=0.05),
+                        "loss_d_last": logs[-1]["loss_d"] if logs else float("nan"),
+                        "cpu_s": time.process_time() - t0}
+        print(f"{name:>20}: 3D consistency {scores[name]['consistency_3d']:6.2f}% after {steps} steps "
+              f"({scores[name]['cpu_s']:.0f} CPU s)")
+    return scores
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = ArgumentParser(prog="benchmarks/aetherist.py", description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["aetherist-base", "eg3d-ffhq-512"])
@@ -83,16 +106,22 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--toy", action="store_true", help="the tiny preset at 32 and 64 px, batch 2 (seconds)")
+    p.add_argument("--ablation-steps", type=int, default=0,
+                   help="also train the tiny preset this many steps with and without the consistency loss")
+    p.add_argument("--ablation-samples", type=int, default=8, help="latents scored per ablation run")
+    p.add_argument("--no-speed", action="store_true", help="skip the speed rows (with --ablation-steps)")
     with cli_errors("benchmarks/aetherist.py"):
         args = p.parse_args(argv)
         if args.iters < 1 or (args.batch is not None and args.batch < 1):
             raise UserError("--iters and --batch must be at least 1")
+        if args.ablation_steps < 0 or args.ablation_samples < 1:
+            raise UserError("--ablation-steps must be >= 0 and --ablation-samples >= 1")
         if args.threads:
             torch.set_num_threads(args.threads)
         device = torch.device(args.device)
         presets, sizes = (["tiny"], [32, 64]) if args.toy else (args.presets, args.sizes)
         rows = {}
-        for preset in presets:
+        for preset in ([] if args.no_speed else presets):
             for size in sizes:
                 batch = args.batch or (2 if args.toy else SEED_TABLE[size][0] if device.type == "cuda" else 1)
                 r = bench(preset, size, batch, args.iters, device, args.toy)
@@ -101,6 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
                 quoted = (f"   seed (RTX 4090, batch {seed[0]}): {seed[1]} img/s, {seed[2]} GB" if seed else "")
                 print(f"{preset:>15} {size:4d} px batch {batch:2d}: {r['images_per_s']:8.3f} img/s, "
                       f"{r['cpu_s_per_image']:7.3f} CPU s/img, peak {r['peak_gb']:.2f} GB ({device.type}){quoted}")
+        if args.ablation_steps:
+            rows["ablation"] = ablation(args.ablation_steps, args.batch or 4, args.ablation_samples)
         return rows
 
 
