@@ -7,7 +7,7 @@ SPEC = ModelSpec(
             "views (NeRF) and textured meshes (SDF + marching cubes).",
     pipeline="models.generation_3d.shap_e.pipeline:ShapEPipeline",
     presets=("text300M", "image300M", "tiny", "tiny-image"), default_preset="text300M",
-    aliases=("shap-e", "shape"),
+    aliases=("shap-e", "shape_e"),
     paper="https://arxiv.org/abs/2305.02463",
     weights=(
         WeightsSource(preset="text300M", source="openai/shap-e", licence="MIT", layout="diffusers"),
