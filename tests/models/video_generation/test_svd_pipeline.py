@@ -105,3 +105,16 @@ def test_user_mistakes_are_one_line_errors(tiny, tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(UserError, match="cannot read"):
         tiny(image=str(tmp_path / "bad.png"), progress=False)
+
+
+def test_text_to_video_makes_the_first_frame_with_an_image_model_of_the_zoo(tiny):
+    from models import load
+
+    video = tiny(prompt="a red fox", seed=4, progress=False)
+    image = load("image", "sdxl", preset="tiny", device="cpu")(prompt="a red fox", height=32, width=32, seed=4,
+                                                                progress=False).images
+    direct = tiny(image=image, seed=4, progress=False)
+    assert torch.equal(video.pixels, direct.pixels)  # the same as animating SDXL's image by hand
+    assert video.pixels.shape == (1, 4, 3, 32, 32)
+    with pytest.raises(UserError, match="image_model"):
+        tiny(prompt="a red fox", image_model="dalle", progress=False)
