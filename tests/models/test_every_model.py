@@ -27,6 +27,7 @@ OTHER_IMAGE = Image.new("RGB", (32, 32), (20, 160, 220))
 CALLS = {
     "flux": dict(prompt="a red fox in snow", steps=2),
     "sdxl": dict(prompt="a red fox in snow", steps=2),
+    "sd15": dict(prompt="a red fox in snow", steps=2),
     "sd3": dict(prompt="a red fox in snow", steps=2),
     "imagen": dict(prompt="a red fox in snow", steps=2, sr_steps=1, upscale_steps=1),
     "dalle3": dict(prompt="a red fox in snow", steps=2),

@@ -39,4 +39,19 @@ SD3 = ModelSpec(
               "tiny": {"steps": 3, "guidance": 5.0, "max_sequence_length": 16}},
 )
 
-SPECS = (SDXL, SD3)
+SD15 = ModelSpec(
+    modality="image", name="sd15", package=__package__,
+    summary="Stable Diffusion 1.5 / 2.1 (Rombach et al. 2022): latent diffusion UNet, CLIP-L / OpenCLIP-H text.",
+    pipeline="models.image_generation.stable_diffusion.pipeline:SD15Pipeline",
+    presets=("sd15", "sd21", "tiny"), default_preset="sd15",
+    weights=(WeightsSource("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "CreativeML Open RAIL-M",
+                           file="v1-5-pruned-emaonly.safetensors"),
+             WeightsSource("sd21", "stabilityai/stable-diffusion-2-1", _SDXL_LICENCE,
+                           file="v2-1_768-ema-pruned.safetensors")),
+    aliases=("stable-diffusion-1.5", "sd1.5", "sd21", "sd2.1", "stable-diffusion-2.1"),
+    paper="https://arxiv.org/abs/2112.10752",
+    # the model cards' steps and guidance (diffusers' StableDiffusionPipeline defaults)
+    defaults={"*": {"steps": 50, "guidance": 7.5}, "tiny": {"steps": 3}},
+)
+
+SPECS = (SDXL, SD3, SD15)
