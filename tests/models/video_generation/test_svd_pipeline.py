@@ -118,3 +118,23 @@ def test_text_to_video_makes_the_first_frame_with_an_image_model_of_the_zoo(tiny
     assert video.pixels.shape == (1, 4, 3, 32, 32)
     with pytest.raises(UserError, match="image_model"):
         tiny(prompt="a red fox", image_model="dalle", progress=False)
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    from tests.helpers.bad_files import make_bad_files
+
+    folder = tmp_path_factory.mktemp("bad_files")
+    return folder, make_bad_files(folder)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "truncated_safetensors", "random_bytes", "wrong_model", "evil_pkl",
+                                  "evil_pt", "evil_ckpt", "evil_bin", "hub_id"])
+def test_bad_weights_through_the_facade_are_user_errors(kind, bad_files):
+    from models import generate
+    from tests.helpers.bad_files import PWNED
+
+    folder, bad = bad_files
+    with pytest.raises(UserError):
+        generate("video", "svd", weights=str(bad[kind]), image=_image(), progress=False)
+    assert not (folder / PWNED).exists()  # a malicious pickle's payload never ran
