@@ -110,3 +110,64 @@ def test_facade_generates_an_image():
 
     out = models.generate("image", "sd15", preset="tiny", prompt="a red fox", steps=2, seed=3)
     assert out.pixels.shape[1] == 3 and 0.0 <= float(out.pixels.min()) and float(out.pixels.max()) <= 1.0
+
+
+def _open_clip_layout(hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A transformers CLIP text state dict in OpenCLIP's names (what SD 2.x files hold under
+    cond_stage_model.model.)."""
+    out = {"token_embedding.weight": hf["text_model.embeddings.token_embedding.weight"],
+           "positional_embedding": hf["text_model.embeddings.position_embedding.weight"],
+           "ln_final.weight": hf["text_model.final_layer_norm.weight"],
+           "ln_final.bias": hf["text_model.final_layer_norm.bias"],
+           "text_projection": torch.randn(hf["text_model.final_layer_norm.weight"].shape[0], 16)}
+    names = {"self_attn.out_proj": "attn.out_proj", "layer_norm1": "ln_1", "layer_norm2": "ln_2",
+             "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
+    for i in {int(k.split(".")[3]) for k in hf if ".encoder.layers." in k}:
+        head = f"text_model.encoder.layers.{i}."
+        for kind in ("weight", "bias"):
+            out[f"transformer.resblocks.{i}.attn.in_proj_{kind}"] = torch.cat(
+                [hf[f"{head}self_attn.{p}.{kind}"] for p in ("q_proj", "k_proj", "v_proj")])
+            for src, dst in names.items():
+                out[f"transformer.resblocks.{i}.{dst}.{kind}"] = hf[f"{head}{src}.{kind}"]
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def test_sd2_open_clip_single_file_takes_the_penultimate_layer(tmp_path):
+    """v2-1_768-ema-pruned layout: OpenCLIP under cond_stage_model.model.; the context is the penultimate
+    layer's states through the final layer norm (SD 2.x's FrozenOpenCLIPEmbedder), here against transformers."""
+    from models.image_generation.stable_diffusion.pipeline_sd15 import text_encoder_from_state
+
+    torch.manual_seed(2)
+    cfg = CLIPTextEncoderConfig.preset("tiny").with_(num_layers=4, hidden_act="gelu")
+    ref = transformers.CLIPTextModel(cfg.to_transformers()).eval()
+    hf = {(k if k.startswith("text_model.") else f"text_model.{k}"): v
+          for k, v in ref.state_dict().items() if "position_ids" not in k}
+    sd = {f"cond_stage_model.model.{k}": v for k, v in _open_clip_layout(hf).items()}
+    encoder = text_encoder_from_state(sd, 32, None)
+    assert encoder.config.num_layers == 3
+    ids = torch.tensor([[998, 5, 17, 999, 1, 1]])
+    with torch.no_grad():
+        out = ref(input_ids=ids, output_hidden_states=True)
+        final_norm = ref.text_model.final_layer_norm if hasattr(ref, "text_model") else ref.final_layer_norm
+        expected = final_norm(out.hidden_states[-2])
+        got = encoder(ids).last_hidden_state
+    assert (expected - got).abs().max() <= 1e-5
+
+    from models.image_generation.stable_diffusion.unet import SDXLUNet
+
+    unet = SDXLUNet(UNetConfig.preset("tiny-sd21"))  # SD 2-shaped (linear projections): v prediction
+    sd.update({f"model.diffusion_model.{k}": v for k, v in unet.state_dict().items()})
+    sd.update({f"first_stage_model.{k}": v for k, v in SD15Pipeline.tiny().vae.state_dict().items()})
+    save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / "v2-tiny.safetensors")
+    pipe = SD15Pipeline.from_pretrained(tmp_path / "v2-tiny.safetensors", device="cpu")
+    assert pipe.scheduler_config["prediction_type"] == "v_prediction" and pipe.unet.config.linear_projection
+
+
+def test_cli_writes_an_image(tmp_path):
+    from inference.generate_image import main
+
+    main(["--model", "sd15", "--preset", "tiny", "--prompt", "a fox", "--steps", "2", "--seed", "1",
+          "--out", str(tmp_path / "fox.png")])
+    from PIL import Image
+
+    assert Image.open(tmp_path / "fox.png").size == (64, 64)
