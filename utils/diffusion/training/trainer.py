@@ -147,7 +147,13 @@ class DiffusionTrainer:
         self.acc = Accelerator(cpu=self.opts.cpu, mixed_precision=cfg.mixed_precision)
         self.device, self.rank, self.world = self.acc.device, self.acc.process_index, self.acc.num_processes
         set_seed(cfg.seed)
-        pipe = self.training.load_pipeline(cfg.preset, self.opts.weights)
+        weights = self.opts.weights
+        try:
+            pipe = self.training.load_pipeline(cfg.preset, weights)
+        except UserError as err:
+            if weights is None or Path(str(weights)).name in str(err):  # the message names the file already
+                raise
+            raise UserError(f"--weights {weights}: {err}") from None
         self.pipe = pipe
         self.recipe = self.training.make(pipe, cfg)
         self.objective = self.recipe.objective()
