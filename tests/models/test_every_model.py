@@ -41,6 +41,7 @@ CALLS = {
     "voxel_vae_gan": dict(images=[IMAGE, OTHER_IMAGE], render_size=32),
     "shap_e": dict(prompt="a red chair"),
     "point_e": dict(prompt="a red motorcycle", mesh=True),
+    "svd": dict(image=IMAGE, progress=False),
 }
 
 
