@@ -119,7 +119,8 @@ def _open_clip_layout(hf: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
            "positional_embedding": hf["text_model.embeddings.position_embedding.weight"],
            "ln_final.weight": hf["text_model.final_layer_norm.weight"],
            "ln_final.bias": hf["text_model.final_layer_norm.bias"],
-           "text_projection": torch.randn(hf["text_model.final_layer_norm.weight"].shape[0], 16)}
+           "text_projection": hf["text_model.final_layer_norm.weight"].new_zeros(
+               hf["text_model.final_layer_norm.weight"].shape[0], 16)}
     names = {"self_attn.out_proj": "attn.out_proj", "layer_norm1": "ln_1", "layer_norm2": "ln_2",
              "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
     for i in {int(k.split(".")[3]) for k in hf if ".encoder.layers." in k}:
@@ -171,3 +172,43 @@ def test_cli_writes_an_image(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "fox.png").size == (64, 64)
+
+
+_SCHEDULE_BUFFERS = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "posterior_variance",
+                     "model_ema.decay", "model_ema.num_updates")
+
+
+@pytest.mark.parametrize("preset", ["sd15", "sd21"])
+def test_full_size_official_single_file_layout_on_meta(preset):
+    """v1-5-pruned-emaonly / v2-1_768-ema-pruned key layouts, built on meta (no memory): UNet, VAE and text
+    encoder (CLIP-L in the transformers layout / OpenCLIP-H in its own, 24 layers) each load whole, at the
+    release sizes, and the DDPM buffers stored beside them are left alone."""
+    from models.image_generation.stable_diffusion import convert as cv
+    from models.image_generation.stable_diffusion.pipeline_sd15 import text_encoder_from_state
+    from models.image_generation.stable_diffusion.unet import SDXLUNet
+    from utils.encoders.vae import AutoencoderKL
+
+    clip_cfg = (CLIPTextEncoderConfig.preset("clip-l") if preset == "sd15" else
+                CLIPTextEncoderConfig.preset("clip-l").with_(hidden_size=1024, intermediate_size=4096, num_layers=24,
+                                                             num_heads=16, hidden_act="gelu"))
+    with torch.device("meta"):
+        unet, vae = SDXLUNet(preset), AutoencoderKL("sd")
+        clip = transformers.CLIPTextModel(clip_cfg.to_transformers())
+    hf = {(k if k.startswith("text_model.") else f"text_model.{k}"): v
+          for k, v in clip.state_dict().items() if "position_ids" not in k}
+    sd = {k: torch.empty(1000, device="meta") for k in _SCHEDULE_BUFFERS}
+    sd.update({f"model.diffusion_model.{k}": v for k, v in unet.state_dict().items()})
+    sd.update({f"first_stage_model.{k}": v for k, v in vae.state_dict().items()})
+    if preset == "sd15":
+        sd.update({f"cond_stage_model.transformer.{k}": v for k, v in hf.items()})
+    else:
+        sd.update({f"cond_stage_model.model.{k}": v for k, v in _open_clip_layout(hf).items()})
+    loaded = cv.unet_from_state(sd)
+    assert loaded.config == unet.config and loaded.label_emb is None
+    assert cv.vae_from_state(sd, "sd", preset).config.scaling_factor == 0.18215
+    encoder = text_encoder_from_state(sd, unet.config.context_dim, tokenizer=None)
+    assert encoder.config.num_layers == (12 if preset == "sd15" else 23)  # SD 2: the penultimate layer's tower
+    assert encoder.config.hidden_act == ("quick_gelu" if preset == "sd15" else "gelu")
+    params = sum(p.numel() for p in encoder.model.parameters())
+    # CLIP-L 123.06 M; OpenCLIP-H cut to 23 layers 340.39 M (the diffusers SD 2.1 text_encoder)
+    assert params == (123_060_480 if preset == "sd15" else 340_387_840)
