@@ -73,3 +73,19 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(UserError, match="--stride or --data-fps"):
         main(BASE + ["--stride", "2", "--data-fps", "4", "--out", str(tmp_path / "d")])
     assert not any((tmp_path / n).exists() for n in "abcd")
+
+
+@pytest.mark.slow  # a whole (one-step) run
+def test_a_folder_of_videos_trains(tmp_path):
+    from utils.data.moving_shapes import moving_shapes
+    from utils.visualization.grid import to_pil
+    from utils.visualization.video import write_video
+
+    data = tmp_path / "clips"
+    data.mkdir()
+    for i in range(2):
+        write_video(to_pil(moving_shapes(i, 6, (40, 40))[0], value_range=(0.0, 1.0)), data / f"c{i}.mp4", fps=10)
+    out = tmp_path / "run"
+    assert main(BASE + ["--data", str(data), "--steps", "1", "--stride", "1", "--out", str(out)]) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["data"] == str(data) and (out / "svd_finetuned.safetensors").stat().st_size > 0
