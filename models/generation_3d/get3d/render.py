@@ -34,11 +34,12 @@ def projection_matrix(fovy: float = FOVY, near: float = 0.1, far: float = 1000.0
                         dtype=torch.float32)
 
 
-def render_mesh(verts: Tensor, faces: Tensor, cam_mv: Tensor, resolution: int, sigma: float = 0.5) -> dict:
+def render_mesh(verts: Tensor, faces: Tensor, cam_mv: Tensor, resolution: int, sigma: float = 0.5,
+                soft: bool = True) -> dict:
     """Render one mesh (V, 3) / (F, 3) from views `cam_mv` (N, 4, 4) world-to-camera.
 
     Returns "tex_pos" (N, H, W, 3) world positions, "hard_mask" and "mask" (N, H, W, 1), "depth"
-    (N, H, W, 1) camera-space z, and "rast" (N, H, W, 4).
+    (N, H, W, 1) camera-space z, and "rast" (N, H, W, 4). With `soft=False` "mask" is the hard mask.
     """
     homo = torch.cat([verts, torch.ones_like(verts[:, :1])], -1)
     cam = torch.einsum("nij,vj->nvi", cam_mv.to(verts), homo)
@@ -46,8 +47,8 @@ def render_mesh(verts: Tensor, faces: Tensor, cam_mv: Tensor, resolution: int, s
     rast = rasterize(clip, faces, (resolution, resolution))
     feats = interpolate(torch.cat([verts.unsqueeze(0).expand(len(cam_mv), -1, -1), cam[..., 2:3]], -1), rast, faces)
     hard = rast[..., 3:].clamp(0, 1)
-    soft = soft_silhouette(clip, faces, (resolution, resolution), sigma=sigma).unsqueeze(-1)
-    return {"tex_pos": feats[..., :3], "hard_mask": hard, "mask": soft, "depth": feats[..., 3:], "rast": rast}
+    mask = soft_silhouette(clip, faces, (resolution, resolution), sigma=sigma).unsqueeze(-1) if soft else hard
+    return {"tex_pos": feats[..., :3], "hard_mask": hard, "mask": mask, "depth": feats[..., 3:], "rast": rast}
 
 
 def texture_image(generator, tex_feature: Tensor, ws: Tensor, tex_pos: Tensor, hard_mask: Tensor) -> Tensor:
