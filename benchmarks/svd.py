@@ -67,6 +67,10 @@ def unet_speed(unet: str = "mid", latent: tuple[int, int] = (32, 32), frames: in
     cfg = (SVDUNetConfig(**MID) if unet == "mid" else SVDUNetConfig.preset(unet)).with_(resnet_eps="diffusers")
     torch.manual_seed(seed)
     theirs = UNetSpatioTemporalConditionModel(**unet_config_to_diffusers(cfg)).eval()
+    g = torch.Generator().manual_seed(seed)  # move every tensor off its init (zero-initialised output layers
+    with torch.no_grad():                    # included), so the agreement check compares real outputs
+        for p in theirs.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
     ours = SVDUNet(cfg).eval()
     load_into(ours, unet_diffusers_to_native(theirs.state_dict(), cfg), what="benchmark UNet")
     theirs.to(device=dev, dtype=dt)
