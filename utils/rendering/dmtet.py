@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,15 @@ from torch import Tensor
 
 from utils.errors import UserError
 
-__all__ = ["TetGrid", "regular_tet_grid", "load_tet_grid", "tet_edges", "marching_tetrahedra",
-           "sdf_sign_regularizer", "TET_EDGES"]
+__all__ = [
+    "TET_EDGES",
+    "TetGrid",
+    "load_tet_grid",
+    "marching_tetrahedra",
+    "regular_tet_grid",
+    "sdf_sign_regularizer",
+    "tet_edges",
+]
 
 TET_EDGES = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
 """The six edges of a tetrahedron as pairs of its local vertex numbers, in the order the case table uses."""
@@ -62,7 +69,7 @@ class TetGrid:
     tets: Tensor
     """(T, 4) long vertex indices per tetrahedron, det[v1 - v0, v2 - v0, v3 - v0] > 0."""
 
-    def to(self, device) -> "TetGrid":
+    def to(self, device) -> TetGrid:
         return TetGrid(self.verts.to(device), self.tets.to(device))
 
     @property
@@ -129,7 +136,7 @@ def tet_edges(tets: Tensor) -> Tensor:
     return torch.unique(pairs, dim=0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _case_table() -> tuple[tuple[int, ...], ...]:
     """Per case (bit i set = vertex i inside), the local edge numbers of its triangles, 3 per triangle."""
     corners = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64)

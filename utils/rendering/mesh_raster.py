@@ -40,7 +40,7 @@ from torch import Tensor
 
 from utils.errors import UserError
 
-__all__ = ["rasterize", "interpolate", "soft_silhouette", "clip_from_cameras", "nvdiffrast_available", "MAX_PAIRS"]
+__all__ = ["MAX_PAIRS", "clip_from_cameras", "interpolate", "nvdiffrast_available", "rasterize", "soft_silhouette"]
 
 MAX_PAIRS = 1 << 22
 """(triangle, pixel) candidates tested at once by the PyTorch backend; larger meshes go in chunks."""
@@ -197,7 +197,7 @@ def interpolate(attr: Tensor, rast: Tensor, tris: Tensor, backend: str = "auto")
         out, _ = _nvdr().interpolate(attr.float().contiguous(), rast, tris.int().contiguous())
         return out
     tris = tris.long()
-    bsz, h, w, _ = rast.shape
+    bsz = rast.shape[0]
     attr = attr.expand(bsz, -1, -1)
     tid = rast[..., 3].long() - 1  # (B, H, W)
     hit = tid >= 0

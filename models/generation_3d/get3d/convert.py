@@ -20,7 +20,7 @@ from utils.rendering.dmtet import regular_tet_grid
 from utils.weights.files import load_state_dict
 from utils.weights.native import save_native
 
-__all__ = ["NETWORKS", "load_official", "convert"]
+__all__ = ["NETWORKS", "convert", "load_official"]
 
 NETWORKS = ("G", "G_ema", "D")
 """The state dicts an official checkpoint holds."""

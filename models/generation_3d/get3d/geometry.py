@@ -16,7 +16,7 @@ from torch import Tensor
 from models.generation_3d.get3d.layers import TriPlaneTexGeo
 from utils.rendering.dmtet import TetGrid, marching_tetrahedra
 
-__all__ = ["center_and_boundary", "sdf_and_deformation", "extract_meshes"]
+__all__ = ["center_and_boundary", "extract_meshes", "sdf_and_deformation"]
 
 
 def center_and_boundary(verts: Tensor) -> tuple[Tensor, Tensor]:

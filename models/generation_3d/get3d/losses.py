@@ -9,14 +9,13 @@
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from utils.gan.losses import non_saturating_d_loss, non_saturating_g_loss
 from utils.gan.penalties import r1_penalty
 from utils.rendering.dmtet import sdf_sign_regularizer
 
-__all__ = ["SDF_SIGN_WEIGHT", "generator_loss", "discriminator_loss", "r1_loss"]
+__all__ = ["SDF_SIGN_WEIGHT", "discriminator_loss", "generator_loss", "r1_loss"]
 
 SDF_SIGN_WEIGHT = 0.01
 """Weight of the SDF sign regulariser in the generator loss (GET3D's)."""

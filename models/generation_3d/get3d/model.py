@@ -11,7 +11,6 @@ DMTet mesh per sample on the tetrahedral grid (regular, or GET3D's .npz grid whe
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from models.generation_3d.get3d.config import GET3DConfig
@@ -21,7 +20,7 @@ from utils.nn.stylegan.mapping import MappingNetwork
 from utils.nn.stylegan.stylegan2 import ToRGBLayer
 from utils.rendering.dmtet import TetGrid, regular_tet_grid
 
-__all__ = ["GET3DSynthesis", "GET3DGenerator"]
+__all__ = ["GET3DGenerator", "GET3DSynthesis"]
 
 
 class GET3DSynthesis(nn.Module):

@@ -9,7 +9,11 @@ import torch
 from torch import Tensor
 
 from models.generation_3d.get3d.discriminator import GET3DDiscriminator
-from models.generation_3d.get3d.losses import discriminator_loss, generator_loss, r1_loss
+from models.generation_3d.get3d.losses import (
+    discriminator_loss,
+    generator_loss,
+    r1_loss,
+)
 from models.generation_3d.get3d.model import GET3DGenerator
 from models.generation_3d.get3d.primitives import camera_from_angles
 from models.generation_3d.get3d.render import render_mesh, texture_image

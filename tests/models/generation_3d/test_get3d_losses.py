@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.generation_3d.get3d.losses import SDF_SIGN_WEIGHT, discriminator_loss, generator_loss, r1_loss
+from models.generation_3d.get3d.losses import (
+    SDF_SIGN_WEIGHT,
+    discriminator_loss,
+    generator_loss,
+    r1_loss,
+)
 
 
 def test_generator_and_discriminator_losses_on_fixed_logits():

@@ -10,8 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from utils.errors import UserError
-from utils.rendering.dmtet import (load_tet_grid, marching_tetrahedra, regular_tet_grid, sdf_sign_regularizer,
-                                   tet_edges)
+from utils.rendering.dmtet import (
+    load_tet_grid,
+    marching_tetrahedra,
+    regular_tet_grid,
+    sdf_sign_regularizer,
+    tet_edges,
+)
 
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "get3d" / "golden_dmtet.safetensors"
 
@@ -25,7 +30,7 @@ def _edge_face_counts(faces):
     e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     und = torch.stack([e.min(1).values, e.max(1).values], 1)
     _, counts = torch.unique(und, dim=0, return_counts=True)
-    directed, dcounts = torch.unique(e, dim=0, return_counts=True)
+    _, dcounts = torch.unique(e, dim=0, return_counts=True)
     return counts, dcounts
 
 

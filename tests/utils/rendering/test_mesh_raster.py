@@ -12,7 +12,12 @@ import torch
 from utils.errors import UserError
 from utils.rendering import mesh_raster
 from utils.rendering.cameras import camera_rays
-from utils.rendering.mesh_raster import clip_from_cameras, interpolate, rasterize, soft_silhouette
+from utils.rendering.mesh_raster import (
+    clip_from_cameras,
+    interpolate,
+    rasterize,
+    soft_silhouette,
+)
 
 
 def _clip(px, py, h, w, z=0.0, wcoord=1.0):
