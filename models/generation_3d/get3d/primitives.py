@@ -3,7 +3,8 @@ train offline. Each shape is the zero set of an analytic SDF extracted by DMTet 
 from cameras on a sphere of radius 1.2 around the origin (GET3D's ShapeNet radius) at random
 rotation and elevation; an image is the mesh's normal-shaded grey on a black background, plus its
 silhouette. `camera_from_angles` uses GET3D's angle convention (rotation about the vertical y axis,
-elevation = polar angle from +y) with an OpenGL look-at (camera looks down -z, y up).
+elevation = polar angle from +y) with an OpenGL look-at (camera looks down -z, y up); its
+matrices equal those of GET3D's training camera sampler for the same angles (a golden test).
 """
 from __future__ import annotations
 

@@ -29,3 +29,14 @@ def test_primitive_renders_are_masked_shaded_and_seeded():
     assert (imgs[masks.expand_as(imgs) == 0] == 0).all() and (imgs[masks.expand_as(imgs) > 0] >= 0.25).all()
     again = render_primitives(3, 2, 16, seed=5, grid_res=8)
     assert torch.equal(again["images"], imgs) and again["kinds"] == data["kinds"]
+
+
+def test_cameras_match_get3d_training_cameras():
+    """tests/fixtures/get3d/make_golden_cameras.py: nv-tlabs' sample_camera('shapenet_car') matrices and angles."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    gold = load_file(str(Path(__file__).resolve().parents[2] / "fixtures" / "get3d" / "golden_cameras.safetensors"))
+    mv = camera_from_angles(gold["rotation"][:, 0], gold["elevation"][:, 0])
+    assert torch.allclose(mv, gold["world2cam"], atol=1e-5)
