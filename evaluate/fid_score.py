@@ -114,10 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.save_stats and n_sets != 2:
             raise UserError(f"FID compares two sets, got {n_sets}: give two folders/.npz files, or --model with "
                             "--ref-stats, or --save-stats OUT.npz with one set")
+        sets = _sources(args)  # the model (and its weights file) and the dataset before the Inception network
         extractor = FeatureExtractor(weights=args.weights, device=args.device, batch_size=args.batch_size,
                                      num_workers=args.num_workers, progress=not args.quiet, resize=args.resize,
                                      dims=args.dims)
-        sets = _sources(args)
         stats, feats = [], []
         for label, source, kw in sets:
             if isinstance(source, (str, os.PathLike)) and str(source).endswith(".npz"):

@@ -51,12 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from utils.metrics.inception import check_min_side
 
             check_min_side(list_images(args.path), args.resize)
-        ex = LogitsExtractor(weights=args.weights, device=args.device, batch_size=args.batch_size,
-                             resize=args.resize, progress=not args.quiet)
-        if args.model:
+        source = None
+        if args.model:  # the model (and its weights file) before the Inception network
             from models.sampling import model_source
 
             source = model_source(args.model, args.preset, args.model_weights, args.device, args.seed)
+        ex = LogitsExtractor(weights=args.weights, device=args.device, batch_size=args.batch_size,
+                             resize=args.resize, progress=not args.quiet)
+        if source is not None:
             logits = ex.logits(source, num_samples=args.num_samples, value_range=(-1.0, 1.0))
         else:
             logits = ex.logits(args.path)

@@ -90,11 +90,11 @@ def convert_lpips_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     return out
 
 
-def _features_only(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _features_only(sd: dict[str, torch.Tensor], name: str = "the backbone checkpoint") -> dict[str, torch.Tensor]:
     """Keep `features.*` of a torchvision classifier checkpoint (the classifier head is unused)."""
     feats = {k: v for k, v in sd.items() if k.startswith("features.")}
     if not feats:
-        raise WeightsError("the backbone checkpoint has no 'features.*' tensors: pass torchvision's ImageNet "
+        raise WeightsError(f"{name} has no 'features.*' tensors: pass torchvision's ImageNet "
                            "AlexNet or VGG16 weights")
     return feats
 
@@ -154,7 +154,7 @@ class LPIPS(nn.Module):
     def load_backbone(self, path: str | os.PathLike) -> None:
         from utils.weights import load_into, load_state_dict
 
-        sd = _features_only(load_state_dict(path, unwrap=True))
+        sd = _features_only(load_state_dict(path, unwrap=True), f"the backbone checkpoint {Path(path).name}")
         keep = {k.removeprefix("features."): v for k, v in sd.items()
                 if int(k.split(".")[1]) <= self.taps[-1]}
         load_into(self.features, keep, what=f"LPIPS {self.net} backbone ({Path(path).name})")
