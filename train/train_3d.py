@@ -286,6 +286,10 @@ def train_voxel_vae_gan(args: argparse.Namespace, argv: list[str]) -> int:
 
     if args.threads > 0 and (args.device == "cpu" or not torch.cuda.is_available()):
         torch.set_num_threads(args.threads)
+    if args.resume is not None:  # a bad --resume is refused before the data is built or read
+        from models.generation_3d.voxel_vae_gan.training import read_training_state
+
+        read_training_state(args.resume)
     kw = dict(cube_len=model_cfg.cube_len, image_size=model_cfg.image_size)
     if args.input_dir is None:
         root = ensure_builtin(cube_len=model_cfg.cube_len)
