@@ -5,4 +5,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "MotionAdapter": "motion:MotionAdapter",
     "MotionAdapterConfig": "motion:MotionAdapterConfig",
     "MotionModule": "motion:MotionModule",
+    "MotionUNet": "unet_motion:MotionUNet",
 })
