@@ -16,7 +16,7 @@ from utils.metrics.i3d import I3DConfig, InceptionI3d, load_i3d
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "i3d"
 sys.path.insert(0, str(FIXTURES))
-from seeded import seeded_input, seeded_state_dict  # noqa: E402
+from seeded_i3d import seeded_input, seeded_state_dict  # noqa: E402
 
 
 @pytest.fixture(scope="module")

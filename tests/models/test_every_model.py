@@ -36,6 +36,7 @@ CALLS = {
     "srgan": dict(image=IMAGE),
     "vqgan": dict(image=IMAGE),
     "biggan": dict(num_images=2, prompt="3"),
+    "aetherist": dict(num_images=2, azimuth=30.0),
     "gaussian_splatting": dict(n_views=2, width=32),
     "nerf": dict(n_views=2, width=16, mesh_resolution=12, mesh_threshold=1.0),
     "voxel_vae_gan": dict(images=[IMAGE, OTHER_IMAGE], render_size=32),
