@@ -22,14 +22,13 @@ Parameter names are those of the official release (generative-models' `VideoDeco
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
 
-from utils.encoders.vae import DiagonalGaussian
+from utils.encoders.vae import DiagonalGaussian, upcast_fp16
 from utils.errors import UserError, did_you_mean
 from utils.nn.conv_autoencoder import AttnBlock, Encoder, ResnetBlock, TrunkConfig, Upsample, group_norm
 from utils.nn.temporal import TemporalResBlock, blend_branches, mix_alpha, temporal_conv3d, to_frames, to_volume
@@ -248,17 +247,8 @@ class AutoencoderKLTemporalDecoder(nn.Module):
                         on_chunk(part.shape[0])
         return torch.cat(out)
 
-    @contextmanager
-    def _maybe_upcast(self, upcast: bool) -> Iterator[torch.dtype]:
-        dtype = self.dtype
-        if not (upcast and dtype == torch.float16):
-            yield dtype
-            return
-        self.to(torch.float32)
-        try:
-            yield torch.float32
-        finally:
-            self.to(dtype)
+    def _maybe_upcast(self, upcast: bool):
+        return upcast_fp16(self, upcast)
 
     # -- convenience for pipelines -----------------------------------------------------------------
 

@@ -190,6 +190,23 @@ def _tiled(fn, x: torch.Tensor, tile: int, overlap: int, factor: float, out_chan
 # -- the model ------------------------------------------------------------------------------------
 
 
+@contextmanager
+def upcast_fp16(module: nn.Module, upcast: bool) -> Iterator[torch.dtype]:
+    """Run a call of an fp16 `module` in float32 when `upcast` (then go back); yields the dtype to use.
+
+    fp16 VAE decoders overflow on some weights (SDXL's, SVD's): decoding in float32 avoids NaNs.
+    """
+    dtype = getattr(module, "dtype", None) or next(module.parameters()).dtype
+    if not (upcast and dtype == torch.float16):
+        yield dtype
+        return
+    module.to(torch.float32)
+    try:
+        yield torch.float32
+    finally:
+        module.to(dtype)
+
+
 class AutoencoderKL(nn.Module):
     """Encoder + decoder of latent diffusion with optional quant convs; see the module docstring."""
 
@@ -325,18 +342,8 @@ class AutoencoderKL(nn.Module):
                 out = run(zz)
         return out.to(z.dtype) if z.is_floating_point() else out
 
-    @contextmanager
-    def _maybe_upcast(self, upcast: bool) -> Iterator[torch.dtype]:
-        dtype = self.dtype
-        if not (upcast and dtype == torch.float16):
-            yield dtype
-            return
-        # The fp16 decoder overflows on some weights (SDXL): run this call in float32, then go back.
-        self.to(torch.float32)
-        try:
-            yield torch.float32
-        finally:
-            self.to(dtype)
+    def _maybe_upcast(self, upcast: bool):
+        return upcast_fp16(self, upcast)
 
     # -- convenience for pipelines -----------------------------------------------------------------
 
