@@ -17,6 +17,7 @@ _EXPORTS = {
     "T5TextEncoder": "utils.encoders.t5", "T5EncoderConfig": "utils.encoders.t5", "T5_PRESETS": "utils.encoders.t5",
     "load_t5_tokenizer": "utils.encoders.t5",
     "TextEncoderOutput": "utils.encoders.text", "PromptTruncatedWarning": "utils.encoders.text",
+    "WanVAE": "utils.encoders.wan_vae", "WanVAEConfig": "utils.encoders.wan_vae",
 }
 
 

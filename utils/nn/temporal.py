@@ -154,14 +154,21 @@ class CausalConv3d(nn.Module):
         self.kernel_t, self.pad_mode = k[0], pad_mode
         self.conv = nn.Conv3d(in_channels, out_channels, k, stride=stride, padding=(0, k[1] // 2, k[2] // 2))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T, H, W) -> (B, C_out, T', H', W')."""
+    def forward(self, x: torch.Tensor, past: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, T, H, W) -> (B, C_out, T', H', W').
+
+        `past`: the last frames (at most kernel_t - 1) of the input the previous chunk of a stream
+        ended with; they stand in for as much of the padding, so a clip convolved chunk by chunk gives
+        the frames it gives in one pass (the feature cache of causal video VAEs)."""
         if self.kernel_t > 1:
-            past = self.kernel_t - 1
-            if self.pad_mode == "replicate":
-                x = torch.cat([x[:, :, :1].expand(-1, -1, past, -1, -1), x], dim=2)
-            else:
-                x = F.pad(x, (0, 0, 0, 0, past, 0))
+            pad = self.kernel_t - 1
+            if past is not None and past.shape[2]:
+                past = past[:, :, -pad:].to(x)
+                x, pad = torch.cat([past, x], dim=2), pad - past.shape[2]
+            if pad and self.pad_mode == "replicate":
+                x = torch.cat([x[:, :, :1].expand(-1, -1, pad, -1, -1), x], dim=2)
+            elif pad:
+                x = F.pad(x, (0, 0, 0, 0, pad, 0))
         return self.conv(x)
 
 
