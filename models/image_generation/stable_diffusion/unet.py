@@ -20,6 +20,8 @@ times, context the concatenated penultimate hidden states of the text encoders, 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -275,6 +277,69 @@ class TimestepEmbedSequential(nn.Sequential):
         return x
 
 
+# -- the encoder half (shared with the ControlNet, which copies it) ------------------------------
+
+
+def _transformer(cfg: UNetConfig, ch: int, depth: int) -> SpatialTransformer:
+    heads, head_dim = cfg.heads_at(ch)
+    return SpatialTransformer(ch, heads, head_dim, depth, cfg.context_dim, cfg.norm_groups, cfg.linear_projection)
+
+
+def build_embeddings(cfg: UNetConfig) -> tuple[nn.Sequential, nn.Sequential | None]:
+    """`time_embed` (timestep MLP) and `label_emb` (MLP on the vector y; None without vector conditioning)."""
+    mc, ted = cfg.model_channels, cfg.time_embed_dim
+    time_embed = nn.Sequential(nn.Linear(mc, ted), nn.SiLU(), nn.Linear(ted, ted))
+    label_emb = (nn.Sequential(nn.Sequential(nn.Linear(cfg.adm_in_channels, ted), nn.SiLU(), nn.Linear(ted, ted)))
+                 if cfg.adm_in_channels else None)
+    return time_embed, label_emb
+
+
+def build_encoder(cfg: UNetConfig) -> tuple[nn.ModuleList, list[int], TimestepEmbedSequential]:
+    """`input_blocks`, the width of each of their outputs (the skips), and `middle_block`."""
+    mc, ted, groups = cfg.model_channels, cfg.time_embed_dim, cfg.norm_groups
+    input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])
+    skip_channels = [mc]
+    ch = mc
+    levels = len(cfg.channel_mult)
+    for level, mult in enumerate(cfg.channel_mult):
+        out_ch = mc * mult
+        for _ in range(cfg.num_res_blocks):
+            layers: list[nn.Module] = [ResBlock(ch, ted, out_ch, groups)]
+            ch = out_ch
+            if cfg.transformer_depth[level] > 0:
+                layers.append(_transformer(cfg, ch, cfg.transformer_depth[level]))
+            input_blocks.append(TimestepEmbedSequential(*layers))
+            skip_channels.append(ch)
+        if level != levels - 1:
+            input_blocks.append(TimestepEmbedSequential(Downsample(ch)))
+            skip_channels.append(ch)
+    middle_block = TimestepEmbedSequential(ResBlock(ch, ted, ch, groups),
+                                           _transformer(cfg, ch, cfg.transformer_depth_middle),
+                                           ResBlock(ch, ted, ch, groups))
+    return input_blocks, skip_channels, middle_block
+
+
+def embed(cfg: UNetConfig, time_embed: nn.Module, label_emb: nn.Module | None, timesteps: torch.Tensor,
+          y: torch.Tensor | None, batch: int, dtype: torch.dtype) -> torch.Tensor:
+    """The embedding every ResBlock adds: timestep MLP (+ the vector y's MLP for SDXL)."""
+    if timesteps.ndim == 0:
+        timesteps = timesteps.expand(batch)
+    t_emb = timestep_embedding(timesteps, cfg.model_channels, flip_sin_to_cos=True, downscale_freq_shift=0).to(dtype)
+    emb = time_embed(t_emb)
+    if label_emb is not None:
+        if y is None:
+            raise UserError("this UNet conditions on a vector y (SDXL): pass y")
+        emb = emb + label_emb(y.to(dtype))
+    return emb
+
+
+def check_latent_size(cfg: UNetConfig, x: torch.Tensor) -> None:
+    d = cfg.downscale
+    if x.shape[-1] % d or x.shape[-2] % d:
+        raise UserError(f"latent size {x.shape[-2]}x{x.shape[-1]} is not a multiple of {d}: "
+                        f"use an image size that is a multiple of {8 * d}")
+
+
 # -- the model ------------------------------------------------------------------------------------
 
 
@@ -288,34 +353,11 @@ class SDXLUNet(nn.Module):
         cfg.check()
         self.config = cfg
         mc, ted, groups = cfg.model_channels, cfg.time_embed_dim, cfg.norm_groups
-        self.time_embed = nn.Sequential(nn.Linear(mc, ted), nn.SiLU(), nn.Linear(ted, ted))
-        self.label_emb = (nn.Sequential(nn.Sequential(nn.Linear(cfg.adm_in_channels, ted), nn.SiLU(),
-                                                      nn.Linear(ted, ted))) if cfg.adm_in_channels else None)
-
-        def transformer(ch: int, depth: int) -> SpatialTransformer:
-            heads, head_dim = cfg.heads_at(ch)
-            return SpatialTransformer(ch, heads, head_dim, depth, cfg.context_dim, groups, cfg.linear_projection)
-
-        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(cfg.in_channels, mc, 3, padding=1))])
-        skip_channels = [mc]
-        ch = mc
+        self.time_embed, self.label_emb = build_embeddings(cfg)
+        self.input_blocks, skip_channels, self.middle_block = build_encoder(cfg)
+        ch = cfg.level_channels[-1]
         levels = len(cfg.channel_mult)
-        for level, mult in enumerate(cfg.channel_mult):
-            out_ch = mc * mult
-            for _ in range(cfg.num_res_blocks):
-                layers: list[nn.Module] = [ResBlock(ch, ted, out_ch, groups)]
-                ch = out_ch
-                if cfg.transformer_depth[level] > 0:
-                    layers.append(transformer(ch, cfg.transformer_depth[level]))
-                self.input_blocks.append(TimestepEmbedSequential(*layers))
-                skip_channels.append(ch)
-            if level != levels - 1:
-                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch)))
-                skip_channels.append(ch)
-
-        self.middle_block = TimestepEmbedSequential(ResBlock(ch, ted, ch, groups),
-                                                    transformer(ch, cfg.transformer_depth_middle),
-                                                    ResBlock(ch, ted, ch, groups))
+        transformer = partial(_transformer, cfg)
 
         self.output_blocks = nn.ModuleList()
         for level in reversed(range(levels)):
@@ -343,30 +385,29 @@ class SDXLUNet(nn.Module):
         return self.out[2].weight.device
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
-                y: torch.Tensor | None = None) -> torch.Tensor:
+                y: torch.Tensor | None = None, down_residuals: Sequence[torch.Tensor] | None = None,
+                mid_residual: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, H, W) latents, (B,) times, (B, L, context_dim) text, (B, adm_in_channels) vector (None
-        for SD 1.x / 2.x, which have none)."""
-        d = self.config.downscale
-        if x.shape[-1] % d or x.shape[-2] % d:
-            raise UserError(f"latent size {x.shape[-2]}x{x.shape[-1]} is not a multiple of {d}: "
-                            f"use an image size that is a multiple of {8 * d}")
-        if timesteps.ndim == 0:
-            timesteps = timesteps.expand(x.shape[0])
+        for SD 1.x / 2.x, which have none). `down_residuals` (one per input block) and `mid_residual`: a
+        ControlNet's outputs (`ControlNet.forward`, already scaled), added to the skips and to the middle
+        block's output."""
+        check_latent_size(self.config, x)
         dtype = self.dtype
-        t_emb = timestep_embedding(timesteps, self.config.model_channels, flip_sin_to_cos=True,
-                                   downscale_freq_shift=0).to(dtype)
-        emb = self.time_embed(t_emb)
-        if self.label_emb is not None:
-            if y is None:
-                raise UserError("this UNet conditions on a vector y (SDXL): pass y")
-            emb = emb + self.label_emb(y.to(dtype))
+        emb = embed(self.config, self.time_embed, self.label_emb, timesteps, y, x.shape[0], dtype)
         h = self._memory_format(x.to(dtype))
         context = context.to(dtype)
         skips = []
         for block in self.input_blocks:
             h = block(h, emb, context)
             skips.append(h)
+        if down_residuals is not None:
+            if len(down_residuals) != len(skips):
+                raise UserError(f"{len(down_residuals)} down residuals for {len(skips)} input blocks: the ControlNet "
+                                "does not fit this UNet (SD 1.5 vs SDXL?)")
+            skips = [s + r.to(dtype) for s, r in zip(skips, down_residuals)]
         h = self.middle_block(h, emb, context)
+        if mid_residual is not None:
+            h = h + mid_residual.to(dtype)
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb, context)
         norm, _, conv = self.out
@@ -376,4 +417,4 @@ class SDXLUNet(nn.Module):
         return to_channels_last(self, x, self.channels_last, self.out[2].weight)
 
 
-__all__ = ["SDXLUNet", "UNetConfig", "UNET_PRESETS"]
+__all__ = ["SDXLUNet", "UNetConfig", "UNET_PRESETS", "build_embeddings", "build_encoder", "check_latent_size", "embed"]
