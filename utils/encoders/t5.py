@@ -34,6 +34,7 @@ class T5EncoderConfig:
     layer_norm_epsilon: float = 1e-6
     max_length: int = 512
     tokenizer_source: str = "google/t5-v1_1-xxl"
+    per_layer_bias: bool = False  # UMT5 (Wan's text encoder): a relative position bias in every layer, not only the first
 
     @classmethod
     def preset(cls, name: str) -> "T5EncoderConfig":
@@ -45,9 +46,9 @@ class T5EncoderConfig:
         return replace(self, **changes)
 
     def to_transformers(self):
-        from transformers import T5Config
+        from transformers import T5Config, UMT5Config
 
-        return T5Config(vocab_size=self.vocab_size, d_model=self.d_model, d_ff=self.d_ff, d_kv=self.d_kv,
+        return (UMT5Config if self.per_layer_bias else T5Config)(vocab_size=self.vocab_size, d_model=self.d_model, d_ff=self.d_ff, d_kv=self.d_kv,
                         num_layers=self.num_layers, num_heads=self.num_heads,
                         relative_attention_num_buckets=self.relative_attention_num_buckets,
                         relative_attention_max_distance=self.relative_attention_max_distance,
@@ -64,7 +65,9 @@ class T5EncoderConfig:
             relative_attention_num_buckets=cfg.get("relative_attention_num_buckets", 32),
             relative_attention_max_distance=cfg.get("relative_attention_max_distance", 128),
             feed_forward_proj=cfg.get("feed_forward_proj", "gated-gelu"),
-            layer_norm_epsilon=cfg.get("layer_norm_epsilon", 1e-6), max_length=max_length)
+            layer_norm_epsilon=cfg.get("layer_norm_epsilon", 1e-6), max_length=max_length,
+            per_layer_bias=cfg.get("model_type") == "umt5", tokenizer_source=base.tokenizer_source
+            if cfg.get("model_type") != "umt5" else "")
 
 
 T5_PRESETS: dict[str, T5EncoderConfig] = {
@@ -74,7 +77,19 @@ T5_PRESETS: dict[str, T5EncoderConfig] = {
     "tiny": T5EncoderConfig(vocab_size=256, d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4,
                             relative_attention_num_buckets=8, relative_attention_max_distance=16, max_length=32,
                             tokenizer_source=""),
+    # Wan 2.1 / 2.2's text encoder (google/umt5-xxl's encoder half); its tokenizer ships with the Wan weights.
+    "umt5-xxl": T5EncoderConfig(vocab_size=256384, num_layers=24, num_heads=64, max_length=512, tokenizer_source="",
+                                per_layer_bias=True),
+    "umt5-tiny": T5EncoderConfig(vocab_size=256, d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4,
+                                 relative_attention_num_buckets=8, relative_attention_max_distance=16, max_length=32,
+                                 tokenizer_source="", per_layer_bias=True),
 }
+
+
+def _encoder_class(cfg: T5EncoderConfig) -> type:
+    from transformers import T5EncoderModel, UMT5EncoderModel
+
+    return UMT5EncoderModel if cfg.per_layer_bias else T5EncoderModel
 
 
 def load_t5_tokenizer(source: str | os.PathLike) -> Any:
@@ -95,9 +110,7 @@ class T5TextEncoder(nn.Module):
         cfg = T5EncoderConfig.preset(config) if isinstance(config, str) else config
         self.config = cfg
         if model is None:
-            from transformers import T5EncoderModel
-
-            model = T5EncoderModel(cfg.to_transformers())
+            model = _encoder_class(cfg)(cfg.to_transformers())
         self.model = model.eval()
         self.tokenizer = tokenizer
 
@@ -171,8 +184,13 @@ class T5TextEncoder(nn.Module):
             sd, _ = convert.t5_to_native(load_folder_state_dict(folder, name="model", dtype=dt))
             tok_folder = tokenizer_folder_for(folder)
         else:
-            sd, found = convert.t5_to_native(load_state_dict(path, dtype=dt),
-                                             cfg.d_model if cfg is not None else None)
+            from utils.encoders import umt5_convert
+
+            raw = load_state_dict(path, dtype=dt)
+            if umt5_convert.is_official(raw):  # Wan's models_t5_umt5-xxl-enc-bf16.pth
+                raw = umt5_convert.official_to_transformers(raw)
+                cfg = cfg or T5EncoderConfig.preset("umt5-xxl")
+            sd, found = convert.t5_to_native(raw, cfg.d_model if cfg is not None else None)
             cfg = cfg or T5EncoderConfig.preset("t5-xxl")
             if found.layers != cfg.num_layers:
                 cfg = cfg.with_(num_layers=found.layers)
@@ -184,13 +202,11 @@ class T5TextEncoder(nn.Module):
 
     @staticmethod
     def _build(cfg: T5EncoderConfig, sd: dict[str, torch.Tensor]) -> nn.Module:
-        """Build T5EncoderModel on the meta device and hand it the tensors; re-tie the embedding."""
-        from transformers import T5EncoderModel
-
+        """Build T5EncoderModel (UMT5EncoderModel) on the meta device and hand it the tensors; re-tie the embedding."""
         from utils.weights import load_into
 
         with torch.device("meta"):
-            model = T5EncoderModel(cfg.to_transformers())
+            model = _encoder_class(cfg)(cfg.to_transformers())
         expected = set(model.state_dict())
         sd = {k: v for k, v in sd.items() if k in expected or k not in ("encoder.embed_tokens.weight",)}
         load_into(model, sd, what="T5 encoder checkpoint")
