@@ -27,6 +27,7 @@ SPEC_MODULES: tuple[str, ...] = (
     "models.generation_3d.voxel_vae_gan.spec",
     "models.generation_3d.shap_e.spec",
     "models.generation_3d.point_e.spec",
+    "models.generation_3d.get3d.spec",
     "models.gan.wgan_gp.spec",
     "models.gan.progressive_gan.spec",
     "models.gan.cyclegan.spec",

@@ -42,6 +42,7 @@ CALLS = {
     "voxel_vae_gan": dict(images=[IMAGE, OTHER_IMAGE], render_size=32),
     "shap_e": dict(prompt="a red chair"),
     "point_e": dict(prompt="a red motorcycle", mesh=True),
+    "get3d": dict(n_views=2, render_size=24),
     "svd": dict(image=IMAGE, progress=False),
 }
 
