@@ -18,6 +18,7 @@ _EXPORTS = {
     "load_t5_tokenizer": "utils.encoders.t5",
     "TextEncoderOutput": "utils.encoders.text", "PromptTruncatedWarning": "utils.encoders.text",
     "WanVAE": "utils.encoders.wan_vae", "WanVAEConfig": "utils.encoders.wan_vae",
+    "LTXVideoVAE": "utils.encoders.ltx_vae", "LTXVAEConfig": "utils.encoders.ltx_vae",
 }
 
 
