@@ -54,7 +54,17 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--scheduler", default=None, help="sampler by name (diffusion models)")
     p.add_argument("--image", default=None, help="input image for img2img, inpainting or control")
     p.add_argument("--mask", default=None, help="inpainting mask (white = repaint)")
-    p.add_argument("--control", default=None, help="control image (edges or depth)")
+    p.add_argument("--control", default=None,
+                   help="FLUX canny/depth presets: the control image file; SD 1.5 / SDXL: the ControlNet's kind "
+                        "(canny, depth, pose) with --control-image")
+    p.add_argument("--control-image", default=None,
+                   help="with --control KIND (SD 1.5, SDXL): a photo (canny: its edges are found), a grey depth map "
+                        "(or a photo, when a depth estimator is in the local cache) or an OpenPose rendering")
+    p.add_argument("--control-scale", type=float, default=None,
+                   help="ControlNet conditioning scale in [0, 10] (default 1)")
+    p.add_argument("--controlnet", default=None,
+                   help="ControlNet weights: a file (control_v11p_sd15_canny.pth, official or diffusers layout), a "
+                        "diffusers folder or a hub repo id (default: the kind's release; random with --preset tiny)")
     p.add_argument("--strength", type=float, default=None, help="img2img strength in (0, 1]")
     p.add_argument("--elevation", type=float, default=None, help="camera elevation in degrees (3D-aware GANs: aetherist)")
     p.add_argument("--azimuth", type=float, default=None, help="camera azimuth in degrees, 0 = front (aetherist)")
@@ -87,7 +97,7 @@ def build_parser() -> ArgumentParser:
 
 
 CALL_OPTIONS = ("prompt", "negative_prompt", "num_images", "height", "width", "steps", "guidance", "scheduler",
-                "image", "mask", "control", "strength", "truncation", "translate", "rotate", "noise_mode", "stages",
+                "image", "mask", "control", "control_image", "control_scale", "strength", "truncation", "translate", "rotate", "noise_mode", "stages",
                 "rewrite_model", "decoder", "fast", "elevation", "azimuth", "radius", "fov")
 
 
@@ -115,6 +125,19 @@ def check_options(spec, kwargs: dict) -> None:
             raise UserError(f"{spec.name} does not take {flag}: leave it out (see the model's README for its options)")
 
 
+def check_control(args) -> None:
+    """--control is a kind (canny, depth, pose) with --control-image, or a control image file (FLUX)."""
+    from utils.preprocess.control import CONTROL_KINDS
+
+    kinds = ", ".join(CONTROL_KINDS)
+    if args.control_image is not None and args.control is None:
+        raise UserError(f"--control-image needs --control KIND ({kinds})")
+    if args.control_image is not None and args.control not in CONTROL_KINDS:
+        raise UserError(f"--control {args.control} with --control-image: --control names the kind, one of {kinds}")
+    if args.control in CONTROL_KINDS and args.control_image is None:
+        raise UserError(f"--control {args.control} needs --control-image PATH (the image it is made from)")
+
+
 def main(argv: list[str] | None = None) -> None:
     with cli_errors("generate_image.py"):
         args = build_parser().parse_args(argv)
@@ -125,20 +148,28 @@ def main(argv: list[str] | None = None) -> None:
         if out.suffix and out.suffix.lower() not in IMAGE_SUFFIXES:
             raise UserError(f"--out must end in one of {', '.join(sorted(IMAGE_SUFFIXES))}, or be a folder")
         check_output_path(out)
-        for name in ("image", "mask", "control"):
+        check_control(args)
+        for name in ("image", "mask", "control", "control_image"):
             value = getattr(args, name)
+            if name == "control" and args.control_image is not None:
+                continue  # the kind, checked above
+            flag = "--" + name.replace("_", "-")
             if value is not None and not Path(value).is_file():
-                raise UserError(f"--{name} file not found: {value}")
+                raise UserError(f"{flag} file not found: {value}")
             if value is not None:
                 from utils.data.image_folder import check_images
 
-                check_images([Path(value)], f"--{name}")
+                check_images([Path(value)], flag)
 
         kwargs = {k: getattr(args, k) for k in CALL_OPTIONS if getattr(args, k) is not None}
         check_options(spec, kwargs)
         loras = [lora_source(text) for text in args.lora or ()]
         if loras and not hasattr(spec.pipeline_class(), "load_lora"):
             raise UserError(f"{spec.name} does not take --lora (LoRA files are for the diffusion models): leave it out")
+        if args.controlnet is not None and not hasattr(spec.pipeline_class(), "load_controlnet"):
+            raise UserError(f"{spec.name} does not take --controlnet (ControlNets are for sd15 and sdxl): leave it out")
+        if args.controlnet is not None and args.control is None:
+            raise UserError("--controlnet needs --control KIND and --control-image (what steers it)")
 
         import models
 
@@ -147,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
                            device=args.device, dtype=args.dtype)
         for source, scale in loras:
             pipe.load_lora(source, scale)
+        if args.controlnet is not None:
+            pipe.load_controlnet(args.controlnet)
         result = pipe(seed=args.seed, **kwargs)
         written = result.save(out)
         where = written[0] if len(written) == 1 else out

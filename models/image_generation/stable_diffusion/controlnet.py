@@ -164,8 +164,10 @@ class ControlNet(nn.Module):
         context = context.to(dtype)
         h = x.to(dtype)
         guide = self.input_hint_block(hint.to(dtype))
-        if guide.shape[0] != h.shape[0]:
-            guide = guide.expand(h.shape[0], -1, -1, -1)
+        if guide.shape[0] != h.shape[0]:  # one control image for the batch, or per image: repeated for the CFG halves
+            if h.shape[0] % guide.shape[0]:
+                raise UserError(f"{hint.shape[0]} control images for a batch of {h.shape[0]}: give one, or one per image")
+            guide = guide.repeat(h.shape[0] // guide.shape[0], 1, 1, 1)
         down = []
         for i, (block, zero) in enumerate(zip(self.input_blocks, self.zero_convs)):
             h = block(h, emb, context)

@@ -179,7 +179,7 @@ def controlnet_from_state(sd: Mapping[str, torch.Tensor], preset: str | None = N
     return build(ControlNet, cfg, tensors, "ControlNet checkpoint")
 
 
-CONTROLNET_PATTERNS = ["config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"]
+CONTROLNET_PATTERNS = ["config.json", "diffusion_pytorch_model.safetensors"]
 
 
 def load_controlnet(source: str | Path, preset: str | None = None, dtype: torch.dtype | None = None,

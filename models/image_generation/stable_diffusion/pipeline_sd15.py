@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from models.image_generation.stable_diffusion import convert as cv
+from models.image_generation.stable_diffusion.controlnet_pipeline import ControlNetSupport
 from models.image_generation.stable_diffusion.spec import SD15
 from models.image_generation.stable_diffusion.unet import SDXLUNet, UNetConfig
 from utils.data.image_inputs import load_image
@@ -50,11 +51,11 @@ def _clip_h():
                                                       tokenizer_source="stabilityai/stable-diffusion-2-1:tokenizer")
 
 
-class SD15Pipeline(DiffusionPipeline):
+class SD15Pipeline(ControlNetSupport, DiffusionPipeline):
     """SD 1.5 or 2.1: a UNet, the 4-channel VAE, one CLIP text encoder and a scheduler."""
 
     spec = SD15
-    components = ("text_encoder", "unet", "vae")
+    components = ("text_encoder", "controlnet", "unet", "vae")
     denoiser_name = "unet"
     cuda_dtype = torch.float16
 
@@ -82,7 +83,8 @@ class SD15Pipeline(DiffusionPipeline):
     def from_pretrained(cls, source: str | os.PathLike | None = None, preset: str | None = None,
                         device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, *,
                         tokenizer: Any = None, offload: str | None = None, vae_tiling: bool = False,
-                        compile: bool = False, attention: str | None = None) -> "SD15Pipeline":
+                        compile: bool = False, attention: str | None = None,
+                        controlnet: Any = None) -> "SD15Pipeline":
         """Load SD 1.5 / 2.1 from an official single file, a diffusers folder or a hub id; no source and
         `preset='tiny'`: random tiny components. `tokenizer`: a folder, hub id ('repo:subfolder') or
         tokenizer object for single files (default: the preset's hub tokenizer)."""
@@ -99,6 +101,8 @@ class SD15Pipeline(DiffusionPipeline):
                 pipe = cls._from_diffusers(path, place.dtype)
             else:
                 pipe = cls._from_single_file(path, place.preset, place.dtype, tokenizer)
+        if controlnet is not None:  # before configure, so that offload places it too
+            pipe.load_controlnet(controlnet)
         return pipe.configure(place.device, place.dtype, offload=offload, vae_tiling=vae_tiling, compile=compile,
                               attention=attention)
 
@@ -171,12 +175,12 @@ class SD15Pipeline(DiffusionPipeline):
                  num_images: int = 1, height: int | None = None, width: int | None = None, steps: int | None = None,
                  guidance: float | None = None, scheduler: str | None = None, image: Any = None,
                  strength: float | None = None, seed: int | Sequence[int] | None = None, mask: Any = None,
-                 control: Any = None, latents: torch.Tensor | None = None, guidance_rescale: float = 0.0,
+                 control: str | None = None, control_image: Any = None, control_scale: float = 1.0,
+                 latents: torch.Tensor | None = None, guidance_rescale: float = 0.0,
                  output_type: str = "pil", generator: Generators = None, callback: Any = None, interrupt: Any = None,
                  progress: bool = True) -> ImageOutput:
-        """Text-to-image; with `image`: img2img at `strength`. `seed`: image i uses seed + i."""
-        if control is not None:
-            raise UserError("SD 1.5 here has no ControlNet yet: drop --control")
+        """Text-to-image; with `image`: img2img at `strength`. `seed`: image i uses seed + i. `control`
+        ('canny', 'depth', 'pose') with `control_image`: steered by a ControlNet (controlnet_pipeline.py)."""
         if mask is not None:
             raise UserError("SD 1.5 inpainting is not built yet: drop --mask (or use --model sdxl)")
         if output_type not in ("pil", "latent"):
@@ -196,7 +200,8 @@ class SD15Pipeline(DiffusionPipeline):
             uncond = cond
             if guidance > 1.0:
                 uncond = {"context": self.encode_prompt(as_prompts(negative_prompt or "", batch)).to(device, dtype)}
-            denoiser = cfg_model(self.unet, cond=cond, uncond=uncond, scale=guidance, rescale=guidance_rescale)
+            unet = self.controlled(self.unet, control, control_image, control_scale, (height, width))
+            denoiser = cfg_model(unet, cond=cond, uncond=uncond, scale=guidance, rescale=guidance_rescale)
             sched = self._scheduler(scheduler)
             schedule = sched.schedule(steps)
             shape = (batch, self.config.in_channels, height // down, width // down)

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import torch
 
 from models.image_generation.stable_diffusion import convert as cv
+from models.image_generation.stable_diffusion.controlnet_pipeline import ControlNetSupport
 from models.image_generation.stable_diffusion.conditioning import sdxl_time_ids, sdxl_vector
 from models.image_generation.stable_diffusion.spec import SDXL
 from models.image_generation.stable_diffusion.text import encode_sdxl
@@ -30,11 +31,11 @@ from utils.torch_utils import Generators, randn
 PRESETS = SDXL.presets
 
 
-class SDXLPipeline(DiffusionPipeline):
+class SDXLPipeline(ControlNetSupport, DiffusionPipeline):
     """SDXL base or refiner: a UNet, the 4-channel VAE, CLIP-L + bigG (refiner: bigG) and a scheduler."""
 
     spec = SDXL
-    components = ("text_encoders", "unet", "vae")
+    components = ("text_encoders", "controlnet", "unet", "vae")
     denoiser_name = "unet"
     cuda_dtype = torch.float16
 
@@ -74,7 +75,8 @@ class SDXLPipeline(DiffusionPipeline):
                         device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, *,
                         refiner: "str | os.PathLike | SDXLPipeline | None" = None, vae: str | os.PathLike | None = None,
                         tokenizers: Sequence[Any] | None = None, offload: str | None = None, vae_tiling: bool = False,
-                        compile: bool = False, attention: str | None = None) -> "SDXLPipeline":
+                        compile: bool = False, attention: str | None = None,
+                        controlnet: Any = None) -> "SDXLPipeline":
         """Load SDXL base or refiner from an official single file, a diffusers folder or a hub id.
 
         No source: `preset='tiny'` builds random weights (offline, seconds); an official preset fetches
@@ -99,6 +101,8 @@ class SDXLPipeline(DiffusionPipeline):
             pipe.refiner = refiner if isinstance(refiner, SDXLPipeline) else cls.from_pretrained(
                 refiner, preset="sdxl-refiner" if place.preset != "tiny" else "tiny", device="cpu",
                 dtype=place.dtype)
+        if controlnet is not None:  # before configure, so that offload places it too
+            pipe.load_controlnet(controlnet)
         return pipe.configure(place.device, place.dtype, offload=offload, vae_tiling=vae_tiling, compile=compile,
                               attention=attention)
 
@@ -233,7 +237,8 @@ class SDXLPipeline(DiffusionPipeline):
     def __call__(self, prompt: str | Sequence[str] | None = None, negative_prompt: str | Sequence[str] | None = None,
                  num_images: int = 1, height: int | None = None, width: int | None = None, steps: int | None = None,
                  guidance: float | None = None, scheduler: str | None = None, image: Any = None, mask: Any = None,
-                 strength: float | None = None, seed: int | Sequence[int] | None = None, control: Any = None,
+                 strength: float | None = None, seed: int | Sequence[int] | None = None, control: str | None = None,
+                 control_image: Any = None, control_scale: float = 1.0,
                  denoising_end: float | None = None, denoising_start: float | None = None,
                  refiner_switch: float | None = 0.8, latents: torch.Tensor | None = None,
                  original_size: tuple[int, int] | None = None, crop_top_left: tuple[int, int] = (0, 0),
@@ -245,9 +250,8 @@ class SDXLPipeline(DiffusionPipeline):
         `image` may also be latents (B, 4, h, w) from a base run with `denoising_end` (then pass
         `denoising_start`). `seed`: image i uses seed + i (or give one seed per image); `generator`
         (one for the whole batch, or one per image) replaces it. `output_type='latent'` skips decoding
-        (the output's `latents`)."""
-        if control is not None:
-            raise UserError("SDXL here has no ControlNet: drop --control (use --image for img2img)")
+        (the output's `latents`). `control` ('canny', 'depth', 'pose') with `control_image`: steered by a
+        ControlNet at `control_scale` (controlnet_pipeline.py); the refiner, if any, runs without it."""
         if mask is not None and image is None:
             raise UserError("inpainting needs --image as well as --mask")
         if output_type not in ("pil", "latent"):
@@ -282,7 +286,8 @@ class SDXLPipeline(DiffusionPipeline):
             guided = guidance > 1.0
             cond, uncond = self._conditioning(prompts, negative_prompt, guided, (height, width), original_size,
                                               crop_top_left, target_size, aesthetic_score, negative_aesthetic_score)
-            denoiser = cfg_model(self.unet, cond=cond, uncond=uncond, scale=guidance, rescale=guidance_rescale)
+            unet = self.controlled(self.unet, control, control_image, control_scale, (height, width))
+            denoiser = cfg_model(unet, cond=cond, uncond=uncond, scale=guidance, rescale=guidance_rescale)
 
             sched = self._scheduler(scheduler)
             schedule = sched.schedule(steps)

@@ -54,4 +54,14 @@ SD15 = ModelSpec(
     defaults={"*": {"steps": 50, "guidance": 7.5}, "tiny": {"steps": 3}},
 )
 
+# Default ControlNet per (family, control kind): hub repos in the diffusers layout, with their licences.
+# lllyasviel's ControlNet 1.1 (SD 1.5) and the diffusers team's SDXL releases; others load by path or repo id.
+CONTROLNETS: dict[tuple[str, str], tuple[str, str]] = {
+    ("sd15", "canny"): ("lllyasviel/control_v11p_sd15_canny", "OpenRAIL"),
+    ("sd15", "depth"): ("lllyasviel/control_v11f1p_sd15_depth", "OpenRAIL"),
+    ("sd15", "pose"): ("lllyasviel/control_v11p_sd15_openpose", "OpenRAIL"),
+    ("sdxl", "canny"): ("diffusers/controlnet-canny-sdxl-1.0", "CreativeML Open RAIL++-M"),
+    ("sdxl", "depth"): ("diffusers/controlnet-depth-sdxl-1.0", "CreativeML Open RAIL++-M"),
+}
+
 SPECS = (SDXL, SD3, SD15)
