@@ -26,11 +26,30 @@ def open_image(path: str | Path) -> Image.Image:
                         "the object") from None
 
 
-def clip_pixels(image: Any, side: int) -> torch.Tensor:
-    """(1 or B, 3, side, side) CLIP input of a PIL image, a path, or a (3, H, W) / (B, 3, H, W) tensor in [0, 1]."""
+def _torchvision_resize(im: Image.Image, side: int) -> torch.Tensor:
+    """transformers 5's CLIPImageProcessor (torchvision backend): the 8-bit image resized bicubically with
+    antialiasing, the long side int(side * long / short), centre-cropped; (1, 3, side, side) in [0, 1]."""
+    import torchvision.transforms.v2.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    x = torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1)
+    h, w = x.shape[1:]
+    size = [side, int(side * w / h)] if h <= w else [int(side * h / w), side]
+    x = TF.center_crop(TF.resize(x, size, interpolation=InterpolationMode.BICUBIC, antialias=True), [side, side])
+    return (x.float() / 255.0)[None]
+
+
+def clip_pixels(image: Any, side: int, resize: str = "pil") -> torch.Tensor:
+    """(1 or B, 3, side, side) CLIP input of a PIL image, a path, or a (3, H, W) / (B, 3, H, W) tensor in [0, 1].
+
+    `resize`: "pil" (PIL's bicubic, transformers 4's CLIPImageProcessor) or "torchvision" (transformers 5's)."""
+    if resize not in ("pil", "torchvision"):
+        raise UserError(f"resize must be 'pil' or 'torchvision', got '{resize}'")
     if isinstance(image, (str, Path)):
         image = open_image(image)
-    if isinstance(image, Image.Image):
+    if isinstance(image, Image.Image) and resize == "torchvision":
+        x = _torchvision_resize(image.convert("RGB"), side)
+    elif isinstance(image, Image.Image):
         im = image.convert("RGB")
         scale = side / min(im.size)
         im = im.resize((max(side, round(im.width * scale)), max(side, round(im.height * scale))),

@@ -48,6 +48,9 @@ class CLIPVisionConfig:
     """MLP activation (not stored in the weights: 'gelu' for LAION's OpenCLIP models, 'quick_gelu' for OpenAI's)."""
     layer_norm_eps: float = 1e-5
     """LayerNorm epsilon (not stored in the weights)."""
+    projection: bool = True
+    """Whether the tower has its projection (`visual_projection`); Wan's image-to-video encoder (CLIPVisionModel,
+    read at its penultimate layer's tokens) has none."""
 
     @classmethod
     def preset(cls, name: str) -> "CLIPVisionConfig":
@@ -120,28 +123,38 @@ def antialiased_resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Ten
 # -- the encoder ---------------------------------------------------------------------------------------
 
 
+def _tower_class(cfg: CLIPVisionConfig) -> type:
+    from transformers import CLIPVisionModel, CLIPVisionModelWithProjection
+
+    return CLIPVisionModelWithProjection if cfg.projection else CLIPVisionModel
+
+
 class CLIPVisionEncoder(nn.Module):
-    """A CLIP vision tower with projection; `encode(images)` gives (B, projection_dim) image embeddings."""
+    """A CLIP vision tower with projection; `encode(images)` gives (B, projection_dim) image embeddings,
+    `hidden_states(pixel_values, layer)` the tokens of one layer (Wan's image-to-video: the penultimate)."""
 
     def __init__(self, config: CLIPVisionConfig | str = "vit-h-14", model: nn.Module | None = None):
         super().__init__()
         cfg = CLIPVisionConfig.preset(config) if isinstance(config, str) else config
         self.config = cfg
         if model is None:
-            from transformers import CLIPVisionModelWithProjection
-
-            model = CLIPVisionModelWithProjection(cfg.to_transformers())
+            model = _tower_class(cfg)(cfg.to_transformers())
         self.model = model.eval()
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
 
     @property
     def device(self) -> torch.device:
-        return self.model.visual_projection.weight.device
+        return self.tower.embeddings.patch_embedding.weight.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.visual_projection.weight.dtype
+        return self.tower.embeddings.patch_embedding.weight.dtype
+
+    @property
+    def tower(self) -> nn.Module:
+        """The vision transformer (transformers' CLIPVisionModel is the tower itself, without `vision_model.`)."""
+        return getattr(self.model, "vision_model", self.model)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (B, 3, H, W) -> normalised pixel values at the model's input size."""
@@ -159,6 +172,12 @@ class CLIPVisionEncoder(nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] -> (B, projection_dim) image embeddings."""
         return self(self.preprocess(images))
+
+    def hidden_states(self, pixel_values: torch.Tensor, layer: int = -2) -> torch.Tensor:
+        """Preprocessed pixels -> the (B, tokens, hidden_size) output of `layer` (-2: the penultimate block;
+        hidden_states[0] is the embeddings), before the final layer norm."""
+        out = self.tower(pixel_values=pixel_values.to(self.device, self.dtype), output_hidden_states=True)
+        return out.hidden_states[layer]
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -190,7 +209,11 @@ class CLIPVisionEncoder(nn.Module):
             from utils.encoders.text import read_config
 
             cfg = CLIPVisionConfig.from_transformers(read_config(folder))
-            sd = conv.hf_vision_from_checkpoint(load_folder_state_dict(folder, name="model", dtype=dt))
+            raw = load_folder_state_dict(folder, name="model", dtype=dt)
+            if not any(k.startswith(("vision_model.", "visual_projection.")) for k in raw):
+                raw = {"vision_model." + k: v for k, v in raw.items()}  # a CLIPVisionModel saved by transformers 5
+            sd = conv.hf_vision_from_checkpoint(raw)
+            cfg = cfg.with_(projection="visual_projection.weight" in sd)
         else:
             sd, cfg = conv.vision_to_native(load_state_dict(path, dtype=dt), preset)
         return cls(cfg, model=cls._build(cfg, sd)).to(device=dev, dtype=dt)
@@ -198,13 +221,13 @@ class CLIPVisionEncoder(nn.Module):
     @staticmethod
     def _build(cfg: CLIPVisionConfig, sd: dict[str, torch.Tensor]) -> nn.Module:
         """The transformers model built on the meta device (no allocation), handed the tensors."""
-        from transformers import CLIPVisionModelWithProjection
-
         from utils.encoders.text import finish_meta_model
         from utils.weights import load_into
 
         with torch.device("meta"):
-            model = CLIPVisionModelWithProjection(cfg.to_transformers())
+            model = _tower_class(cfg)(cfg.to_transformers())
+        if not hasattr(model, "vision_model"):  # CLIPVisionModel: its keys carry no `vision_model.` prefix
+            sd = {k.removeprefix("vision_model."): v for k, v in sd.items()}
         load_into(model, sd, what="CLIP image encoder checkpoint")
         finish_meta_model(model, "CLIP image encoder")
         return model.eval()

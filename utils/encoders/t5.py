@@ -187,9 +187,9 @@ class T5TextEncoder(nn.Module):
             from utils.encoders import umt5_convert
 
             raw = load_state_dict(path, dtype=dt)
-            if umt5_convert.is_official(raw):  # Wan's models_t5_umt5-xxl-enc-bf16.pth
+            if umt5_convert.is_official(raw):  # Wan's models_t5_umt5-xxl-enc-bf16.pth: sizes from the shapes
+                cfg = (cfg or T5EncoderConfig.preset("umt5-xxl")).with_(**umt5_convert.read_sizes(raw))
                 raw = umt5_convert.official_to_transformers(raw)
-                cfg = cfg or T5EncoderConfig.preset("umt5-xxl")
             sd, found = convert.t5_to_native(raw, cfg.d_model if cfg is not None else None)
             cfg = cfg or T5EncoderConfig.preset("t5-xxl")
             if found.layers != cfg.num_layers:

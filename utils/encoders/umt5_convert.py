@@ -47,6 +47,20 @@ def is_official(state_dict: Mapping[str, torch.Tensor]) -> bool:
     return "token_embedding.weight" in state_dict and "blocks.0.attn.q.weight" in state_dict
 
 
+def read_sizes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """The `T5EncoderConfig` sizes the Wan release's tensors fix (the head count: the bias table's width)."""
+    sd = state_dict
+    try:
+        vocab, d_model = sd["token_embedding.weight"].shape
+        buckets, heads = sd["blocks.0.pos_embedding.embedding.weight"].shape
+        layers = 1 + max(int(m.group(1)) for k in sd if (m := _OFFICIAL.match(k)))
+        return dict(vocab_size=int(vocab), d_model=int(d_model), d_ff=int(sd["blocks.0.ffn.fc1.weight"].shape[0]),
+                    d_kv=int(sd["blocks.0.attn.q.weight"].shape[0]) // int(heads), num_layers=layers,
+                    num_heads=int(heads), relative_attention_num_buckets=int(buckets))
+    except (KeyError, ValueError) as err:
+        raise ConversionError(f"these tensors are not Wan's UMT5 encoder (no {err}): check the file") from None
+
+
 def official_to_transformers(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     """The Wan release's UMT5 encoder tensors -> `UMT5EncoderModel` names; an unknown key is a ConversionError."""
     out, unknown = {}, []
@@ -82,4 +96,4 @@ def transformers_to_official(state_dict: Mapping[str, torch.Tensor]) -> StateDic
     return out
 
 
-__all__ = ["IN_BLOCK", "is_official", "official_to_transformers", "transformers_to_official"]
+__all__ = ["IN_BLOCK", "is_official", "read_sizes", "official_to_transformers", "transformers_to_official"]

@@ -444,7 +444,7 @@ class WanVAE(nn.Module):
         (config.json + weights) or its safetensors, or a hub id; no source = random weights of `preset`."""
         from pathlib import Path
 
-        from utils.encoders.wan_vae_convert import to_native
+        from utils.encoders.wan_vae_convert import read_sizes, to_native
         from utils.torch_utils import local_seed, resolve_device, resolve_dtype
         from utils.weights import load_folder_state_dict, load_into, load_state_dict, resolve
         from utils.encoders.text import read_config
@@ -472,12 +472,27 @@ class WanVAE(nn.Module):
                 load_folder_state_dict(path, name="diffusion_pytorch_model", dtype=torch.float32)
         else:
             sd = load_state_dict(path, dtype=torch.float32)
+        native = to_native(sd)
+        if cfg is None:
+            cfg = _config_of(read_sizes(native))
         with torch.device("meta"):
-            model = cls(cfg or WanVAEConfig())
-        load_into(model, to_native(sd), what="Wan VAE checkpoint")
+            model = cls(cfg)
+        load_into(model, native, what="Wan VAE checkpoint")
         model.latents_mean = torch.tensor(model.config.latents_mean).view(1, -1, 1, 1, 1)
         model.latents_std = torch.tensor(model.config.latents_std).view(1, -1, 1, 1, 1)
         return model.to(device=dev, dtype=dt).eval()
+
+
+def _config_of(sizes: dict) -> WanVAEConfig:
+    """A single file stores no config: the preset whose structure the shapes show (for its latent statistics),
+    else those sizes with Wan 2.1's statistics when the latent has its 16 channels."""
+    for preset in WAN_VAE_PRESETS.values():
+        if all(getattr(preset, k) == v for k, v in sizes.items()):
+            return preset
+    if sizes["z_dim"] == len(WAN21_LATENTS_MEAN):
+        return WanVAEConfig(**sizes)
+    raise UserError(f"this Wan VAE file has {sizes['z_dim']} latent channels and no preset fits its shapes, so its "
+                    "latent mean/std are unknown: load it from a diffusers folder (vae/config.json names them)")
 
 
 __all__ = ["CACHE_FRAMES", "ChannelRMSNorm", "FeatureCache", "WAN_VAE_PRESETS", "WanAttentionBlock", "WanDecoder3d",

@@ -189,6 +189,22 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
                           "expected the official Wan2.1_VAE or a diffusers AutoencoderKLWan")
 
 
+def read_sizes(native: Mapping[str, torch.Tensor]) -> dict:
+    """The structural `WanVAEConfig` fields native tensors fix (the latent statistics are not stored)."""
+    try:
+        base = int(native["encoder.conv_in.conv.weight"].shape[0])
+        z = int(native["post_quant_conv.conv.weight"].shape[0])
+        idx = sorted({int(m.group(1)) for k in native if (m := re.match(r"^encoder\.down_blocks\.(\d+)\.", k))})
+        resamplers = [i for i in idx if f"encoder.down_blocks.{i}.resample.1.weight" in native]
+        per_level = resamplers[0] if resamplers else len(idx)
+        mult = [int(native[f"encoder.down_blocks.{i}.conv2.conv.weight"].shape[0]) // base
+                for i in idx[per_level - 1::per_level + 1]]
+        temporal = tuple(f"encoder.down_blocks.{i}.time_conv.conv.weight" in native for i in resamplers)
+    except (KeyError, IndexError) as err:
+        raise ConversionError(f"these tensors are not a Wan VAE (no {err}): check the file") from None
+    return dict(base_dim=base, z_dim=z, dim_mult=tuple(mult), num_res_blocks=per_level, temporal_downsample=temporal)
+
+
 def to_native(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     """Any released Wan VAE layout (prefixes taken off) -> native names."""
     sd = strip_shared_prefixes(state_dict, PREFIXES)
@@ -200,5 +216,5 @@ def to_native(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return sd
 
 
-__all__ = ["detect_layout", "diffusers_to_native", "native_to_diffusers", "native_to_official",
+__all__ = ["detect_layout", "read_sizes", "diffusers_to_native", "native_to_diffusers", "native_to_official",
            "official_to_native", "to_native"]

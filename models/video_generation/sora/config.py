@@ -95,7 +95,12 @@ TRANSFORMER_PRESETS: dict[str, WanTransformerConfig] = {
     "wan2.1-i2v-14b-480p": WanTransformerConfig(in_dim=36, dim=5120, ffn_dim=13824, num_heads=40, num_layers=40,
                                                 image_dim=1280),
     "wan2.2-ti2v-5b": WanTransformerConfig(in_dim=48, out_dim=48, dim=3072, ffn_dim=14336, num_heads=24, num_layers=30),
-    "tiny": WanTransformerConfig(dim=48, ffn_dim=64, freq_dim=32, text_dim=24, num_heads=2, num_layers=2),
+    # Tests: fits the tiny Wan VAE (4 latent channels) and the tiny UMT5 (32 wide); tiny-i2v adds the tiny CLIP's
+    # 32-wide tokens and 4 + 4 conditioning channels (mask, image latents).
+    "tiny": WanTransformerConfig(in_dim=4, out_dim=4, dim=48, ffn_dim=64, freq_dim=32, text_dim=32, num_heads=2,
+                                 num_layers=2),
+    "tiny-i2v": WanTransformerConfig(in_dim=12, out_dim=4, dim=48, ffn_dim=64, freq_dim=32, text_dim=32, num_heads=2,
+                                     num_layers=2, image_dim=32),
 }
 
 
