@@ -83,7 +83,10 @@ class ControlNetSupport:
         if source is None:
             raise UserError(f"no default {kind} ControlNet for {family}: pass one with --controlnet PATH_OR_REPO "
                             "(pipe.load_controlnet)")
-        return self.load_controlnet(source[0], kind)
+        try:
+            return self.load_controlnet(source[0], kind)
+        except UserError as err:  # offline, not cached: say how to give one instead
+            raise type(err)(f"{err} (or pass a local ControlNet with --controlnet PATH)") from None
 
     def controlled(self, unet: SDXLUNet, control: Any, control_image: Any, control_scale: float,
                    size: tuple[int, int]) -> Any:

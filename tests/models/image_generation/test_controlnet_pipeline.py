@@ -222,3 +222,33 @@ def test_python_call_errors():
         pipe("x", control="canny", control_image=torch.zeros(1, 3, 32, 32), height=32, width=32)
     with pytest.raises(UserError, match="another UNet"):
         pipe.load_controlnet(ControlNet(ControlNetConfig(UNetConfig.preset("tiny-sd15"))))
+
+
+def test_default_release_offline_is_one_clear_line():
+    """A real preset without a loaded ControlNet fetches the kind's release; offline that fails with what to do."""
+    from utils.errors import WeightsError
+
+    pipe = SD15Pipeline.from_pretrained(preset="tiny", device="cpu")
+    pipe.preset = "sd15"  # as a real SD 1.5 pipeline: the default is lllyasviel/control_v11p_sd15_canny
+    with pytest.raises((UserError, WeightsError), match="control_v11p_sd15_canny.*--controlnet PATH"):
+        pipe("x", control="canny", control_image=torch.zeros(1, 3, 32, 32), height=32, width=32)
+    with pytest.raises(UserError, match="no default pose ControlNet for sdxl"):
+        xl = SDXLPipeline.from_pretrained(preset="tiny", device="cpu")
+        xl.preset = "sdxl-base"
+        xl("x", control="pose", control_image=torch.zeros(1, 3, 32, 32), height=32, width=32)
+
+
+def test_control_in_img2img_and_inpainting():
+    """The ControlNet steers img2img (SD 1.5) and inpainting (SDXL) as well; the unmasked area stays the image's."""
+    img = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(32, 32)
+    mask[8:24, 8:24] = 1
+    xl = SDXLPipeline.from_pretrained(preset="tiny", device="cpu")
+    kw = dict(steps=3, seed=0, progress=False)
+    a = xl("x", image=img, mask=mask, control="canny", control_image=img, **kw).pixels
+    b = xl("x", image=img, mask=mask, **kw).pixels
+    assert (a - b)[..., 8:24, 8:24].abs().max() > 1e-2
+    sd = SD15Pipeline.from_pretrained(preset="tiny", device="cpu")
+    a = sd("x", image=img, strength=0.6, control="canny", control_image=img, **kw).pixels
+    b = sd("x", image=img, strength=0.6, **kw).pixels
+    assert (a - b).abs().max() > 1e-2
