@@ -67,12 +67,12 @@ def time_steps(model: GaussianSplatting, data: PosedImages, n: int = 6, warmup: 
     """Median seconds of a full training step (render, 3DGS loss, backward, Adam) of `model` on `data`.
 
     The model's parameters are copied, so the caller's model is left untouched."""
-    from .training import gs_loss
+    from .training import gs_loss, make_adam
 
     params = {k: torch.nn.Parameter(v.detach().clone()) for k, v in model.splats.items()}
     probe = GaussianSplatting(model.config)
     probe.splats = torch.nn.ParameterDict(params)
-    opts = [torch.optim.Adam([p], lr=1e-4, eps=1e-15) for p in params.values()]
+    opts = [make_adam(p, 1e-4) for p in params.values()]
     bg = torch.tensor(background)
     times = []
     for i in range(warmup + n):
