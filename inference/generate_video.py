@@ -5,6 +5,8 @@
         --noise-aug 0.02 --steps 30 --seed 0 --decode-chunk-size 8 --out clip.mp4                # SVD-XT (default)
     python inference/generate_video.py --model svd --prompt "a lighthouse in a storm" --image-model sdxl --out storm.mp4
     python inference/generate_video.py --model svd --image in.png --interpolate 2 --out smooth.mp4
+    python inference/generate_video.py --model sora --preset tiny --prompt "a fox in snow" --out fox.mp4  # offline
+    python inference/generate_video.py --model sora --prompt "a fox in snow" --num-frames 81 --out fox.mp4  # Wan 2.1 1.3B
 
 --out takes .mp4 (H.264, yuv420p), .webm, .gif, .webp, an image (.png: a preview grid of the frames),
 or a folder (one PNG per frame); default outputs/videos/<model>_<preset>_seed<seed>.mp4.
@@ -138,11 +140,87 @@ def run_svd(args) -> int:
     return 0
 
 
+# -- sora (the Wan 2.1 stand-in) -----------------------------------------------------------------------
+
+def add_sora_args(p) -> None:
+    p.add_argument("--prompt", default=None, help="what the clip shows (required)")
+    p.add_argument("--negative-prompt", default=None, help="what to steer away from (default: the release's)")
+    p.add_argument("--image", default=None, help="image-to-video: the first frame (.png/.jpg), with an i2v preset")
+    p.add_argument("--weights", default=None, help="diffusers folder (Wan-AI/Wan2.1-*-Diffusers), the official "
+                                                   "release's folder, or a hub id (default: the preset's repo)")
+    p.add_argument("--preset", default=None, help="wan2.1-t2v-1.3b (default), wan2.1-t2v-14b, wan2.1-i2v-14b-480p, "
+                                                  "or tiny (random weights, offline)")
+    p.add_argument("--num-frames", type=int, default=None, help="frames, 1 + 4k (default 81)")
+    p.add_argument("--height", type=int, default=None, help="frame height, a multiple of 16 (default 480; i2v: from "
+                                                            "the image's aspect ratio)")
+    p.add_argument("--width", type=int, default=None, help="frame width, a multiple of 16 (default 832)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default 50, i2v 40)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 5.0)")
+    p.add_argument("--shift", type=float, default=None, help="flow-matching schedule shift (default 5.0, 480p i2v 3.0)")
+    p.add_argument("--fps", type=float, default=None, help="playback rate of the written clip (default 16)")
+    p.add_argument("--decode-chunk-size", type=int, default=1, help="latent frames the causal VAE decodes at once "
+                                                                    "(more: faster, more memory)")
+    p.add_argument("--prompt-extender", default=None, help="folder of a local causal text model that rewrites the "
+                                                           "prompt into a detailed caption first (nothing is downloaded)")
+    p.add_argument("--num-videos", type=int, default=1, help="videos per prompt (video i uses seed + i)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (-1: random)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--offload", choices=("model", "sequential"), default=None,
+                   help="CPU offload on CUDA: model (one model on the GPU at a time) or sequential (layer by layer)")
+    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", default=None, help="output .mp4/.webm/.gif/.webp, .png preview, or folder")
+
+
+def run_sora(args) -> int:
+    from models.registry import get_spec
+
+    spec = get_spec("video", "sora")
+    preset = spec.check_preset(args.preset)
+    if not args.prompt:
+        raise UserError("give --prompt: it describes the clip to generate")
+    _check_image(args.image, "--image")
+    frames = args.num_frames
+    if frames is not None and (frames - 1) % 4:
+        below = 1 + 4 * ((frames - 1) // 4)
+        raise UserError(f"--num-frames {frames}: Wan generates 1 + 4k frames (5, 9, ..., 81): use {below} or {below + 4}")
+    multiple = spec.default(preset, "pixel_multiple")
+    for flag, value in (("--height", args.height), ("--width", args.width)):
+        if value is not None and value % multiple:
+            raise UserError(f"{flag} {value} is not a multiple of {multiple}: Wan ({preset}) makes frames whose sides "
+                            f"are multiples of {multiple} pixels, e.g. {max(multiple, value // multiple * multiple)}")
+    if args.prompt_extender is not None and not Path(args.prompt_extender).is_dir():
+        raise UserError(f"--prompt-extender {args.prompt_extender} is not a folder: give a local text model's folder")
+    out = _out_path(args, "sora", preset)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    from models.video_generation.sora.pipeline import WanPipeline
+
+    t0 = time.perf_counter()
+    pipe = WanPipeline.from_pretrained(args.weights, preset=args.preset, device=args.device, dtype=args.dtype,
+                                       offload=args.offload)
+    video = pipe(prompt=args.prompt, negative_prompt=args.negative_prompt, image=args.image, num_frames=frames,
+                 height=args.height, width=args.width, steps=args.steps, guidance_scale=args.guidance,
+                 shift=args.shift, fps=args.fps, decode_chunk_size=args.decode_chunk_size,
+                 prompt_extender=args.prompt_extender, num_videos=args.num_videos, seed=args.seed,
+                 progress=not args.no_progress)
+    written = video.save(out)
+    where = written[0] if len(written) == 1 else out
+    print(f"wrote {len(video.frames)} video(s) of {len(video.frames[0])} frames at {video.fps:g} fps to {where} "
+          f"in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
 # -- dispatch ------------------------------------------------------------------------------------------
 
 # registry name -> (adds the model's options, runs it). A new video model adds its two functions and one entry.
 RUNNERS = {
     "svd": (add_svd_args, run_svd),
+    "sora": (add_sora_args, run_sora),
 }
 
 

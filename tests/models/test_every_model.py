@@ -44,6 +44,7 @@ CALLS = {
     "point_e": dict(prompt="a red motorcycle", mesh=True),
     "get3d": dict(n_views=2, render_size=24),
     "svd": dict(image=IMAGE, progress=False),
+    "sora": dict(prompt="a red fox runs through snow", progress=False),
 }
 
 

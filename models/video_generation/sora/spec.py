@@ -30,11 +30,11 @@ SPEC = ModelSpec(
     # t2v. Wan 2.2 TI2V-5B: 704x1280, 121 frames at 24 fps, shift 5.0 (its README). tiny: for tests.
     defaults={
         "*": {"num_frames": 81, "fps": 16, "guidance_scale": 5.0, "steps": 50, "shift": 5.0, "height": 480,
-              "width": 832, "max_sequence_length": 512, "negative_prompt": WAN_NEGATIVE_PROMPT},
+              "width": 832, "max_sequence_length": 512, "negative_prompt": WAN_NEGATIVE_PROMPT, "pixel_multiple": 16},
         "wan2.1-t2v-14b": {"height": 720, "width": 1280},
         "wan2.1-i2v-14b-480p": {"steps": 40, "shift": 3.0},
         "wan2.2-ti2v-5b": {"height": 704, "width": 1280, "num_frames": 121, "fps": 24},
         "tiny": {"num_frames": 5, "steps": 3, "height": 32, "width": 32, "max_sequence_length": 16, "fps": 8,
-                 "negative_prompt": ""},
+                 "negative_prompt": "", "pixel_multiple": 8},
     },
 )

@@ -195,3 +195,27 @@ def test_sizes_and_user_errors():
     wide = i2v(prompt="x", image=Image.new("RGB", (64, 32), "red"), steps=1, output_type="latent", progress=False)
     assert fit_size((32, 64), 32 * 32, 8) == (24, 48)
     assert wide.latents.shape[-2:] == (6, 12)  # 24 x 48 pixels: about 32 x 32's area at 1:2
+
+
+def test_generate_video_cli(tmp_path, monkeypatch, capsys):
+    """generate_video.py --model sora as a user runs it: an mp4 of the asked frames, and one-line errors."""
+    import imageio_ffmpeg
+
+    from inference.generate_video import main
+    from utils.errors import cli_errors
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--model", "sora", "--preset", "tiny", "--prompt", "a fox in snow", "--num-frames", "9",
+                 "--steps", "2", "--fps", "12", "--no-progress", "--out", "fox.mp4"]) == 0
+    assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "fox.mp4"))[0] == 9
+    assert "9 frames at 12 fps" in capsys.readouterr().out
+    for argv, message in [(["--prompt", "x", "--num-frames", "6"], "use 5 or 9"),
+                          (["--prompt", "x", "--height", "30"], "not a multiple of 8"),
+                          (["--num-frames", "5"], "give --prompt"),
+                          (["--prompt", "x", "--prompt-extender", "nowhere"], "not a folder")]:
+        before = set(tmp_path.iterdir())
+        with pytest.raises(SystemExit) as exc, cli_errors("generate_video.py"):
+            main(["--model", "sora", "--preset", "tiny", *argv, "--out", "bad.mp4"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
+        assert set(tmp_path.iterdir()) == before
