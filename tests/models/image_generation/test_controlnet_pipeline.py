@@ -252,3 +252,19 @@ def test_control_in_img2img_and_inpainting():
     a = sd("x", image=img, strength=0.6, control="canny", control_image=img, **kw).pixels
     b = sd("x", image=img, strength=0.6, **kw).pixels
     assert (a - b).abs().max() > 1e-2
+
+
+def test_model_offload_places_the_controlnet_too():
+    """from_pretrained(controlnet=...) loads it before offload is set up: hooked like the others, same image."""
+    from models.image_generation.stable_diffusion.controlnet_pipeline import tiny_controlnet
+
+    img = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    net = tiny_controlnet(UNetConfig.preset("tiny"), 2)
+    off = SDXLPipeline.from_pretrained(preset="tiny", device="cpu", offload="model", controlnet=net)
+    assert "controlnet" in dict(off.named_components())
+    a = off("x", control="canny", control_image=img, steps=2, seed=0, progress=False).pixels
+    b = SDXLPipeline.from_pretrained(preset="tiny", device="cpu", controlnet=net)(
+        "x", control="canny", control_image=img, steps=2, seed=0, progress=False).pixels
+    assert torch.equal(a, b)
+    with pytest.raises(UserError, match="CPU offload"):
+        off.load_controlnet(net)
