@@ -25,7 +25,6 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from models.image_generation.stable_diffusion.unet import (TimestepEmbedSequential, UNetConfig, build_embeddings,
@@ -166,7 +165,8 @@ class ControlNet(nn.Module):
         guide = self.input_hint_block(hint.to(dtype))
         if guide.shape[0] != h.shape[0]:  # one control image for the batch, or per image: repeated for the CFG halves
             if h.shape[0] % guide.shape[0]:
-                raise UserError(f"{hint.shape[0]} control images for a batch of {h.shape[0]}: give one, or one per image")
+                raise UserError(f"{hint.shape[0]} control images for a batch of {h.shape[0]}: give one, or one per "
+                                "image")
             guide = guide.repeat(h.shape[0] // guide.shape[0], 1, 1, 1)
         down = []
         for i, (block, zero) in enumerate(zip(self.input_blocks, self.zero_convs)):
@@ -178,12 +178,4 @@ class ControlNet(nn.Module):
         return ControlResiduals(down, self.middle_block_out(h, emb, context) * scale)
 
 
-def resize_hint(hint: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """A (B, C, h, w) control image resized (bilinear) to the output size, when it is not already."""
-    if hint.shape[-2:] == (height, width):
-        return hint
-    return F.interpolate(hint.float(), size=(height, width), mode="bilinear", align_corners=False).to(hint.dtype)
-
-
-__all__ = ["CONTROLNET_PRESETS", "ControlNet", "ControlNetConfig", "ControlResiduals", "HintEmbedding", "combine",
-           "resize_hint"]
+__all__ = ["CONTROLNET_PRESETS", "ControlNet", "ControlNetConfig", "ControlResiduals", "HintEmbedding", "combine"]

@@ -95,8 +95,8 @@ def controlnet_config_from_diffusers(cfg: Mapping[str, Any]) -> ControlNetConfig
         raise UserError(f"this ControlNet's middle block is {cfg['mid_block_type']}: only the cross-attention one "
                         "of SD 1.5 / SDXL is supported")
     ucfg = unet_config_from_diffusers(dict(cfg))
-    return ControlNetConfig(ucfg, hint_channels=cfg.get("conditioning_channels", 3),
-                            hint_block_channels=tuple(cfg.get("conditioning_embedding_out_channels", (16, 32, 96, 256))))
+    widths = tuple(cfg.get("conditioning_embedding_out_channels", (16, 32, 96, 256)))
+    return ControlNetConfig(ucfg, hint_channels=cfg.get("conditioning_channels", 3), hint_block_channels=widths)
 
 
 def controlnet_config_to_diffusers(cfg: ControlNetConfig) -> dict[str, Any]:

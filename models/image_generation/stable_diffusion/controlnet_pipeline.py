@@ -111,8 +111,8 @@ class ControlNetSupport:
         net = self.controlnet if self.controlnet is not None else self._default_controlnet(control)
         net.check_fits(unet.config)
         if net.config.hint_downscale != self.vae.config.downscale:
-            raise UserError(f"this ControlNet embeds control images at 1/{net.config.hint_downscale} size but the VAE's "
-                            f"latents are 1/{self.vae.config.downscale}: pass a ControlNet made for this model")
+            raise UserError(f"this ControlNet embeds control images at 1/{net.config.hint_downscale} size but the "
+                            f"VAE's latents are 1/{self.vae.config.downscale}: pass a ControlNet made for this model")
         hint = make_control_image(control, control_image, size, what="--control-image")
         return ControlledUNet(unet, net, hint.to(self.device, self.dtype), float(control_scale))
 

@@ -16,7 +16,7 @@ from models.image_generation.stable_diffusion.controlnet_convert import (control
                                                                          controlnet_diffusers_to_native,
                                                                          controlnet_native_to_diffusers,
                                                                          infer_controlnet_config, load_controlnet)
-from models.image_generation.stable_diffusion.convert_unet import unet_config_to_diffusers, unet_native_to_diffusers
+from models.image_generation.stable_diffusion.convert_unet import unet_config_to_diffusers
 from models.image_generation.stable_diffusion.unet import SDXLUNet, UNetConfig
 from utils.errors import ConversionError, UserError
 
@@ -61,14 +61,6 @@ def _inputs(cfg: ControlNetConfig, seed: int = 1):
     y = torch.randn(2, u.adm_in_channels, generator=g) if u.adm_in_channels else None
     hint = torch.rand(2, 3, 8 * cfg.hint_downscale, 8 * cfg.hint_downscale, generator=g)
     return x, t, ctx, y, hint
-
-
-def _ref_kwargs(cfg: ControlNetConfig, y):
-    if y is None:
-        return {}
-    u = cfg.unet
-    pooled = u.adm_in_channels - 6 * u.addition_time_embed_dim
-    return {"added_cond_kwargs": {"text_embeds": y[:, :pooled], "time_ids": y[:, pooled:]}}
 
 
 def _ref_y(cfg: ControlNetConfig, seed: int = 2):

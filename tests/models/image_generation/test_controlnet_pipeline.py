@@ -12,11 +12,9 @@ import pytest
 import torch
 import transformers
 from PIL import Image
-from safetensors.torch import save_file
 
 from models.image_generation.stable_diffusion.controlnet import ControlNet, ControlNetConfig
-from models.image_generation.stable_diffusion.controlnet_convert import (controlnet_config_to_diffusers,
-                                                                         controlnet_diffusers_to_native)
+from models.image_generation.stable_diffusion.controlnet_convert import controlnet_config_to_diffusers
 from models.image_generation.stable_diffusion.convert import SDXL_SCHEDULER
 from models.image_generation.stable_diffusion.convert_unet import unet_config_to_diffusers
 from models.image_generation.stable_diffusion.pipeline_sd15 import SD15_SCHEDULER, SD15Pipeline
@@ -74,7 +72,8 @@ def _reference(tmp: Path, family: str):
     ucfg = UNetConfig.preset(preset)
     torch.manual_seed(0)
     unet = _perturb(UNet2DConditionModel(**unet_config_to_diffusers(ucfg)), 1)
-    cn = _perturb(ControlNetModel(**controlnet_config_to_diffusers(ControlNetConfig(ucfg, hint_block_channels=HINT_WIDTHS))), 2)
+    cn_cfg = ControlNetConfig(ucfg, hint_block_channels=HINT_WIDTHS)
+    cn = _perturb(ControlNetModel(**controlnet_config_to_diffusers(cn_cfg)), 2)
     vae = AutoencoderKL(**config_to_diffusers(VAEConfig.preset("tiny"))).eval()
     sched = SD15_SCHEDULER if family == "sd15" else SDXL_SCHEDULER
     scheduler = EulerDiscreteScheduler.from_config({k: v for k, v in sched.items() if k != "_class_name"})
