@@ -15,6 +15,7 @@ original 3DGS chkpnt*.pth, a gsplat ckpt_*.pt or a checkpoint of train_3d.py.
     python inference/generate_3d.py --model shap_e --prompt "a red chair" --out chair.glb --turntable chair.gif
     python inference/generate_3d.py --model shap_e --image photo.png --out chair.obj    # the image300M preset
     python inference/generate_3d.py --model point_e --prompt "a red motorcycle" --out cloud.ply --mesh mesh.glb
+    python inference/generate_3d.py --model get3d --preset shapenet-car --seed 0 --out car.glb --turntable car.mp4
 """
 from __future__ import annotations
 
@@ -389,6 +390,79 @@ def run_point_e(args) -> int:
     return 0
 
 
+# -- get3d (a GAN of textured meshes) -------------------------------------------------------------------
+
+GET3D_SUFFIXES = (".glb", ".obj")
+
+
+def add_get3d_args(p) -> None:
+    p.add_argument("--preset", default=None, help="shapenet-car (default), shapenet-chair, shapenet-motorbike, "
+                                                  "shapenet-table (nv-tlabs' checkpoints, CC BY-NC-SA 4.0) or tiny "
+                                                  "(random weights, offline)")
+    p.add_argument("--weights", default=None, help="an official .pt, a network-snapshot .pkl, a native "
+                                                   ".safetensors or a train_3d.py --model get3d run folder "
+                                                   "(default: the preset's download)")
+    p.add_argument("--tets", default=None, help="one of GET3D's tetrahedral grids (data/tets/<res>_tets.npz); "
+                                                "default: a regular grid of the model's resolution")
+    p.add_argument("--seed", type=int, default=0, help="the shape's seed (geometry and texture latents)")
+    p.add_argument("--out", default="outputs/generate_3d/get3d.glb",
+                   help="textured mesh: .glb (texture embedded) or .obj (+ .mtl + .png beside it), or a folder "
+                        "(both, and the renders)")
+    p.add_argument("--turntable", default=None, help="also write a turntable video (.mp4, .gif or .webm)")
+    p.add_argument("--frames", type=int, default=None, help="turntable views (default 8; tiny 2)")
+    p.add_argument("--size", type=int, default=None, help="render side in pixels (default 512; tiny 32)")
+    p.add_argument("--texture-size", type=int, default=None, help="texture atlas side in pixels (default 1024)")
+    p.add_argument("--elevation", type=float, default=None, help="turntable camera elevation above the horizon, "
+                                                                 "degrees (default 20)")
+    p.add_argument("--truncation", type=float, default=None, help="truncation psi of the latents (default 1)")
+    p.add_argument("--fps", type=float, default=12.0, help="turntable frame rate")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default)")
+
+
+def run_get3d(args) -> int:
+    from models import load
+    from utils.io import check_output_path
+
+    out = Path(args.out)
+    if out.suffix and out.suffix.lower() not in GET3D_SUFFIXES:
+        raise UserError(f"cannot write a textured mesh as '{out.suffix}': use --out x.glb, x.obj or a folder "
+                        "(videos: --turntable x.mp4)")
+    if args.turntable and Path(args.turntable).suffix.lower() not in (".mp4", ".gif", ".webm"):
+        raise UserError(f"--turntable {args.turntable}: the file must end in .mp4, .gif or .webm")
+    for opt, value, low in (("--frames", args.frames, 1), ("--size", args.size, 8),
+                            ("--texture-size", args.texture_size, 8)):
+        if value is not None and value < low:
+            raise UserError(f"{opt} must be at least {low}, got {value}")
+    if args.elevation is not None and not -89 <= args.elevation <= 89:
+        raise UserError(f"--elevation must be between -89 and 89 degrees, got {args.elevation}")
+    if args.truncation is not None and not 0 <= args.truncation <= 2:
+        raise UserError(f"--truncation must be between 0 and 2, got {args.truncation}")
+    if args.weights is not None and not Path(args.weights).exists() and args.weights.count("/") != 1:
+        raise UserError(f"--weights {args.weights} not found: give a GET3D .pt/.pkl/.safetensors file or a "
+                        "train_3d.py --model get3d run folder")
+    if args.tets is not None and not Path(args.tets).is_file():
+        raise UserError(f"--tets {args.tets} not found: give one of GET3D's data/tets/*.npz files, or leave it out")
+    check_output_path(out, "file" if out.suffix else "folder", flag="--out")
+    if args.weights is not None or args.tets is not None:
+        from models.generation_3d.get3d.pipeline import GET3DPipeline
+
+        pipe = GET3DPipeline.from_pretrained(args.weights, preset=args.preset or ("tiny" if args.weights is None
+                                                                                   else None),
+                                             device=args.device, tets=args.tets)
+    else:
+        pipe = load("3d", "get3d", preset=args.preset, device=args.device)
+    result = pipe(seed=args.seed, n_views=args.frames, render_size=args.size, texture_size=args.texture_size,
+                  elevation=args.elevation, truncation_psi=args.truncation, fps=args.fps)
+    written = result.save(out)
+    if out.suffix.lower() == ".obj":
+        written += [out.with_suffix(".mtl"), out.with_suffix(".png")]
+    if args.turntable:
+        written += result.save(Path(args.turntable))
+    print(f"get3d/{pipe.preset} seed {args.seed}: {len(result.points)} vertices -> "
+          f"{', '.join(str(p) for p in written[:5])}{' ...' if len(written) > 5 else ''}")
+    return 0
+
+
 # -- dispatch ------------------------------------------------------------------------------------------
 
 # registry name -> (adds the model's options, runs it). A new 3D model adds its two functions and one entry.
@@ -399,6 +473,7 @@ RUNNERS = {
     "aetherist": (add_aetherist_args, run_aetherist),
     "shap_e": (add_shap_e_args, run_shap_e),
     "point_e": (add_point_e_args, run_point_e),
+    "get3d": (add_get3d_args, run_get3d),
 }
 
 

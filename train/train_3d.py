@@ -5,6 +5,8 @@
     python train/train_3d.py --model gaussian_splatting --data data/nerf_synthetic/lego --steps 30000
     python train/train_3d.py --model gaussian_splatting --data data/garden --downscale 4 --strategy mcmc
     python train/train_3d.py --model voxel_vae_gan --config config/pose.yaml --output_dir models/experiments
+    python train/train_3d.py --model get3d                              # tiny, built-in primitives, CPU minutes
+    python train/train_3d.py --model get3d --preset shapenet-car --data renders/img/02958343
 
 --data takes a NeRF-synthetic scene (transforms_train.json) or a COLMAP scene (sparse/0 + images/).
 Outputs go to outputs/<model>/<scene>/ unless --out: point_cloud.ply, test_renders/, turntable.mp4,
@@ -413,6 +415,97 @@ def train_nerf(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+# -- get3d ---------------------------------------------------------------------------------------------
+
+def add_get3d_args(p) -> None:
+    p.add_argument("--preset", default=None, help="tiny (the default: a CPU-sized model on --resolution 32) or "
+                                                  "shapenet-car, shapenet-chair, shapenet-motorbike, shapenet-table "
+                                                  "(the released architecture and recipe)")
+    p.add_argument("--data", default=None, help="a category of GET3D's ShapeNet renders (img/<synset>: object "
+                                                 "folders of RGBA views) or a NeRF-synthetic scene; default: the "
+                                                 "built-in renders of random primitives")
+    p.add_argument("--camera", default=None, help="camera folder of the ShapeNet renders (camera/<synset>, "
+                                                   "rotation.npy + elevation.npy per object; default: beside img/)")
+    p.add_argument("--max-objects", type=int, default=None, help="read at most this many objects of --data")
+    p.add_argument("--held-out", type=int, default=None, help="objects held out to measure the silhouette IoU "
+                                                              "(default: 2 on the built-in set, 1 on --data; 0: none)")
+    p.add_argument("--builtin-shapes", type=int, default=12, help="objects of the built-in set")
+    p.add_argument("--builtin-views", type=int, default=8, help="views per object of the built-in set")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the preset's; tiny 300)")
+    p.add_argument("--batch", type=int, default=None, help="views per step (default: the preset's; tiny 4)")
+    p.add_argument("--resolution", type=int, default=None, help="training image size, a power of two (default: "
+                                                                "the preset's; tiny 32, released 1024)")
+    p.add_argument("--lr-g", type=float, default=None, help="generator learning rate (default 0.002)")
+    p.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate (default 0.002)")
+    p.add_argument("--gamma", type=float, default=None, help="R1 weight of both discriminator branches (default: "
+                                                             "the preset's: car 40, motorbike 80, chair 400, tiny 1)")
+    p.add_argument("--out", default=None, help="run folder (default outputs/get3d/<preset>-<data>)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out/ckpts")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an --out that holds another run")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and of each step")
+    p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (default: the preset's)")
+    p.add_argument("--sample-every", type=int, default=None, help="sample grid and held-out IoU every N steps")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of torch (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
+
+
+def train_get3d(args: argparse.Namespace, argv: list[str]) -> int:
+    preset = args.preset or "tiny"
+    for name in ("steps", "batch", "resolution", "builtin_shapes", "builtin_views", "max_objects", "save_every",
+                 "sample_every"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.held_out is not None and args.held_out < 0:
+        raise UserError(f"--held-out must be 0 or more, got {args.held_out}")
+    for name in ("lr_g", "lr_d"):
+        if getattr(args, name) is not None and not getattr(args, name) > 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.gamma is not None and not args.gamma >= 0:
+        raise UserError(f"--gamma must be 0 or more, got {args.gamma}")
+    if args.resolution is not None and (args.resolution < 8 or args.resolution & (args.resolution - 1)):
+        raise UserError(f"--resolution must be a power of two of at least 8 (the discriminator halves it to 4), "
+                        f"got {args.resolution}")
+    if args.camera is not None and args.data is None:
+        raise UserError("--camera goes with --data (the ShapeNet renders it holds the cameras of)")
+
+    from dataclasses import replace
+
+    import torch
+
+    from models.generation_3d.get3d.data import builtin_primitives, load_multiview
+    from models.generation_3d.get3d.trainer import TRAIN_PRESETS, GET3DTrainer, write_run_metrics
+    from utils.torch_utils import resolve_device
+
+    device = resolve_device(args.device)
+    if device.type == "cpu" and args.threads > 0:
+        torch.set_num_threads(args.threads)
+    cfg = TRAIN_PRESETS[preset]
+    given = {"steps": args.steps, "batch": args.batch, "resolution": args.resolution, "lr_g": args.lr_g,
+             "lr_d": args.lr_d, "r1_gamma": args.gamma, "gamma_mask": args.gamma, "seed": args.seed,
+             "save_every": args.save_every, "sample_every": args.sample_every}
+    cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None})
+    name = "primitives" if args.data is None else Path(args.data).resolve().name
+    out = Path(args.out) if args.out else Path("outputs") / "get3d" / f"{preset}-{name}"
+    if args.data is None:
+        data = builtin_primitives(args.builtin_shapes, args.builtin_views, cfg.resolution, seed=args.seed)
+    else:
+        data = load_multiview(args.data, cfg.resolution, args.camera, args.max_objects)
+    held = args.held_out if args.held_out is not None else (2 if args.data is None else 1)
+    train, held_out = data.split_objects(held)
+    trainer = GET3DTrainer(preset, cfg, train, held_out, out, device, tensorboard=not args.no_tensorboard)
+    print(f"training get3d/{preset} on {name}: {len(train)} views ({len(held_out)} held out) at {cfg.resolution} px, "
+          f"{cfg.steps} steps of {cfg.batch}, device {device.type}", file=sys.stderr)
+    result = trainer.fit(resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    metrics = write_run_metrics(trainer, result, "python " + " ".join(["train/train_3d.py", *argv]))
+    first, last = metrics["silhouette_iou_start"], metrics["silhouette_iou"]
+    print(f"done: {trainer.step} steps in {result['seconds']:.1f} s, held-out silhouette IoU {first:.4f} -> "
+          f"{last:.4f} -> {out}/generator.safetensors (samples/, ckpts/, tb/)")
+    return 0
+
+
 # -- dispatch ------------------------------------------------------------------------------------------
 
 # registry name -> (adds the model's options to the parser, runs the training). A new 3D model adds
@@ -421,6 +514,7 @@ TRAINERS = {
     "gaussian_splatting": (add_gaussian_splatting_args, train_gaussian_splatting),
     "nerf": (add_nerf_args, train_nerf),
     "voxel_vae_gan": (add_voxel_vae_gan_args, train_voxel_vae_gan),
+    "get3d": (add_get3d_args, train_get3d),
 }
 
 

@@ -61,8 +61,8 @@ def load_generator(source: str | Path, preset: str, tets: str | Path | None = No
     if path.suffix == ".safetensors":
         from utils.weights.files import load_state_dict
 
+        sd = load_state_dict(path)  # first: a damaged file is refused with its name
         cfg = read_safetensors_config(path, GET3DConfig) or preset_config(preset)
-        sd = load_state_dict(path)
     else:
         from models.generation_3d.get3d.convert import load_official
 
@@ -140,7 +140,8 @@ class GET3DPipeline:
             raise UserError("this seed gave an empty shape (no surface in the grid): try another seed")
         frames = turntable_frames(self.generator, aux, 0, verts, faces, int(n_views), int(render_size),
                                   float(elevation), background)
-        check_generated(frames, "GET3D renders")
+        check_generated(verts, "GET3D vertices", flat=False)  # a render may be flat (a shape off-screen)
+        check_generated(frames, "GET3D renders", flat=False)
         renders = [Image.fromarray((f.numpy() * 255 + 0.5).astype(np.uint8)) for f in frames]
         v = verts.float().cpu().numpy()
         writers = {}
