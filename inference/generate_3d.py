@@ -446,9 +446,7 @@ def run_get3d(args) -> int:
     if args.weights is not None or args.tets is not None:
         from models.generation_3d.get3d.pipeline import GET3DPipeline
 
-        pipe = GET3DPipeline.from_pretrained(args.weights, preset=args.preset or ("tiny" if args.weights is None
-                                                                                   else None),
-                                             device=args.device, tets=args.tets)
+        pipe = GET3DPipeline.from_pretrained(args.weights, preset=args.preset, device=args.device, tets=args.tets)
     else:
         pipe = load("3d", "get3d", preset=args.preset, device=args.device)
     result = pipe(seed=args.seed, n_views=args.frames, render_size=args.size, texture_size=args.texture_size,

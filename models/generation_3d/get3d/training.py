@@ -42,7 +42,9 @@ def train_step(G: GET3DGenerator, D: GET3DDiscriminator, opt_g, opt_d, real: Ten
     edges = tet_edges(G.grid.tets)
 
     def latents():
-        return (torch.randn(b, G.cfg.z_dim, generator=generator), torch.randn(b, G.cfg.z_dim, generator=generator))
+        # drawn on the CPU (a seed means the same latents on every device), then moved to the data's device
+        return (torch.randn(b, G.cfg.z_dim, generator=generator).to(real.device),
+                torch.randn(b, G.cfg.z_dim, generator=generator).to(real.device))
 
     opt_d.zero_grad(set_to_none=True)
     with torch.no_grad():

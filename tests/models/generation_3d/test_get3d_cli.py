@@ -55,3 +55,20 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, monkeypatch, capsys
     text = capsys.readouterr().err
     assert fragment in text and "Traceback" not in text and len(text.strip().splitlines()) == 1
     assert not list(tmp_path.rglob("*.*"))
+
+
+def test_weights_of_a_training_run_and_a_get3d_grid_file(tmp_path):
+    from train import train_3d
+    from utils.rendering.dmtet import regular_tet_grid
+
+    run = tmp_path / "run"
+    assert train_3d.main(["--model", "get3d", "--builtin-shapes", "3", "--builtin-views", "2", "--held-out", "1",
+                          "--batch", "2", "--resolution", "16", "--steps", "1", "--no-progress", "--no-tensorboard",
+                          "--out", str(run)]) == 0
+    grid = regular_tet_grid(6)
+    np.savez(tmp_path / "6_tets.npz", vertices=grid.verts.numpy() * 3.0, tets=grid.tets.numpy())  # rescaled on load
+    out = tmp_path / "mine.glb"
+    assert generate_3d.main(["--model", "get3d", "--weights", str(run), "--preset", "tiny", "--tets",
+                             str(tmp_path / "6_tets.npz"), "--out", str(out), "--size", "16",
+                             "--texture-size", "16"]) == 0
+    assert len(trimesh.load(out, force="mesh", process=False).faces) > 0
