@@ -110,3 +110,15 @@ def test_tiny_pipeline_saves_textured_glb_obj_and_turntable(tmp_path):
         pipe(seed=3, n_views=0)
     with pytest.raises(UserError, match="elevation"):
         pipe(seed=3, elevation=95)
+
+
+def test_turntable_is_a_video_output_of_the_shapes_views(tmp_path):
+    from utils.outputs import VideoOutput
+
+    pipe = GET3DPipeline.from_pretrained(preset="tiny")
+    video = pipe.turntable(seed=3, n_views=4, render_size=24, fps=6.0)
+    assert isinstance(video, VideoOutput) and len(video.frames[0]) == 4 and video.fps == 6.0
+    still = pipe(seed=3, n_views=4, render_size=24, texture_size=16)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(video.frames[0], still.renders))
+    written = video.save(tmp_path / "turn.mp4")
+    assert written[0].stat().st_size > 0
