@@ -37,6 +37,13 @@ SKIP_MARGIN = 1e-5
 margin (in sigma, i.e. a 1e-5 relative change of alpha) is far above float32 rounding, so a skip
 never changes a decision the exact test would take."""
 
+BOX_MARGIN = 0.05
+"""Padding (pixels) of a Gaussian's reachable box around the ellipse sigma = bound. A pixel centre
+outside it has sigma above the bound by at least 2 bound x margin / extent (a relative 1e-4 for
+an extent of 1000 px), far above the float32 rounding of sigma, so no decision of the exact test
+changes; a wider margin only makes both kernels visit pixels they then skip."""
+
+
 @njit(cache=True, nogil=True)
 def _gather_tile(means2d, conics, colors, opacities, flatten_ids, start, end, threshold, ox, oy, tile_size,
                  buf, bound, cbuf, box):  # pragma: no cover
@@ -45,7 +52,7 @@ def _gather_tile(means2d, conics, colors, opacities, flatten_ids, start, end, th
 
     The box (x0, x1, y0, y1, tile-local, end exclusive) holds every pixel centre where
     sigma <= bound: the ellipse sigma = bound has half extents sqrt(2 bound cov_xx) and
-    sqrt(2 bound cov_yy) (cov = the inverse of the conic); one pixel of padding keeps float
+    sqrt(2 bound cov_yy) (cov = the inverse of the conic); BOX_MARGIN of padding keeps float
     rounding out. Pixels outside it would be skipped anyway, so the image does not change."""
     D = colors.shape[1]
     for k in range(end - start):
@@ -68,8 +75,8 @@ def _gather_tile(means2d, conics, colors, opacities, flatten_ids, start, end, th
         if bnd < 0:
             box[k, 0] = box[k, 1] = box[k, 2] = box[k, 3] = 0
         elif a64 > 0 and c64 > 0 and det > 0:
-            ex = np.sqrt(2.0 * bnd * c64 / det) + 1.0
-            ey = np.sqrt(2.0 * bnd * a64 / det) + 1.0
+            ex = np.sqrt(2.0 * bnd * c64 / det) + BOX_MARGIN
+            ey = np.sqrt(2.0 * bnd * a64 / det) + BOX_MARGIN
             # pixel x (centre x + 0.5) is reached when |mx - x - 0.5| <= ex
             box[k, 0] = min(max(int(np.ceil(np.float64(mx) - ex - 0.5)) - ox, 0), tile_size)
             box[k, 1] = min(max(int(np.floor(np.float64(mx) + ex - 0.5)) + 1 - ox, 0), tile_size)
