@@ -66,6 +66,6 @@ def test_fused_adam_matches_the_per_tensor_adam():
         a.grad, b.grad = grad.clone(), grad.clone()
         fast.step()
         ref.step()
-    assert float((a - b).abs().max()) < 1e-6 and float((a - start).abs().max()) > 1e-2
+    assert (a - b).detach().abs().max().item() < 1e-6 and (a - start).detach().abs().max().item() > 1e-2
     # the state a densification strategy slices has the same keys and shapes
     assert set(fast.state[a]) == set(ref.state[b]) and fast.state[a]["exp_avg"].shape == (500, 3)
