@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="images per step and process (--batch: NVlabs' name)")
     p.add_argument("--lr-g", type=float, default=None, help="generator learning rate")
     p.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate (TTUR when different)")
-    p.add_argument("--loss", default=None, help="non_saturating, hinge, wasserstein or lsgan")
+    p.add_argument("--loss", default=None, help="non_saturating, hinge, wasserstein, lsgan or ragan")
     p.add_argument("--n-critic", type=int, default=None, help="discriminator steps per generator step")
     p.add_argument("--gp-weight", type=float, default=None, help="WGAN-GP gradient penalty weight")
     p.add_argument("--r1-weight", "--gamma", dest="r1_weight", type=float, default=None,

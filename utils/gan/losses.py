@@ -1,4 +1,9 @@
-"""Adversarial losses over discriminator logits: each is a (d_loss, g_loss) pair of functions."""
+"""Adversarial losses over discriminator logits: each is a (d_loss, g_loss) pair of functions.
+
+The relativistic average loss (`ragan`, ESRGAN's) compares each logit with the mean logit of the other
+kind, so its generator loss needs the discriminator's logits on real samples too: `GANLoss.relativistic`
+says so, and its `g_loss(fake, real)` takes them.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,6 +56,24 @@ def lsgan_g_loss(fake: Tensor) -> Tensor:
     return 0.5 * ((fake - 1) ** 2).mean()
 
 
+def ragan_d_loss(real: Tensor, fake: Tensor) -> Tensor:
+    """Relativistic average GAN (Jolicoeur-Martineau 2018; ESRGAN, Wang et al. 2018, eq. 1-2), on logits:
+    1/2 [BCE(C(x_r) - mean C(x_f), 1) + BCE(C(x_f) - mean C(x_r), 0)], BCE the binary cross-entropy with
+    logits. Gradients flow through both means (the paper's loss); BasicSR's ESRGANModel detaches the mean
+    of the other kind in each half, which changes D's gradient but not the value."""
+    return 0.5 * (F.softplus(-(real - fake.mean())).mean() + F.softplus(fake - real.mean()).mean())
+
+
+def ragan_g_loss(fake: Tensor, real: Tensor | None = None) -> Tensor:
+    """The generator's side, with the labels swapped: 1/2 [BCE(C(x_r) - mean C(x_f), 0) +
+    BCE(C(x_f) - mean C(x_r), 1)]; `real` are D's logits on real samples (no gradient needed: they do not
+    depend on the generator, but the first term reaches it through mean C(x_f))."""
+    if real is None:
+        raise TypeError("the relativistic GAN loss needs the discriminator's logits on real samples: g_loss(fake, real)")
+    real = real.detach()
+    return 0.5 * (F.softplus(real - fake.mean()).mean() + F.softplus(-(fake - real.mean())).mean())
+
+
 @dataclass(frozen=True)
 class GANLoss:
     """A named (d_loss, g_loss) pair; `get_loss(name)` looks one up."""
@@ -60,7 +83,9 @@ class GANLoss:
     d_loss: Callable[[Tensor, Tensor], Tensor]
     """Discriminator loss from logits on real and on fake samples."""
     g_loss: Callable[[Tensor], Tensor]
-    """Generator loss from the discriminator's logits on fake samples."""
+    """Generator loss from the discriminator's logits on fake samples (and on real ones, when relativistic)."""
+    relativistic: bool = False
+    """True when g_loss takes (fake, real) logits: the relativistic losses."""
 
 
 LOSSES = {
@@ -68,6 +93,7 @@ LOSSES = {
     "hinge": GANLoss("hinge", hinge_d_loss, hinge_g_loss),
     "wasserstein": GANLoss("wasserstein", wasserstein_d_loss, wasserstein_g_loss),
     "lsgan": GANLoss("lsgan", lsgan_d_loss, lsgan_g_loss),
+    "ragan": GANLoss("ragan", ragan_d_loss, ragan_g_loss, relativistic=True),
 }
 
 
@@ -78,4 +104,5 @@ def get_loss(name: str) -> GANLoss:
 
 
 __all__ = ["GANLoss", "LOSSES", "get_loss", "hinge_d_loss", "hinge_g_loss", "lsgan_d_loss", "lsgan_g_loss",
-           "non_saturating_d_loss", "non_saturating_g_loss", "wasserstein_d_loss", "wasserstein_g_loss"]
+           "non_saturating_d_loss", "non_saturating_g_loss", "ragan_d_loss", "ragan_g_loss",
+           "wasserstein_d_loss", "wasserstein_g_loss"]

@@ -418,7 +418,13 @@ class GANTrainer:
                 log["ada_p"] = self.ada.p
         z = torch.randn((real.shape[0], *latent_shape), generator=gen).to(self.device)
         with acc.autocast():
-            loss_g = self.loss_fn.g_loss(D(self._augment(G(z, y), gen), y).float())
+            d_fake = D(self._augment(G(z, y), gen), y).float()
+            if self.loss_fn.relativistic:  # ragan: the generator's loss also sees D's logits on real images
+                with torch.no_grad():
+                    d_real = D(self._augment(real, gen), y).float()
+                loss_g = self.loss_fn.g_loss(d_fake, d_real)
+            else:
+                loss_g = self.loss_fn.g_loss(d_fake)
         self.opt_g.zero_grad(set_to_none=True)
         acc.backward(loss_g)
         self.opt_g.step()
