@@ -3,13 +3,15 @@
     python train/train_gan.py --model srgan --data FOLDER            # SRGAN: MSE + VGG54 + adversarial
     python train/train_gan.py --model esrgan --preset realesrgan-x4plus --data FOLDER
 
-Each step degrades the batch's HR crops into LR inputs (`degradations.degrade`: bicubic for SRGAN,
-Real-ESRGAN's second-order blur / resize / noise / JPEG pipeline for the RRDB presets), then
+Each step degrades the batch's HR crops into LR inputs (`utils.data.degradations.degrade`: bicubic for SRGAN
+and ESRGAN, Real-ESRGAN's second-order model for the Real-ESRGAN presets, from the unsharp-masked crop), then
 - the generator minimises  w_pix * pixel + w_vgg * VGG perceptual + w_gan * adversarial;
 - the discriminator separates HR crops from super-resolved ones (per-pixel for the U-Net).
 Weights: SRGAN (Ledig et al. 2017) MSE 1, VGG54 (MSE) 0.006, adversarial 1e-3, Adam 1e-4;
-ESRGAN (Wang et al. 2018) L1 1e-2, VGG (L1, before ReLU) 1, adversarial 5e-3; Real-ESRGAN's
-RealESRGAN_x4plus options: L1 1, perceptual 1, adversarial 0.1, Adam 1e-4 betas (0.9, 0.99), EMA 0.999.
+ESRGAN (Wang et al. 2018; BasicSR's train_ESRGAN_x4.yml) L1 1e-2, VGG conv5_4 (L1, before ReLU) 1,
+relativistic average adversarial 5e-3; Real-ESRGAN's train_realesrgan_x4plus.yml: L1 1, perceptual 1,
+vanilla (BCE) adversarial 0.1 with the U-Net discriminator, L1 / VGG against the unsharp-masked crop,
+Adam 1e-4 betas (0.9, 0.99), EMA 0.999.
 The `tiny` presets train with a narrow random VGG (nothing to download); the others read torchvision's
 ImageNet VGG19 file (`utils/gan/perceptual.py` says where it goes).
 """
@@ -42,11 +44,18 @@ class SRLossWeights:
     """Weight of the generator's adversarial term."""
     degradation_order: int
     """0: bicubic only, 1: one blur/resize/noise/JPEG round, 2: Real-ESRGAN's second order."""
+    gan_loss: str = "non_saturating"
+    """utils.gan.losses name: 'ragan' (ESRGAN's relativistic average) or 'non_saturating' (vanilla BCE)."""
+    usm_target: bool = False
+    """Real-ESRGAN: unsharp-mask the HR crop, degrade the sharpened one, and use it as the L1 / VGG target
+    (the GAN sees the plain crop: l1_gt_usm, percep_gt_usm True, gan_gt_usm False)."""
 
 
 SRGAN_WEIGHTS = SRLossWeights(1.0, "mse", 0.006, "mse", 1e-3, 0)
-ESRGAN_WEIGHTS = SRLossWeights(1e-2, "l1", 1.0, "l1", 5e-3, 1)
-REAL_ESRGAN_WEIGHTS = SRLossWeights(1.0, "l1", 1.0, "l1", 0.1, 2)
+ESRGAN_WEIGHTS = SRLossWeights(1e-2, "l1", 1.0, "l1", 5e-3, 0, gan_loss="ragan")
+"""BasicSR's train_ESRGAN_x4.yml: bicubic pairs, ESRGANModel's relativistic average loss."""
+REAL_ESRGAN_WEIGHTS = SRLossWeights(1.0, "l1", 1.0, "l1", 0.1, 2, gan_loss="non_saturating", usm_target=True)
+"""train_realesrgan_x4plus.yml: the vanilla GAN (BCE) with the U-Net discriminator."""
 
 
 def sr_recipe(config, weights: SRLossWeights, tiny: bool, batch_size: int, steps: int) -> GANRecipe:
@@ -66,19 +75,20 @@ def sr_recipe(config, weights: SRLossWeights, tiny: bool, batch_size: int, steps
         return (x - lo) / (hi - lo)
 
     def pair(batch: dict, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        from models.gan.esrgan.degradations import degrade
+        from utils.data.degradations import degrade, usm_sharp
         from utils.gan.trainer import match_channels
 
         hr = (match_channels(batch["image"], channels).float() + 1) / 2
-        lr = degrade(hr.cpu(), config.scale, gen, weights.degradation_order).to(device)
-        return hr.to(device), lr
+        target = usm_sharp(hr) if weights.usm_target else hr
+        lr = degrade(target.cpu(), config.scale, gen, weights.degradation_order).to(device)
+        return hr.to(device), target.to(device), lr
 
     def train_step(ctx: StepContext) -> dict[str, float]:
         from utils.gan import get_loss
 
         loss = get_loss(ctx.settings.loss)
         G, D, acc = ctx.G, ctx.D, ctx.accelerator
-        hr, lr = pair(ctx.next_batch(), ctx.generator, ctx.device)
+        hr, target, lr = pair(ctx.next_batch(), ctx.generator, ctx.device)
         if "lr" not in shown:
             shown["lr"], shown["hr"] = lr[:4].detach().cpu(), hr[:4].detach().cpu()
         vgg.to(ctx.device)
@@ -86,9 +96,13 @@ def sr_recipe(config, weights: SRLossWeights, tiny: bool, batch_size: int, steps
         D.requires_grad_(False)
         with acc.autocast():
             sr = to_01(G(to_net(lr)).float())
-            pix = F.l1_loss(sr, hr) if weights.pixel_criterion == "l1" else F.mse_loss(sr, hr)
-            per = vgg(sr, hr)
-            adv = loss.g_loss(D(to_net(sr)).float())
+            pix = F.l1_loss(sr, target) if weights.pixel_criterion == "l1" else F.mse_loss(sr, target)
+            per = vgg(sr, target)
+            d_fake = D(to_net(sr)).float()
+            if loss.relativistic:  # ESRGAN: D's logits on the HR crops, as constants for G
+                adv = loss.g_loss(d_fake, D(to_net(hr)).float().detach())
+            else:
+                adv = loss.g_loss(d_fake)
             loss_g = weights.pixel * pix + weights.perceptual * per + weights.adversarial * adv
         ctx.opt_g.zero_grad(set_to_none=True)
         acc.backward(loss_g)
@@ -113,7 +127,7 @@ def sr_recipe(config, weights: SRLossWeights, tiny: bool, batch_size: int, steps
         sr = to_01(net(to_net(lr)).float()).clamp(0, 1)
         return torch.cat([up, sr, hr]) * 2 - 1
 
-    return GANRecipe(generator, build_discriminator(config), config, loss="non_saturating", lr_g=1e-4, lr_d=1e-4,
+    return GANRecipe(generator, build_discriminator(config), config, loss=weights.gan_loss, lr_g=1e-4, lr_d=1e-4,
                      betas=(0.9, 0.99), n_critic=1, ema_beta=0.999, batch_size=batch_size, steps=steps,
                      train_step=train_step, sampler=sampler)  # the data: train_gan's --dataset at the HR crop size
 

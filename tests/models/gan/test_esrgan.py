@@ -177,7 +177,7 @@ def test_srgan_native_checkpoint_round_trip(tmp_path):
 
 
 def test_degradations_shapes_range_and_seed():
-    from models.gan.esrgan.degradations import degrade
+    from utils.data.degradations import degrade
 
     hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     for order in (0, 1, 2):
@@ -231,3 +231,15 @@ def test_train_gan_trains_a_super_resolution_model(model, tmp_path):
     assert pipe.scale == 4
     assert (out / "samples" / "step_0000002.png").is_file()
     assert "perceptual" in (out / "log.jsonl").read_text()
+
+
+def test_recipes_use_the_official_losses():
+    """ESRGAN: bicubic pairs, relativistic average GAN 5e-3, L1 1e-2; Real-ESRGAN: second order, vanilla GAN 0.1."""
+    from models.gan.esrgan.training import ESRGAN_WEIGHTS, REAL_ESRGAN_WEIGHTS
+    from utils.gan.losses import get_loss
+
+    assert (ESRGAN_WEIGHTS.pixel, ESRGAN_WEIGHTS.perceptual, ESRGAN_WEIGHTS.adversarial) == (1e-2, 1.0, 5e-3)
+    assert ESRGAN_WEIGHTS.gan_loss == "ragan" and get_loss("ragan").relativistic and ESRGAN_WEIGHTS.degradation_order == 0
+    assert (REAL_ESRGAN_WEIGHTS.pixel, REAL_ESRGAN_WEIGHTS.perceptual, REAL_ESRGAN_WEIGHTS.adversarial) == (1.0, 1.0, 0.1)
+    assert REAL_ESRGAN_WEIGHTS.gan_loss == "non_saturating" and REAL_ESRGAN_WEIGHTS.degradation_order == 2
+    assert REAL_ESRGAN_WEIGHTS.usm_target
