@@ -72,6 +72,8 @@ RRDB_PRESETS: dict[str, RRDBNetConfig] = {
     "esrgan": RRDBNetConfig(discriminator="vgg", hr_size=128),
     # Real-ESRGAN (ICCVW 2021): trained on the second-order degradation pipeline, U-Net discriminator
     "realesrgan-x4plus": RRDBNetConfig(),
+    # Real-ESRNet (the same paper): the L1-only (PSNR) stage on the same degradations; starts Real-ESRGAN
+    "realesrnet-x4plus": RRDBNetConfig(),
     "realesrgan-x4plus-anime-6b": RRDBNetConfig(num_block=6),
     "realesrgan-x2plus": RRDBNetConfig(scale=2, unshuffle=2),
     "tiny": RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=4, d_features=8, hr_size=32),

@@ -6,6 +6,7 @@ RELEASES = {
     "realesrgan-x4plus": f"{REAL_ESRGAN}/v0.1.0/RealESRGAN_x4plus.pth",
     "realesrgan-x4plus-anime-6b": f"{REAL_ESRGAN}/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth",
     "realesrgan-x2plus": f"{REAL_ESRGAN}/v0.2.1/RealESRGAN_x2plus.pth",
+    "realesrnet-x4plus": f"{REAL_ESRGAN}/v0.1.1/RealESRNet_x4plus.pth",
 }
 """The release files of xinntao/Real-ESRGAN (BSD-3-Clause), downloaded once into the torch hub cache."""
 
@@ -15,7 +16,8 @@ SPECS = (
         summary="ESRGAN (Wang et al. 2018) and Real-ESRGAN (Wang et al. 2021): RRDB super-resolution x2/x4, "
                 "the released RealESRGAN_x4plus / anime_6B / x2plus weights, tiled upscaling of large images.",
         pipeline="models.gan.esrgan.pipeline:ESRGANPipeline",
-        presets=("realesrgan-x4plus", "realesrgan-x4plus-anime-6b", "realesrgan-x2plus", "esrgan", "tiny"),
+        presets=("realesrgan-x4plus", "realesrgan-x4plus-anime-6b", "realesrgan-x2plus", "realesrnet-x4plus", "esrgan",
+                 "tiny"),
         default_preset="realesrgan-x4plus",
         weights=tuple(WeightsSource(p, url, "BSD-3-Clause", file=url.rsplit("/", 1)[-1], layout="official")
                       for p, url in RELEASES.items()),

@@ -56,16 +56,20 @@ ESRGAN_WEIGHTS = SRLossWeights(1e-2, "l1", 1.0, "l1", 5e-3, 0, gan_loss="ragan")
 """BasicSR's train_ESRGAN_x4.yml: bicubic pairs, ESRGANModel's relativistic average loss."""
 REAL_ESRGAN_WEIGHTS = SRLossWeights(1.0, "l1", 1.0, "l1", 0.1, 2, gan_loss="non_saturating", usm_target=True)
 """train_realesrgan_x4plus.yml: the vanilla GAN (BCE) with the U-Net discriminator."""
+REAL_ESRNET_WEIGHTS = SRLossWeights(1.0, "l1", 0.0, "l1", 0.0, 2, usm_target=True)
+"""train_realesrnet_x4plus.yml: Real-ESRNet, the L1-only (PSNR) stage whose weights start Real-ESRGAN's GAN
+training: the same degradations, L1 1 against the USM-sharpened crop, no VGG, no discriminator step."""
 
 
-def sr_recipe(config, weights: SRLossWeights, tiny: bool, batch_size: int, steps: int) -> GANRecipe:
+def sr_recipe(config, weights: SRLossWeights, tiny: bool, batch_size: int, steps: int, lr_g: float = 1e-4) -> GANRecipe:
     from utils.gan.perceptual import VGGPerceptualLoss
 
     generator = build_generator(config)
     lo, hi = generator.value_range
     channels = getattr(config, "out_channels", getattr(config, "channels", 3))
-    vgg = VGGPerceptualLoss(layer="conv5_4", criterion=weights.perceptual_criterion, pretrained=not tiny,
-                            width=0.125 if tiny else 1.0)
+    psnr_only = weights.perceptual == 0 and weights.adversarial == 0
+    vgg = None if psnr_only else VGGPerceptualLoss(layer="conv5_4", criterion=weights.perceptual_criterion,
+                                                   pretrained=not tiny, width=0.125 if tiny else 1.0)
     shown: dict[str, torch.Tensor] = {}
 
     def to_net(x01: torch.Tensor) -> torch.Tensor:
@@ -91,6 +95,14 @@ def sr_recipe(config, weights: SRLossWeights, tiny: bool, batch_size: int, steps
         hr, target, lr = pair(ctx.next_batch(), ctx.generator, ctx.device)
         if "lr" not in shown:
             shown["lr"], shown["hr"] = lr[:4].detach().cpu(), hr[:4].detach().cpu()
+        if psnr_only:  # Real-ESRNet: the pixel loss alone, the discriminator untouched
+            with acc.autocast():
+                sr = to_01(G(to_net(lr)).float())
+                pix = F.l1_loss(sr, target) if weights.pixel_criterion == "l1" else F.mse_loss(sr, target)
+            ctx.opt_g.zero_grad(set_to_none=True)
+            acc.backward(pix)
+            ctx.opt_g.step()
+            return {"loss_d": 0.0, "loss_g": pix.item(), "pixel": pix.item()}
         vgg.to(ctx.device)
 
         D.requires_grad_(False)
@@ -127,16 +139,18 @@ def sr_recipe(config, weights: SRLossWeights, tiny: bool, batch_size: int, steps
         sr = to_01(net(to_net(lr)).float()).clamp(0, 1)
         return torch.cat([up, sr, hr]) * 2 - 1
 
-    return GANRecipe(generator, build_discriminator(config), config, loss=weights.gan_loss, lr_g=1e-4, lr_d=1e-4,
+    return GANRecipe(generator, build_discriminator(config), config, loss=weights.gan_loss, lr_g=lr_g, lr_d=1e-4,
                      betas=(0.9, 0.99), n_critic=1, ema_beta=0.999, batch_size=batch_size, steps=steps,
                      train_step=train_step, sampler=sampler)  # the data: train_gan's --dataset at the HR crop size
 
 
-def esrgan_recipe(preset: str = "realesrgan-x4plus") -> GANRecipe:
+def esrgan_recipe(preset: str = "realesrgan-x4plus", psnr: bool = False) -> GANRecipe:
+    """`psnr=True` (or the realesrnet-x4plus preset) is the Real-ESRNet stage: L1 only, Adam 2e-4, 1M steps."""
     tiny = preset == "tiny"
-    weights = ESRGAN_WEIGHTS if preset == "esrgan" else REAL_ESRGAN_WEIGHTS
+    psnr = psnr or preset == "realesrnet-x4plus"
+    weights = REAL_ESRNET_WEIGHTS if psnr else ESRGAN_WEIGHTS if preset == "esrgan" else REAL_ESRGAN_WEIGHTS
     return sr_recipe(RRDB_PRESETS[preset], weights, tiny, batch_size=4 if tiny else 12,
-                     steps=200 if tiny else 400_000)
+                     steps=200 if tiny else 1_000_000 if psnr else 400_000, lr_g=2e-4 if psnr else 1e-4)
 
 
 def srgan_recipe(preset: str = "srgan") -> GANRecipe:

@@ -243,3 +243,32 @@ def test_recipes_use_the_official_losses():
     assert (REAL_ESRGAN_WEIGHTS.pixel, REAL_ESRGAN_WEIGHTS.perceptual, REAL_ESRGAN_WEIGHTS.adversarial) == (1.0, 1.0, 0.1)
     assert REAL_ESRGAN_WEIGHTS.gan_loss == "non_saturating" and REAL_ESRGAN_WEIGHTS.degradation_order == 2
     assert REAL_ESRGAN_WEIGHTS.usm_target
+
+
+def test_realesrnet_psnr_stage_trains_the_generator_alone_for_a_few_steps():
+    """Real-ESRNet: L1 only against the USM crop, Adam 2e-4, the discriminator never steps."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from models.gan.esrgan.training import REAL_ESRNET_WEIGHTS, esrgan_recipe
+    from utils.gan.recipe import StepContext
+
+    assert (REAL_ESRNET_WEIGHTS.perceptual, REAL_ESRNET_WEIGHTS.adversarial) == (0.0, 0.0)
+    torch.manual_seed(0)
+    recipe = esrgan_recipe("tiny", psnr=True)
+    assert recipe.lr_g == 2e-4 and recipe.steps == 200
+    G, D = recipe.generator, recipe.discriminator
+    before_d = [p.detach().clone() for p in D.parameters()]
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 2e-3), torch.optim.Adam(D.parameters(), 2e-3)
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    pixel = []
+    for step in range(4):
+        log = recipe.train_step(StepContext(step=step, generator=torch.Generator().manual_seed(1), G=G, D=D,
+                                            opt_g=opt_g, opt_d=opt_d, accelerator=Accelerator(cpu=True),
+                                            settings=SimpleNamespace(loss=recipe.loss),
+                                            next_batch=lambda: {"image": hr}, device=torch.device("cpu")))
+        assert set(log) == {"loss_d", "loss_g", "pixel"} and log["loss_g"] == log["pixel"]
+        pixel.append(log["pixel"])
+    assert pixel[-1] < pixel[0]                       # the same pair each step: L1 goes down
+    assert all(torch.equal(a, b) for a, b in zip(before_d, D.parameters()))
