@@ -272,3 +272,29 @@ def test_realesrnet_psnr_stage_trains_the_generator_alone_for_a_few_steps():
         pixel.append(log["pixel"])
     assert pixel[-1] < pixel[0]                       # the same pair each step: L1 goes down
     assert all(torch.equal(a, b) for a, b in zip(before_d, D.parameters()))
+
+
+def test_esrgan_weights_train_a_step_with_the_relativistic_loss():
+    """ESRGAN's recipe (ragan, bicubic pairs) on a tiny RRDBNet with the VGG-style D: both networks step."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from models.gan.esrgan.config import RRDBNetConfig
+    from models.gan.esrgan.training import ESRGAN_WEIGHTS, sr_recipe
+    from utils.gan.recipe import StepContext
+
+    torch.manual_seed(0)
+    cfg = RRDBNetConfig(num_feat=8, num_block=1, num_grow_ch=4, d_features=8, hr_size=32, discriminator="vgg")
+    recipe = sr_recipe(cfg, ESRGAN_WEIGHTS, tiny=True, batch_size=2, steps=2)
+    assert recipe.loss == "ragan"
+    G, D = recipe.generator, recipe.discriminator
+    before_d = [p.detach().clone() for p in D.parameters()]
+    opt_g, opt_d = torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3)
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    log = recipe.train_step(StepContext(step=0, generator=torch.Generator().manual_seed(1), G=G, D=D, opt_g=opt_g,
+                                        opt_d=opt_d, accelerator=Accelerator(cpu=True),
+                                        settings=SimpleNamespace(loss=recipe.loss), next_batch=lambda: {"image": hr},
+                                        device=torch.device("cpu")))
+    assert all(torch.isfinite(torch.tensor(v)) for v in log.values()) and log["adversarial"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before_d, D.parameters()))
