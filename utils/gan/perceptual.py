@@ -18,7 +18,8 @@ from utils.errors import UserError
 
 VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512)
 """torchvision's vgg19 `features` up to conv5_4 (its index 34), 'M' a 2x2 max pool."""
-LAYER_INDEX = {"conv5_4": 34, "relu5_4": 35, "conv4_4": 25, "relu4_4": 26, "conv2_2": 7, "relu2_2": 8}
+LAYER_INDEX = {"conv5_4": 34, "relu5_4": 35, "conv4_4": 25, "relu4_4": 26, "conv3_4": 16, "relu3_4": 17,
+               "conv2_2": 7, "relu2_2": 8, "conv1_2": 2, "relu1_2": 3}
 """Where each named tap ends in torchvision's `features` Sequential (inclusive)."""
 WEIGHTS_FILE = "vgg19-dcbb9e9d.pth"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,10 +55,16 @@ class VGGPerceptualLoss(nn.Module):
     square (criterion 'mse', SRGAN), phi the VGG19 features at `layer`, ImageNet-normalised inputs."""
 
     def __init__(self, layer: str = "conv5_4", criterion: str = "l1", pretrained: bool = True,
-                 weights: str | os.PathLike | None = None, width: float = 1.0):
+                 weights: str | os.PathLike | None = None, width: float = 1.0,
+                 layer_weights: dict[str, float] | None = None):
+        """`layer_weights` ({'conv1_2': 0.1, ..., 'conv5_4': 1}, Real-ESRGAN's) sums the weighted loss of
+        several taps instead of the single `layer`."""
         super().__init__()
-        if layer not in LAYER_INDEX:
-            raise UserError(f"unknown VGG layer '{layer}': one of {', '.join(LAYER_INDEX)}")
+        self.layer_weights = dict(layer_weights) if layer_weights else {layer: 1.0}
+        for name in self.layer_weights:
+            if name not in LAYER_INDEX:
+                raise UserError(f"unknown VGG layer '{name}': one of {', '.join(LAYER_INDEX)}")
+        layer = max(self.layer_weights, key=LAYER_INDEX.__getitem__)
         if criterion not in ("l1", "mse"):
             raise UserError(f"unknown perceptual criterion '{criterion}': l1 or mse")
         self.criterion = criterion
@@ -80,6 +87,11 @@ class VGGPerceptualLoss(nn.Module):
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         if sr.shape[1] == 1:
             sr, hr = sr.expand(-1, 3, -1, -1), hr.expand(-1, 3, -1, -1)
-        a = self.features((sr - self.mean) / self.std)
-        b = self.features((hr.detach() - self.mean) / self.std)
-        return F.l1_loss(a, b) if self.criterion == "l1" else F.mse_loss(a, b)
+        taps = {LAYER_INDEX[name]: w for name, w in self.layer_weights.items()}
+        a, b = (sr - self.mean) / self.std, (hr.detach() - self.mean) / self.std
+        total = sr.new_zeros(())
+        for i, module in enumerate(self.features):
+            a, b = module(a), module(b)
+            if i in taps:
+                total = total + taps[i] * (F.l1_loss(a, b) if self.criterion == "l1" else F.mse_loss(a, b))
+        return total

@@ -46,6 +46,8 @@ class SRLossWeights:
     """0: bicubic only, 1: one blur/resize/noise/JPEG round, 2: Real-ESRGAN's second order."""
     gan_loss: str = "non_saturating"
     """utils.gan.losses name: 'ragan' (ESRGAN's relativistic average) or 'non_saturating' (vanilla BCE)."""
+    perceptual_layers: tuple[tuple[str, float], ...] = (("conv5_4", 1.0),)
+    """VGG19 taps and their weights (before ReLU): conv5_4 alone (SRGAN, ESRGAN) or Real-ESRGAN's five."""
     usm_target: bool = False
     """Real-ESRGAN: unsharp-mask the HR crop, degrade the sharpened one, and use it as the L1 / VGG target
     (the GAN sees the plain crop: l1_gt_usm, percep_gt_usm True, gan_gt_usm False)."""
@@ -54,7 +56,9 @@ class SRLossWeights:
 SRGAN_WEIGHTS = SRLossWeights(1.0, "mse", 0.006, "mse", 1e-3, 0)
 ESRGAN_WEIGHTS = SRLossWeights(1e-2, "l1", 1.0, "l1", 5e-3, 0, gan_loss="ragan")
 """BasicSR's train_ESRGAN_x4.yml: bicubic pairs, ESRGANModel's relativistic average loss."""
-REAL_ESRGAN_WEIGHTS = SRLossWeights(1.0, "l1", 1.0, "l1", 0.1, 2, gan_loss="non_saturating", usm_target=True)
+REAL_ESRGAN_LAYERS = (("conv1_2", 0.1), ("conv2_2", 0.1), ("conv3_4", 1.0), ("conv4_4", 1.0), ("conv5_4", 1.0))
+REAL_ESRGAN_WEIGHTS = SRLossWeights(1.0, "l1", 1.0, "l1", 0.1, 2, gan_loss="non_saturating",
+                                    perceptual_layers=REAL_ESRGAN_LAYERS, usm_target=True)
 """train_realesrgan_x4plus.yml: the vanilla GAN (BCE) with the U-Net discriminator."""
 REAL_ESRNET_WEIGHTS = SRLossWeights(1.0, "l1", 0.0, "l1", 0.0, 2, usm_target=True)
 """train_realesrnet_x4plus.yml: Real-ESRNet, the L1-only (PSNR) stage whose weights start Real-ESRGAN's GAN
@@ -68,8 +72,9 @@ def sr_recipe(config, weights: SRLossWeights, tiny: bool, batch_size: int, steps
     lo, hi = generator.value_range
     channels = getattr(config, "out_channels", getattr(config, "channels", 3))
     psnr_only = weights.perceptual == 0 and weights.adversarial == 0
-    vgg = None if psnr_only else VGGPerceptualLoss(layer="conv5_4", criterion=weights.perceptual_criterion,
-                                                   pretrained=not tiny, width=0.125 if tiny else 1.0)
+    vgg = None if psnr_only else VGGPerceptualLoss(criterion=weights.perceptual_criterion, pretrained=not tiny,
+                                                   width=0.125 if tiny else 1.0,
+                                                   layer_weights=dict(weights.perceptual_layers))
     shown: dict[str, torch.Tensor] = {}
 
     def to_net(x01: torch.Tensor) -> torch.Tensor:

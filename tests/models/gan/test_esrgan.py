@@ -298,3 +298,24 @@ def test_esrgan_weights_train_a_step_with_the_relativistic_loss():
                                         device=torch.device("cpu")))
     assert all(torch.isfinite(torch.tensor(v)) for v in log.values()) and log["adversarial"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before_d, D.parameters()))
+
+
+def test_multi_layer_perceptual_loss_is_the_weighted_sum_of_its_taps():
+    """Real-ESRGAN's VGG loss: 0.1 conv1_2 + 0.1 conv2_2 + conv3_4 + conv4_4 + conv5_4 (pre-ReLU, L1)."""
+    import torch.nn.functional as F
+
+    from models.gan.esrgan.training import REAL_ESRGAN_LAYERS
+    from utils.gan.perceptual import LAYER_INDEX, VGGPerceptualLoss
+
+    torch.manual_seed(0)
+    multi = VGGPerceptualLoss(pretrained=False, width=0.125, layer_weights=dict(REAL_ESRGAN_LAYERS))
+    sr, hr = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    want = 0.0
+    for name, w in REAL_ESRGAN_LAYERS:
+        single = VGGPerceptualLoss(layer=name, pretrained=False, width=0.125)
+        single.features.load_state_dict({k: v for k, v in multi.features.state_dict().items()
+                                         if int(k.split(".")[0]) <= LAYER_INDEX[name]})
+        assert isinstance(single.features[-1], torch.nn.Conv2d)           # before ReLU
+        want += w * single(sr, hr).item()
+    assert abs(multi(sr, hr).item() - want) < 1e-5 * max(1.0, want)
+    assert len(multi.features) == LAYER_INDEX["conv5_4"] + 1
