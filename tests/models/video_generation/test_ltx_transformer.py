@@ -10,10 +10,10 @@ import pytest
 import torch
 from diffusers import LTXVideoTransformer3DModel
 
-from models.video_generation.luma.config import TRANSFORMER_PRESETS, LTXTransformerConfig, transformer_preset
-from models.video_generation.luma.convert import (diffusers_to_official, infer_config, official_to_diffusers,
+from models.video_generation.luma_dream.config import TRANSFORMER_PRESETS, LTXTransformerConfig, transformer_preset
+from models.video_generation.luma_dream.convert import (diffusers_to_official, infer_config, official_to_diffusers,
                                                   split_single_file, to_native)
-from models.video_generation.luma.model import LTXVideoTransformer, latent_coords
+from models.video_generation.luma_dream.model import LTXVideoTransformer, latent_coords
 from utils.errors import ConversionError, UserError
 from utils.weights import load_into
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
 
-from models.video_generation.luma.config import TRANSFORMER_PRESETS
-from models.video_generation.luma.convert import diffusers_to_official
-from models.video_generation.luma.model import LTXVideoTransformer
-from models.video_generation.luma.pipeline import LTXVideoPipeline
+from models.video_generation.luma_dream.config import TRANSFORMER_PRESETS
+from models.video_generation.luma_dream.convert import diffusers_to_official
+from models.video_generation.luma_dream.model import LTXVideoTransformer
+from models.video_generation.luma_dream.pipeline import LTXVideoPipeline
 from utils.encoders.ltx_vae import LTXVideoVAE, ltx_vae_config
 from utils.errors import UserError
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.video_generation.luma.config import LTXTransformerConfig
-from models.video_generation.luma.layers import LTXBlock, ltx_rope
+from models.video_generation.luma_dream.config import LTXTransformerConfig
+from models.video_generation.luma_dream.layers import LTXBlock, ltx_rope
 from utils.encoders.ltx_vae_layers import LTXTimestepEmbedder
 from utils.errors import UserError
 from utils.nn.modulation import modulate

@@ -1,6 +1,6 @@
 """Luma Dream Machine stand-in: the LTX-Video transformer and VAE (open weights; Dream Machine has none).
 
-    from models.video_generation.luma import LTXVideoTransformer, transformer_preset
+    from models.video_generation.luma_dream import LTXVideoTransformer, transformer_preset
     model = LTXVideoTransformer(transformer_preset("ltxv-2b"))
 """
 from utils.lazy import lazy_exports

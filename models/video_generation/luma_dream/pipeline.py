@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.video_generation.luma.model import LTXVideoTransformer, latent_coords
+from models.video_generation.luma_dream.model import LTXVideoTransformer, latent_coords
 from utils.diffusion.schedulers import FlowMatchEuler
 from utils.encoders.ltx_vae import LTXVideoVAE
 from utils.errors import UserError

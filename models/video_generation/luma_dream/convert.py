@@ -12,7 +12,7 @@ from typing import Mapping
 
 import torch
 
-from models.video_generation.luma.config import LTXTransformerConfig
+from models.video_generation.luma_dream.config import LTXTransformerConfig
 from utils.errors import ConversionError
 
 StateDict = dict[str, torch.Tensor]
