@@ -47,8 +47,15 @@ class ShapEPrior(PointDiffusionTransformer):
 def posenc(x: torch.Tensor, degrees: int) -> torch.Tensor:
     """x and sin/cos of x at frequencies 2^0 .. 2^(degrees-1): (..., 3) -> (..., 3 + 6 degrees)."""
     scales = 2.0 ** torch.arange(degrees, dtype=x.dtype, device=x.device)
-    xb = (x[..., None, :] * scales[:, None]).flatten(-2)
-    return torch.cat([x, torch.sin(torch.cat([xb, xb + math.pi / 2], dim=-1))], dim=-1)
+    n = 3 * degrees
+    out = x.new_empty(*x.shape[:-1], 3 + 2 * n)
+    out[..., :3] = x
+    # written in place into one buffer: [x, x 2^k (k-major), x 2^k + pi/2], then one sin over the last two
+    # parts (cos t = sin(t + pi/2))
+    out[..., 3:3 + n].unflatten(-1, (degrees, 3)).copy_(x[..., None, :] * scales[:, None])
+    out[..., 3 + n:].copy_(out[..., 3:3 + n]).add_(math.pi / 2)
+    out[..., 3:].sin_()
+    return out
 
 
 def sanitize(name: str) -> str:
@@ -86,16 +93,17 @@ class NeRSTFMLP(nn.Module):
         weights = weights or {}
         last = len(self.mlp) - 1
         for i, layer in enumerate(self.mlp):
+            w = weights[i].to(h.dtype) if i in weights else layer.weight
             if i == cfg.insert_direction_at:
-                # Shap-E renders without view dependence: the direction features are zeros.
-                zeros = h.new_zeros(*h.shape[:-1], cfg.dir_features)
-                h = torch.cat([h, zeros], dim=-1)
-            if i in weights:
-                h = torch.matmul(h, weights[i].to(h.dtype).transpose(1, 2)) + layer.bias
+                # Shap-E renders without view dependence: the direction features are zeros, so the
+                # columns that would multiply them drop out (the same sums, without the zeros).
+                w = w[..., :h.shape[-1]]
+            if w.dim() == 3:
+                h = torch.baddbmm(layer.bias, h, w.transpose(1, 2))
             else:
-                h = layer(h)
+                h = F.linear(h, w, layer.bias)
             if i < last:
-                h = F.silu(h)
+                h = F.silu(h, inplace=True)
         return h
 
 
