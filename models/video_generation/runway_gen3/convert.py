@@ -89,5 +89,41 @@ def adapter_from_state(sd: Mapping[str, torch.Tensor], heads: int = 8, groups: i
     return model.eval()
 
 
-__all__ = ["adapter_from_state", "is_released_layout", "native_to_released", "read_adapter_config",
+def load_adapter(source, preset: str | None = None) -> MotionAdapter:
+    """A motion adapter from a released file (`mm_sd_v15_v2.ckpt`, `v3_sd15_mm.ckpt`, .safetensors), a diffusers
+    `MotionAdapter` folder (config.json + weights; its head count and groups are read from the config), or a
+    hub id (the preset's release file from guoyww/animatediff by default)."""
+    import json
+    from pathlib import Path
+
+    from utils.errors import UserError
+    from utils.weights import load_folder_state_dict, load_state_dict
+    from utils.weights.hub import locate
+
+    if source is None:
+        from models.video_generation.runway_gen3.spec import SPEC
+
+        found = next((w for w in SPEC.weights if w.preset == preset), None)
+        if found is None:
+            raise UserError(f"preset '{preset}' has no released motion adapter: pass one (--weights mm_sd_v15_v2.ckpt)")
+        path = locate(found.source, what=f"AnimateDiff motion adapter '{found.source}'", filename=found.file)
+    else:
+        path = locate(source, ["config.json", "*.safetensors"], f"motion adapter '{source}'")
+    heads, groups = 8, 32
+    if Path(path).is_dir():
+        cfg_file = Path(path) / "config.json"
+        if cfg_file.is_file():
+            raw = json.loads(cfg_file.read_text())
+            heads = int(raw.get("motion_num_attention_heads", heads))
+            groups = int(raw.get("motion_norm_num_groups", groups))
+        sd = load_folder_state_dict(path)
+    else:
+        sd = load_state_dict(path)
+    if not any(".motion_modules." in k for k in sd):
+        raise UserError(f"{Path(path).name} holds no motion modules (no *.motion_modules.* keys): pass an AnimateDiff "
+                        "motion adapter (mm_sd_v15_v2.ckpt) or a diffusers MotionAdapter folder")
+    return adapter_from_state(sd, heads, groups)
+
+
+__all__ = ["adapter_from_state", "load_adapter", "is_released_layout", "native_to_released", "read_adapter_config",
            "released_to_native"]

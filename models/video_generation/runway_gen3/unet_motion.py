@@ -7,6 +7,8 @@ context and the timestep are shared by the frames of a clip.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,8 +45,12 @@ class MotionUNet(nn.Module):
         for n in range(len(unet.output_blocks)):
             self._up.append(adapter.up_blocks[n // per_level].motion_modules[n % per_level])
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """(B, F, C, H, W) noisy latents, (B,) times, (B, L, D) text -> (B, F, C, H, W) prediction."""
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
+                down_residuals: Sequence[torch.Tensor] | None = None,
+                mid_residual: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, F, C, H, W) noisy latents, (B,) times, (B, L, D) text -> (B, F, C, H, W) prediction.
+        `down_residuals` / `mid_residual`: a ControlNet's outputs per frame ((B*F, ...) each, already scaled),
+        added to the skips (after the motion modules) and to the middle block's output, as UNetMotionModel does."""
         b, f = x.shape[:2]
         unet = self.unet
         if timesteps.ndim == 0:
@@ -61,11 +67,18 @@ class MotionUNet(nn.Module):
             if motion is not None:
                 h = motion(h, f)
             skips.append(h)
+        if down_residuals is not None:
+            if len(down_residuals) != len(skips):
+                raise UserError(f"{len(down_residuals)} ControlNet residuals for {len(skips)} input blocks: the "
+                                "ControlNet does not fit this UNet (SD 1.5 vs SDXL?)")
+            skips = [s + r.to(s.dtype) for s, r in zip(skips, down_residuals)]
         res1, attn, res2 = unet.middle_block
         h = attn(res1(h, emb), context)
         if self.adapter.mid_block is not None:
             h = self.adapter.mid_block.motion_modules[0](h, f)
         h = res2(h, emb)
+        if mid_residual is not None:
+            h = h + mid_residual.to(h.dtype)
         for block, motion in zip(unet.output_blocks, self._up):
             h = torch.cat([h, skips.pop()], dim=1)
             for layer in block:
