@@ -61,9 +61,11 @@ def load_frames(video: Any, size: tuple[int, int], num_frames: int | None = None
     return frames
 
 
-def brush_mask(mask: Any, image_size: tuple[int, int] | None, latent_size: tuple[int, int]) -> torch.Tensor:
-    """The motion mask (PNG, white = moves) as a (1, 1, h, w) {0, 1} tensor at latent size. A mask of another
-    size than the image is refused: it must be painted over that image (same width and height)."""
+def brush_mask(mask: Any, image_size: tuple[int, int] | None, latent_size: tuple[int, int],
+               warn: bool = True) -> torch.Tensor:
+    """The motion mask (PNG, white = moves) as a (1, 1, h, w) {0, 1} tensor at `latent_size` (nearest). A mask
+    of another size than the image (`image_size`, (H, W); None: not checked) is refused: it must be painted
+    over that image (same width and height)."""
     from PIL import Image
 
     from utils.data.image_inputs import load_mask
@@ -81,9 +83,19 @@ def brush_mask(mask: Any, image_size: tuple[int, int] | None, latent_size: tuple
         raise UserError(f"the motion mask is {got[1]}x{got[0]}, the image {image_size[1]}x{image_size[0]}: paint the "
                         "mask over the image itself (same width and height)")
     m = load_mask(mask, latent_size)[:1]
-    if float(m.sum()) == 0:
+    if warn and float(m.sum()) == 0:
         warnings.warn("the motion mask is all black: nothing moves (white marks the region that moves)")
     return m
+
+
+def feather(mask: torch.Tensor, width: int) -> torch.Tensor:
+    """(1, 1, H, W) {0, 1} -> soft weights: the mask grown by `width` pixels and box-blurred over as many, so
+    pasting the still back outside it leaves no seam at the mask's edge."""
+    if width <= 0:
+        return mask
+    k = 2 * width + 1
+    grown = F.max_pool2d(mask, k, stride=1, padding=width)
+    return F.avg_pool2d(grown, k, stride=1, padding=width, count_include_pad=False).clamp(0, 1)
 
 
 def motion_vector(motion: str | Sequence[float] | None, size: tuple[int, int]) -> tuple[str, float, float]:
@@ -194,5 +206,5 @@ class FrameControl:
         return self.unet(x, t, context, down_residuals=res.down, mid_residual=res.mid)
 
 
-__all__ = ["FrameControl", "MOTIONS", "brush_mask", "control_maps", "load_frames", "motion_vector", "pin_weights",
+__all__ = ["FrameControl", "MOTIONS", "brush_mask", "control_maps", "feather", "load_frames", "motion_vector", "pin_weights",
            "resize_control", "warp_noise"]

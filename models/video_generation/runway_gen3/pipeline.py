@@ -216,14 +216,16 @@ class RunwayGen3Pipeline(DiffusionPipeline):
                  steps: int | None = None, guidance: float | None = None, scheduler: str | None = None,
                  fps: float | None = None, num_videos: int = 1, image: Any = None, image_strength: float = 1.0,
                  video: Any = None, strength: float | None = None, motion_mask: Any = None,
-                 motion: str | Sequence[float] | None = None, motion_strength: float = 1.0,
+                 motion: str | Sequence[float] | None = None, motion_strength: float = 1.0, brush_paste: bool = True,
                  control: str | None = None, control_video: Any = None, control_scale: float = 1.0,
                  decode_chunk_size: int | None = None, seed: int | Sequence[int] | None = None,
                  generator: Generators = None, latents: torch.Tensor | None = None, output_type: str = "pil",
                  callback: Any = None, interrupt: Any = None, progress: bool = True) -> VideoOutput:
         """Text-to-video; `image`: its latents pin frame 0 (`image_strength` 0..1); `video`: video-to-video,
         the clip noised to `strength` and denoised; `motion_mask` (white = moves) with `motion` ('left', 'right',
-        'up', 'down', 'zoom-in', 'zoom-out' or (dx, dy) pixels per second) and `image`: the motion brush;
+        'up', 'down', 'zoom-in', 'zoom-out' or (dx, dy) pixels per second; none: free motion inside) and `image`:
+        the motion brush (`brush_paste`: frames 1.. outside the feathered mask are the decoded still, so the VAE
+        decoder's reach does not stir the background);
         `control_video` (+ `control`: canny, depth or pose, or None for ready condition maps) with a loaded
         ControlNet: each frame steered by its map. `seed`: video i uses seed + i."""
         if output_type not in ("pil", "latent"):
@@ -272,7 +274,7 @@ class RunwayGen3Pipeline(DiffusionPipeline):
             sched = self._scheduler(scheduler)
             schedule = sched.schedule(steps)
             shape = (batch, num_frames, self.config.in_channels, *lat)
-            start, pin = 0, None
+            start, pin, paste = 0, None, None
             if video is not None:
                 frames = controls.load_frames(video, (height, width), num_frames, fps)
                 x0 = self.encode_frames(frames, gens, chunk).to(device, dtype)
@@ -289,8 +291,8 @@ class RunwayGen3Pipeline(DiffusionPipeline):
                 else:  # drawn as (C, F, h, w) per video, AnimateDiff's layout
                     noise = randn((batch, shape[2], num_frames, *lat), gens, device).permute(0, 2, 1, 3, 4)
                 if image is not None:
-                    noise, pin = self._pins(image, (height, width), lat, noise, gens, image_strength, motion_mask,
-                                            motion, motion_strength, fps)
+                    noise, pin, paste = self._pins(image, (height, width), lat, noise, image_strength,
+                                                   motion_mask, motion, motion_strength, fps, brush_paste)
                 x = (noise * schedule.init_noise_sigma).to(dtype)
                 if pin is not None:  # the first step starts from the pinned latents at its level too
                     x = blend(x, sched.add_noise(pin.init_latents, pin.noise, 0, schedule), pin.mask)
@@ -300,11 +302,14 @@ class RunwayGen3Pipeline(DiffusionPipeline):
             if output_type == "latent":
                 return VideoOutput([], fps=fps, latents=result.float().cpu())
             pixels = self.decode_frames(result, chunk)
+            if paste is not None:  # the motion brush: frames 1.. outside the mask are the decoded still itself
+                soft, still = paste
+                pixels[:, 1:] = blend(pixels[:, 1:], still[:, None], soft[:, None])
         return self.video_output(pixels, result, fps)
 
-    def _pins(self, image: Any, size: tuple[int, int], lat: tuple[int, int], noise: torch.Tensor, gens: Generators,
-              image_strength: float, motion_mask: Any, motion: Any, motion_strength: float,
-              fps: float) -> tuple[torch.Tensor, InpaintBlend]:
+    def _pins(self, image: Any, size: tuple[int, int], lat: tuple[int, int], noise: torch.Tensor,
+              image_strength: float, motion_mask: Any, motion: Any, motion_strength: float, fps: float,
+              brush_paste: bool) -> tuple[torch.Tensor, InpaintBlend, tuple[torch.Tensor, torch.Tensor] | None]:
         """The image's latents as the pinned target of every frame, the weights of the pin, and (with a motion
         brush) the first frame's noise moved inside the mask."""
         from utils.data.image_inputs import load_image
@@ -314,9 +319,13 @@ class RunwayGen3Pipeline(DiffusionPipeline):
         pixels = load_image(image, size)
         z0 = self.image_latents(pixels)  # (1, 4, h, w): the posterior's mode (the pin is the same for every seed)
         known = z0[:, None].expand(batch, num_frames, -1, -1, -1).to(self.device, torch.float32)
-        region = None
+        region, paste = None, None
         if motion_mask is not None:
             region = controls.brush_mask(motion_mask, tuple(raw.shape[-2:]), lat)
+            if brush_paste:
+                soft = controls.feather(controls.brush_mask(motion_mask, None, size, warn=False),
+                                        self.vae.config.downscale)
+                paste = (soft.to(self.device), self.decode_latents(z0.to(self.dtype)).float())
             inside = region.to(noise.device).reshape(1, 1, 1, *lat)
             moved = noise  # no direction: the frames' own noise inside (ambient motion, the motion modules' choice)
             if motion is not None:
@@ -325,7 +334,7 @@ class RunwayGen3Pipeline(DiffusionPipeline):
                                             self.vae.config.downscale, motion_strength).to(noise.device)
             noise = inside * moved + (1 - inside) * noise[:, :1]  # still noise where the image stays still
         weights = controls.pin_weights(batch, num_frames, lat, image_strength, region).to(noise.device)
-        return noise, InpaintBlend(known.to(self.dtype), weights.to(self.dtype), noise.to(self.dtype))
+        return noise, InpaintBlend(known.to(self.dtype), weights.to(self.dtype), noise.to(self.dtype)), paste
 
     def _control_maps(self, control: str | None, control_video: Any, num_frames: int, size: tuple[int, int],
                       fps: float) -> torch.Tensor:
