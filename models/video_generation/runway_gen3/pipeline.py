@@ -82,15 +82,17 @@ class RunwayGen3Pipeline(DiffusionPipeline):
         from models.video_generation.runway_gen3.convert import load_adapter
 
         place = cls.resolve(source, preset, device, dtype, offload)
-        tiny = place.preset == "tiny" and source is None
+        tiny = place.preset == "tiny"
+        adapter = None if tiny and source is None else load_adapter(source, place.preset)  # small: fails fast
         if isinstance(base, SD15Pipeline):
             image = base
-        elif base is None and tiny:
+        elif base is None and tiny:  # the tiny SD 1.5 (a user's adapter file must fit it)
             image = SD15Pipeline.tiny()
         else:
             image = SD15Pipeline.from_pretrained(base if base is not None else BASE_MODEL, device="cpu",
                                                  dtype=place.dtype, tokenizer=tokenizer)
-        adapter = cls.tiny_adapter(image.unet.config) if tiny else load_adapter(source, place.preset)
+        if adapter is None:
+            adapter = cls.tiny_adapter(image.unet.config)
         unet = MotionUNet(image.unet, adapter.to(dtype=place.dtype))
         pipe = cls(unet, image.vae, image.text_encoder, preset=place.preset or "v15-v2")
         if controlnet is not None:
