@@ -7,6 +7,8 @@
     python inference/generate_video.py --model svd --image in.png --interpolate 2 --out smooth.mp4
     python inference/generate_video.py --model sora --preset tiny --prompt "a fox in snow" --out fox.mp4  # offline
     python inference/generate_video.py --model sora --prompt "a fox in snow" --num-frames 81 --out fox.mp4  # Wan 2.1 1.3B
+    python inference/generate_video.py --model runway_gen3 --preset tiny --prompt "waves" --image sea.png \\
+        --motion-mask water.png --motion right --out sea.mp4                                       # offline
 
 --out takes .mp4 (H.264, yuv420p), .webm, .gif, .webp, an image (.png: a preview grid of the frames),
 or a folder (one PNG per frame); default outputs/videos/<model>_<preset>_seed<seed>.mp4.
@@ -215,12 +217,126 @@ def run_sora(args) -> int:
     return 0
 
 
+# -- runway_gen3 (the AnimateDiff stand-in) -------------------------------------------------------------
+
+def add_runway_gen3_args(p) -> None:
+    p.add_argument("--prompt", required=True, help="what the clip shows")
+    p.add_argument("--negative-prompt", default=None, help="what to steer away from")
+    p.add_argument("--image", default=None, help="image-to-video: the still whose latents pin frame 0 (.png/.jpg)")
+    p.add_argument("--image-strength", type=float, default=1.0, help="how hard frame 0 is pinned to --image, "
+                                                                     "0..1 (default 1: exactly the image)")
+    p.add_argument("--video", default=None, help="video-to-video: the clip (video file or folder of frames) noised "
+                                                 "to --strength and denoised")
+    p.add_argument("--strength", type=float, default=None, help="with --video: how much of the schedule is redone, "
+                                                                "0..1 (default 0.8)")
+    p.add_argument("--motion-mask", default=None, help="motion brush: a PNG over --image, white = the region that "
+                                                       "moves (the same width and height as the image)")
+    p.add_argument("--motion", default=None, help="the brush's motion: left, right, up, down, zoom-in, zoom-out or "
+                                                  "dx,dy in pixels per second (default: free motion inside the mask)")
+    p.add_argument("--motion-strength", type=float, default=1.0, help="scales the brush's motion (default 1)")
+    p.add_argument("--control-video", default=None, help="performance transfer: a driving video whose per-frame "
+                                                         "maps steer the ControlNet (at least --num-frames frames)")
+    p.add_argument("--control", default=None, help="the maps made from --control-video: canny, depth or pose "
+                                                   "(pose: the video is an OpenPose rendering); without it the "
+                                                   "video's frames are the maps (needs --controlnet)")
+    p.add_argument("--controlnet", default=None, help="an SD 1.5 ControlNet (file, folder or hub id; default: "
+                                                      "lllyasviel's release for --control)")
+    p.add_argument("--control-scale", type=float, default=1.0, help="the ControlNet's weight, 0..10 (default 1)")
+    p.add_argument("--weights", default=None, help="the motion adapter: mm_sd_v15_v2.ckpt / v3_sd15_mm.ckpt, a "
+                                                   "diffusers MotionAdapter folder or hub id (default: the preset's)")
+    p.add_argument("--base", default=None, help="the SD 1.5 model it animates: single file, diffusers folder or hub "
+                                                "id (default stable-diffusion-v1-5/stable-diffusion-v1-5)")
+    p.add_argument("--preset", default=None, help="v15-v2 (default), v15-v3, or tiny (random weights, offline)")
+    p.add_argument("--num-frames", type=int, default=None, help="frames (default 16; at most the adapter's 32)")
+    p.add_argument("--height", type=int, default=None, help="frame height (default 512)")
+    p.add_argument("--width", type=int, default=None, help="frame width (default 512)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default 25)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 7.5)")
+    p.add_argument("--scheduler", default=None, help="sampler (default: DDIM over AnimateDiff's linear betas)")
+    p.add_argument("--fps", type=float, default=None, help="playback rate; also the brush's seconds (default 8)")
+    p.add_argument("--decode-chunk-size", type=int, default=None, help="frames the VAE decodes at once")
+    p.add_argument("--num-videos", type=int, default=1, help="videos per prompt (video i uses seed + i)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (-1: random)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)")
+    p.add_argument("--offload", choices=("model", "sequential"), default=None,
+                   help="CPU offload on CUDA: model (one model on the GPU at a time) or sequential (layer by layer)")
+    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", default=None, help="output .mp4/.webm/.gif/.webp, .png preview, or folder")
+
+
+def _check_clip(path: str | None, flag: str) -> None:
+    if path is not None and not Path(path).exists():
+        raise UserError(f"{flag} {path} not found: give a video file (.mp4, .webm, .gif) or a folder of frames")
+
+
+def run_runway_gen3(args) -> int:
+    from models.registry import get_spec
+
+    spec = get_spec("video", "runway_gen3")
+    preset = spec.check_preset(args.preset)
+    _check_image(args.image, "--image")
+    _check_image(args.motion_mask, "--motion-mask")
+    _check_clip(args.video, "--video")
+    _check_clip(args.control_video, "--control-video")
+    kinds = ("canny", "depth", "pose")
+    if args.control is not None and args.control not in kinds:
+        raise UserError(f"--control {args.control}: the kind of map made from --control-video, one of "
+                        f"{', '.join(kinds)}")
+    if args.strength is not None and args.video is None:
+        raise UserError("--strength is video-to-video's: give --video (for an image, --image-strength)")
+    if args.motion_mask is not None and args.image is None:
+        raise UserError("--motion-mask paints over a still: give --image too")
+    if args.motion is not None and args.motion_mask is None:
+        raise UserError("--motion needs --motion-mask (white = the region that moves)")
+    if (args.control is not None or args.controlnet is not None) and args.control_video is None:
+        raise UserError("--control / --controlnet steer each frame by a driving video: give --control-video")
+    if args.motion_mask is not None:
+        from PIL import Image
+
+        with Image.open(args.motion_mask) as m, Image.open(args.image) as im:
+            if m.size != im.size:
+                raise UserError(f"--motion-mask is {m.width}x{m.height}, --image {im.width}x{im.height}: paint the "
+                                "mask over the image itself (same width and height)")
+    multiple = spec.default(preset, "pixel_multiple")
+    for flag, value in (("--height", args.height), ("--width", args.width)):
+        if value is not None and value % multiple:
+            raise UserError(f"{flag} {value} is not a multiple of {multiple}: AnimateDiff on SD 1.5 ({preset}) makes "
+                            f"frames whose sides are multiples of {multiple}, e.g. "
+                            f"{max(multiple, value // multiple * multiple)}")
+    out = _out_path(args, "runway_gen3", preset)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    from models.video_generation.runway_gen3.pipeline import RunwayGen3Pipeline
+
+    t0 = time.perf_counter()
+    pipe = RunwayGen3Pipeline.from_pretrained(args.weights, preset=args.preset, device=args.device, dtype=args.dtype,
+                                              offload=args.offload, base=args.base, controlnet=args.controlnet)
+    video = pipe(prompt=args.prompt, negative_prompt=args.negative_prompt, num_frames=args.num_frames,
+                 height=args.height, width=args.width, steps=args.steps, guidance=args.guidance,
+                 scheduler=args.scheduler, fps=args.fps, num_videos=args.num_videos, image=args.image,
+                 image_strength=args.image_strength, video=args.video, strength=args.strength,
+                 motion_mask=args.motion_mask, motion=args.motion, motion_strength=args.motion_strength,
+                 control=args.control, control_video=args.control_video, control_scale=args.control_scale,
+                 decode_chunk_size=args.decode_chunk_size, seed=args.seed, progress=not args.no_progress)
+    written = video.save(out)
+    where = written[0] if len(written) == 1 else out
+    print(f"wrote {len(video.frames)} video(s) of {len(video.frames[0])} frames at {video.fps:g} fps to {where} "
+          f"in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
 # -- dispatch ------------------------------------------------------------------------------------------
 
 # registry name -> (adds the model's options, runs it). A new video model adds its two functions and one entry.
 RUNNERS = {
     "svd": (add_svd_args, run_svd),
     "sora": (add_sora_args, run_sora),
+    "runway_gen3": (add_runway_gen3_args, run_runway_gen3),
 }
 
 
