@@ -186,3 +186,23 @@ def test_bad_calls_are_one_clear_line(tiny):
         tiny("a fox", num_frames=40, progress=False)
     with pytest.raises(UserError, match="control-video"):
         tiny("a fox", control="pose", progress=False)
+
+
+def test_a_released_adapter_checkpoint_loads_and_other_files_are_refused(tmp_path):
+    """AnimateDiff's released layout as a torch .ckpt (plain or under 'state_dict') loads through the safe loader;
+    a file without motion modules is one line naming it."""
+    from safetensors.torch import save_file
+
+    from models.image_generation.stable_diffusion.unet import UNetConfig
+    from models.video_generation.runway_gen3.convert import load_adapter, native_to_released
+
+    adapter = RunwayGen3Pipeline.tiny_adapter(UNetConfig.preset("tiny-sd15"))
+    released = native_to_released(adapter.state_dict())
+    torch.save({"state_dict": released}, tmp_path / "mm_tiny.ckpt")
+    loaded = load_adapter(tmp_path / "mm_tiny.ckpt")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in adapter.state_dict().items())
+    pipe = RunwayGen3Pipeline.from_pretrained(tmp_path / "mm_tiny.ckpt", preset="tiny", device="cpu")
+    assert pipe(PROMPT, steps=1, progress=False).pixels.shape == (1, 4, 3, 32, 32)
+    save_file({"conv.weight": torch.zeros(2, 2)}, str(tmp_path / "not_an_adapter.safetensors"))
+    with pytest.raises(UserError, match="not_an_adapter.safetensors holds no motion modules"):
+        load_adapter(tmp_path / "not_an_adapter.safetensors")
