@@ -1,4 +1,5 @@
-"""Runway Gen-3 stand-in (work in progress): AnimateDiff-style motion modules for an image UNet."""
+"""Runway Gen-3 stand-in: AnimateDiff motion modules on SD 1.5, with image, video, motion-brush and ControlNet
+controls (no Gen-3 weights exist)."""
 from utils.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
@@ -6,4 +7,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "MotionAdapterConfig": "motion:MotionAdapterConfig",
     "MotionModule": "motion:MotionModule",
     "MotionUNet": "unet_motion:MotionUNet",
+    "RunwayGen3Pipeline": "pipeline:RunwayGen3Pipeline",
 })

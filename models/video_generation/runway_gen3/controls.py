@@ -6,9 +6,11 @@ re-noised to the next step's level with the clip's own noise (`utils.diffusion.I
 per-frame, per-pixel weight. The last step puts back the clean latents, so a pin of strength 1 leaves that
 frame (or region) exactly the image's latents.
 
-Motion brush: a mask (white = moves) and a motion (a named one, or dx, dy in pixels per second). Outside the
-mask every frame is pinned to the still image; inside it, frame k starts from the first frame's noise moved
-by the motion (frame k's noise at p is frame 0's at p - k * d: integer latent-pixel shifts for translations,
+Motion brush: a mask (white = moves; of the image's own width and height, else refused) and a motion (a named
+one, or dx, dy in pixels per second; none: each frame's own noise inside, the motion modules' free choice).
+Outside the mask every frame is pinned to the still image (and, after decoding, the decoded still is pasted
+back outside the feathered mask: the VAE decoder's attention would otherwise stir the background a little);
+inside it, frame k starts from the first frame's noise moved by the motion (frame k's noise at p is frame 0's at p - k * d: integer latent-pixel shifts for translations,
 nearest-pixel sampling for zooms). A denoiser that is roughly translation-equivariant turns moved noise into
 moved content; that is the whole mechanism (the noise-warping idea of motion-guided samplers), with its limits:
 the motion inside is what the noise carries, not a physical model; a zoom repeats noise pixels (correlated

@@ -11,9 +11,10 @@ One call:
 3. the shared sampler (`utils.diffusion.sample`) over the scheduler (DDIM with AnimateDiff's linear betas by
    default), classifier-free guidance batched, the MotionUNet seeing all frames of a clip at once;
    with `image`, after each step frame 0 (and, with a motion brush, everything outside the mask) is pinned
-   to the image's latents re-noised to the next level (controls.py); with `control_video`, a ControlNet
-   adds its residuals per frame;
-4. the VAE decodes `decode_chunk_size` frames at a time.
+   to the image's latents (the VAE posterior's mode) re-noised to the next level (controls.py); with
+   `control_video`, a ControlNet adds its residuals per frame (the driving video's maps, one per frame);
+4. the VAE decodes `decode_chunk_size` frames at a time; with a motion brush, the decoded still is pasted
+   back outside the feathered mask.
 
 Seeds: video i uses seed + i.
 """
@@ -123,6 +124,9 @@ class RunwayGen3Pipeline(DiffusionPipeline):
         from models.image_generation.stable_diffusion.controlnet_convert import load_controlnet
         from models.image_generation.stable_diffusion.controlnet_pipeline import _unet_preset
 
+        if getattr(self, "_offload", None) is not None:
+            raise UserError("this pipeline runs with CPU offload: pass controlnet= to from_pretrained (CLI: "
+                            "--controlnet) instead of loading one afterwards")
         image_unet = self.unet.unet
         net = source if isinstance(source, ControlNet) else load_controlnet(
             source, preset=_unet_preset(image_unet.config), dtype=image_unet.dtype)
