@@ -87,6 +87,27 @@ def test_text_to_video_parity_with_diffusers_animatediff(tmp_path):
     assert len(got.frames) == 1 and len(got.frames[0]) == 4
 
 
+def test_video_to_video_parity_with_diffusers_animatediff(tmp_path):
+    """A clip noised to strength 0.6 of 5 DDIM steps and denoised vs AnimateDiffVideoToVideoPipeline."""
+    from diffusers import AnimateDiffVideoToVideoPipeline
+    from PIL import Image
+
+    parts = _parts(tmp_path)
+    parts.pop("ucfg")
+    ref = AnimateDiffVideoToVideoPipeline(**parts)
+    ref.set_progress_bar_config(disable=True)
+    ours = RunwayGen3Pipeline.from_pretrained(tmp_path / "adapter", base=tmp_path / "sd", device="cpu")
+    g = torch.Generator().manual_seed(5)
+    clip = torch.nn.functional.interpolate(torch.rand(4, 3, 8, 8, generator=g), size=(32, 32), mode="bilinear")
+    clip = (clip * 255).round() / 255  # exactly what 8-bit frames hold
+    frames = [Image.fromarray((f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for f in clip]
+    expected = ref(video=[frames], prompt=PROMPT, strength=0.6, num_inference_steps=5, guidance_scale=6.0,
+                   generator=torch.Generator().manual_seed(7), output_type="np", height=32, width=32).frames
+    got = ours(PROMPT, video=clip, strength=0.6, steps=5, guidance=6.0, seed=7, num_frames=4, height=32, width=32,
+               progress=False)
+    assert np.abs(expected - got.pixels.permute(0, 1, 3, 4, 2).numpy()).max() <= 1e-3
+
+
 def test_control_video_parity_with_diffusers_animatediff_controlnet(tmp_path):
     """A ControlNet per frame (ready condition maps, one per frame) vs AnimateDiffControlNetPipeline."""
     from diffusers import AnimateDiffControlNetPipeline, ControlNetModel
