@@ -56,3 +56,18 @@ def test_an_adapter_for_another_unet_is_one_clear_line():
         MotionUNet(SDXLUNet(UNET), MotionAdapter(MotionAdapterConfig(block_out_channels=(64, 128, 128),
                                                                      motion_layers_per_block=1,
                                                                      motion_norm_num_groups=8)))
+
+
+def test_full_size_sd15_unet_takes_the_v2_adapter_and_refuses_sdxl_beta_widths():
+    """On meta: SD 1.5's UNet + the released v2 / v3 sizes build a MotionUNet with a module after every block (the
+    places of diffusers' UNetMotionModel: 2 per down level, 3 per up level, 1 in the middle); AnimateDiff's SDXL
+    beta sizes (3 levels up to 1280) are one line."""
+    with torch.device("meta"):
+        unet = SDXLUNet(UNetConfig.preset("sd15"))
+        ours = MotionUNet(unet, MotionAdapter(MotionAdapterConfig()))
+        sdxl_beta = MotionAdapter(MotionAdapterConfig(block_out_channels=(320, 640, 1280), use_motion_mid_block=False))
+    placed = [m for m in ours._down if m is not None] + ours._up
+    assert len(placed) == 4 * 2 + 4 * 3 and len({id(m) for m in placed}) == len(placed)
+    assert [m.proj_in.in_features for m in ours._up] == [1280] * 6 + [640] * 3 + [320] * 3
+    with pytest.raises(UserError, match="SD 1.5 vs SDXL"):
+        MotionUNet(unet, sdxl_beta)
