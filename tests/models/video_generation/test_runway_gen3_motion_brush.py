@@ -96,6 +96,28 @@ def test_motions_named_and_per_second():
             controls.motion_vector(bad, (64, 64))
 
 
+def test_zoom_in_moves_noise_away_from_the_centre():
+    """zoom-in: frame k's noise at p is frame 0's at c + (p - c) / s**t, so a noise feature off the centre lands
+    farther out in later frames (zoom-out: nearer; it drops noise pixels, a limit in the README)."""
+    noise = torch.zeros(1, 1, 33, 33)
+    noise[0, 0, 16, 22] = 1.0  # 6 latent pixels right of the centre
+    for motion, farther in (("zoom-in", True), ("zoom-out", False)):
+        kind, a, _ = controls.motion_vector(motion, (66, 66))
+        moved = controls.warp_noise(noise, 5, kind, a, 0.0, fps=1, downscale=2)  # 1 s per frame: 1.25 ** k
+        cols = [float((moved[0, k, 0, 16] * torch.arange(33)).sum() / moved[0, k, 0, 16].sum()) for k in range(5)]
+        # zoom-out subsamples the noise (nearest pixel), so a single feature can drop out: frame 3 is compared
+        assert (cols[4] > cols[0] + 4) if farther else (cols[3] < cols[0] - 2), cols
+
+
+def test_without_a_direction_the_region_moves_freely_and_the_rest_stays(tiny, tmp_path):
+    out = tiny("waves", image=_still(), motion_mask=_mask_png(tmp_path / "m.png"), num_frames=3, height=SIZE,
+               width=SIZE, steps=2, seed=4, progress=False).pixels[0]
+    inside = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    inside[BOX] = True
+    change = (out[2] - out[1]).abs().mean(0)
+    assert change[inside].mean() > 1e-3 and change[~inside].mean() <= change[inside].mean() / 10
+
+
 def test_a_mask_of_another_size_is_refused_in_one_line(tiny, tmp_path):
     with pytest.raises(UserError, match="same width and height"):
         _brush(tiny, _mask_png(tmp_path / "small.png", (32, 32)), "right")
