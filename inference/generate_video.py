@@ -232,7 +232,8 @@ def add_runway_gen3_args(p) -> None:
     p.add_argument("--motion-mask", default=None, help="motion brush: a PNG over --image, white = the region that "
                                                        "moves (the same width and height as the image)")
     p.add_argument("--motion", default=None, help="the brush's motion: left, right, up, down, zoom-in, zoom-out or "
-                                                  "dx,dy in pixels per second (default: free motion inside the mask)")
+                                                  "dx,dy in pixels per second (a negative dx: --motion=-20,0; "
+                                                  "default: free motion inside the mask)")
     p.add_argument("--motion-strength", type=float, default=1.0, help="scales the brush's motion (default 1)")
     p.add_argument("--control-video", default=None, help="performance transfer: a driving video whose per-frame "
                                                          "maps steer the ControlNet (at least --num-frames frames)")
