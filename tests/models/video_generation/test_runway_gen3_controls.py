@@ -64,6 +64,16 @@ def test_pose_videos_are_taken_as_renderings(tiny, tmp_path):
     tiny.controlnet, tiny.control_kind = None, None
 
 
+def test_a_grey_depth_video_gives_one_depth_map_per_frame():
+    ramp = torch.linspace(0, 1, 32)[None, None, None].expand(3, 3, 32, 32).clone()  # grey: near = bright
+    ramp[1] = ramp[1].flip(-1)
+    maps = controls.control_maps("depth", ramp * 2 - 1, (32, 32))
+    assert maps.shape == (3, 3, 32, 32)
+    assert maps[0, 0, 0, -1] > maps[0, 0, 0, 0] and maps[1, 0, 0, -1] < maps[1, 0, 0, 0]
+    ready = controls.control_maps(None, ramp * 2 - 1, (16, 16))  # ready maps: only resized
+    assert ready.shape == (3, 3, 16, 16) and float(ready.min()) >= 0.0
+
+
 def test_a_control_video_with_fewer_frames_than_asked_is_one_line(tiny, tmp_path):
     with pytest.raises(UserError, match="has 2 frames, 4 were asked") as err:
         tiny("a dancer", control="canny", control_video=_driver(tmp_path / "short.mp4", 2), num_frames=4,
