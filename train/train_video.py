@@ -22,7 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo importable without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.cli import ArgumentParser
+from utils.cli import ArgumentParser, nonnegative_int
 from utils.errors import UserError, cli_errors
 
 
@@ -56,7 +56,7 @@ def add_svd_args(p) -> None:
     p.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="continue the run in --out (its newest checkpoint), or from the given checkpoint file")
     p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (default: steps / 4)")
-    p.add_argument("--sample-every", type=int, default=0, help="write a sample video every N steps (0: at the end "
+    p.add_argument("--sample-every", type=nonnegative_int, default=0, help="write a sample video every N steps (0: at the end "
                                                                 "only)")
     p.add_argument("--keep", type=int, default=3, help="checkpoints kept (0: all)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default)")
@@ -99,8 +99,9 @@ def train_svd(args: argparse.Namespace, argv: list[str]) -> int:
                       data_fps=args.data_fps)
     trainer = SVDTrainer(cfg, opts)
     data = args.data or "the built-in moving shapes"
+    # on stdout: a refusal that follows (bad --weights, --resume) stays the one line on stderr
     print(f"training svd/{preset} on {data}: {cfg.num_frames} frames of {cfg.size[0]}x{cfg.size[1]}, batch "
-          f"{cfg.batch_size}, steps {cfg.steps}, lr {cfg.lr:g}, mixed precision {cfg.mixed_precision}", file=sys.stderr)
+          f"{cfg.batch_size}, steps {cfg.steps}, lr {cfg.lr:g}, mixed precision {cfg.mixed_precision}")
     t0 = time.perf_counter()
     result = trainer.run()
     last = result["history"][-1]["loss"] if result["history"] else float("nan")
