@@ -122,6 +122,34 @@ def decode(path: str | os.PathLike, folder_fps: float = 8.0) -> tuple[np.ndarray
                     " or a folder of frames")
 
 
+def video_problem(path: str | os.PathLike, folder_fps: float = 8.0) -> str | None:
+    """Why `path` does not decode as a video (None when it does), found cheaply before any work: a video
+    file's stream header and first frame (ffmpeg), every frame of an animated image, every file of a frame
+    folder. A file damaged past its first frame is still found only when its clip is read."""
+    p = Path(os.path.expanduser(str(path)))
+    if not p.exists():
+        return "not found"
+    try:
+        if p.is_dir() or p.suffix.lower() in ANIMATED_SUFFIXES:
+            decode(p, folder_fps)
+            return None
+        if p.suffix.lower() not in VIDEO_FILE_SUFFIXES:
+            return f"'{p.suffix}' is not a video file type"
+        import imageio_ffmpeg
+
+        reader = imageio_ffmpeg.read_frames(str(p), pix_fmt="rgb24")
+        try:
+            reader.__next__()  # the stream's metadata
+            reader.__next__()  # its first frame
+        finally:
+            reader.close()
+    except UserError as err:
+        return short_reason(err, 80)
+    except Exception as err:  # noqa: BLE001 - whatever ffmpeg or PIL raise, the file is unusable
+        return short_reason(err if str(err) else type(err).__name__, 80).split(" === ")[0]
+    return None
+
+
 # -- sampling and resizing ----------------------------------------------------------------------------
 
 

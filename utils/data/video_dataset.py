@@ -7,6 +7,9 @@
 (and gives frame folders theirs), `motion_bucket_id` is the clip's motion conditioning when known.
 Every item is `num_frames` frames sampled from the start (every `stride`-th, or resampled to `fps`),
 scaled to cover `size` and center-cropped: {"video": (T, 3, H, W) in [-1, 1], "fps": ..., "motion_bucket_id": ...}.
+With `verify` (the default) every video is probed when the dataset is made (`utils.data.video.video_problem`):
+those that do not decode are skipped with one warning line that counts and names them (`skipped`), so a
+broken file does not stop a training at the step that reaches it; data of which none decodes is an error.
 """
 from __future__ import annotations
 
@@ -56,7 +59,7 @@ class VideoClips(Dataset):
     """Clips of the videos under `source` (a folder or a metadata.jsonl); see the module docstring."""
 
     def __init__(self, source: str | os.PathLike, num_frames: int, size: tuple[int, int], stride: int | None = None,
-                 fps: float | None = None, folder_fps: float = 8.0):
+                 fps: float | None = None, folder_fps: float = 8.0, verify: bool = True):
         self.source = Path(os.path.expanduser(str(source)))
         self.entries = _entries(self.source)
         if not self.entries:
@@ -66,6 +69,31 @@ class VideoClips(Dataset):
         if missing:
             raise UserError(f"{len(missing)} video(s) listed in {self.source} do not exist (first: {missing[0]})")
         self.num_frames, self.size, self.stride, self.fps, self.folder_fps = num_frames, tuple(size), stride, fps, folder_fps
+        self.skipped: list[tuple[Path, str]] = self._unreadable(folder_fps) if verify else []
+        if self.skipped:
+            if len(self.skipped) == len(self.entries):
+                raise UserError(f"none of the {len(self.entries)} videos in {self.source} can be read (e.g. "
+                                f"{self.skipped[0][0].name}: {self.skipped[0][1]}): check the data")
+            from utils.errors import warn_user
+
+            names = ", ".join(p.name for p, _ in self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
+            warn_user(f"skipped {len(self.skipped)} of {len(self.entries)} videos in {self.source} that cannot be "
+                      f"read ({names}; first: {self.skipped[0][1]}): remove or replace them to use them")
+            bad = {p for p, _ in self.skipped}
+            self.entries = [e for e in self.entries if e["path"] not in bad]
+
+    def _unreadable(self, folder_fps: float) -> list[tuple[Path, str]]:
+        """(path, why) of each video that does not decode (`utils.data.video.video_problem`), probed in
+        threads (each probe is mostly an ffmpeg process)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from utils.data.video import video_problem
+
+        paths = [e["path"] for e in self.entries]
+        rates = [float(e["fps"] or folder_fps) for e in self.entries]
+        with ThreadPoolExecutor(max_workers=min(8, len(paths))) as pool:
+            whys = list(pool.map(video_problem, paths, rates))
+        return [(p, why) for p, why in zip(paths, whys) if why is not None]
 
     def __len__(self) -> int:
         return len(self.entries)

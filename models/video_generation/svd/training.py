@@ -247,8 +247,8 @@ class SVDTrainer:
 
         device = resolve_device(self.opts.device)
         self.acc = Accelerator(cpu=device.type == "cpu", mixed_precision=self.cfg.mixed_precision)
+        self.dataset = self._dataset()  # the data probed before any weights load
         self.pipe = self._pipeline()
-        self.dataset = self._dataset()
         unet = self.pipe.unet.train()
         unet.enable_gradient_checkpointing(self.cfg.gradient_checkpointing)
         params = set_trainable(unet, self.cfg.trainable)
