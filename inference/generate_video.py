@@ -103,6 +103,8 @@ def run_svd(args) -> int:
     if args.image is None and args.prompt is None:
         raise UserError("give --image in.png to animate, or --prompt to make the first frame with --image-model")
     _check_image(args.image, "--image")
+    if args.image is None and args.image_preset is not None:  # its name checked before SVD loads
+        get_spec("image", args.image_model).check_preset(args.image_preset)
     if args.motion_bucket_id is not None and not 0 <= args.motion_bucket_id <= 1023:
         raise UserError(f"--motion-bucket-id must be in 0..255 (the release's range; up to 1023 accepted), got "
                         f"{args.motion_bucket_id}")
