@@ -83,7 +83,8 @@ class LTXVAEConfig:
     """Decoder convs see only past frames (False up to 0.9.5)."""
 
     def __post_init__(self) -> None:
-        if len(self.layers_per_block) != len(self.block_out_channels) + 1:
+        levels = len(self.block_out_channels) - (1 if self.down_block_types[-1] == "LTXVideo095DownBlock3D" else 0)
+        if len(self.layers_per_block) < levels + 1:
             raise UserError("LTX VAE layers_per_block needs one entry per level plus one for the middle: fix the config")
 
     @property
@@ -115,6 +116,22 @@ class LTXVAEConfig:
 
 LTX_VAE_PRESETS: dict[str, LTXVAEConfig] = {
     "ltxv-0.9": LTXVAEConfig(),
+    # 0.9.1: a wider timestep-conditioned decoder with noise injection and residual depth-to-space upsampling
+    # (diffusers' scripts/convert_ltx_to_diffusers.py, get_vae_config("0.9.1")).
+    "ltxv-0.9.1": LTXVAEConfig(decoder_block_out_channels=(256, 512, 1024), decoder_layers_per_block=(5, 6, 7, 8),
+                               decoder_spatio_temporal_scaling=(True, True, True),
+                               decoder_inject_noise=(False, True, True, True), upsample_residual=(True, True, True),
+                               upsample_factor=(2, 2, 2), timestep_conditioning=True),
+    # 0.9.5 (also the VAE of the 2B 0.9.6 dev/distilled files): space-to-depth encoder levels that widen to 2048,
+    # the decoder without noise injection.
+    "ltxv-0.9.5": LTXVAEConfig(block_out_channels=(128, 256, 512, 1024, 2048),
+                               down_block_types=("LTXVideo095DownBlock3D",) * 4, layers_per_block=(4, 6, 6, 2, 2),
+                               spatio_temporal_scaling=(True, True, True, True),
+                               downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+                               decoder_block_out_channels=(256, 512, 1024), decoder_layers_per_block=(5, 5, 5, 5),
+                               decoder_spatio_temporal_scaling=(True, True, True),
+                               decoder_inject_noise=(False, False, False, False), upsample_residual=(True, True, True),
+                               upsample_factor=(2, 2, 2), timestep_conditioning=True),
     "tiny": LTXVAEConfig(block_out_channels=(8, 16), decoder_block_out_channels=(8, 16),
                          layers_per_block=(1, 1, 1), decoder_layers_per_block=(1, 1, 1),
                          spatio_temporal_scaling=(True, False), decoder_spatio_temporal_scaling=(True, False),
@@ -128,6 +145,29 @@ def ltx_vae_config(preset: str, **overrides: Any) -> LTXVAEConfig:
     if preset not in LTX_VAE_PRESETS:
         raise UserError(f"unknown LTX VAE preset '{preset}': {did_you_mean(preset, LTX_VAE_PRESETS)}")
     return replace(LTX_VAE_PRESETS[preset], **overrides)
+
+
+def match_vae_config(state_dict: Mapping[str, torch.Tensor],
+                     candidates: Mapping[str, LTXVAEConfig] | None = None) -> tuple[str, LTXVAEConfig]:
+    """(name, config) of the candidate (default: every preset) whose tensors, names and shapes, are exactly
+    those of `state_dict` (official with or without `vae.`, a whole single file, or diffusers names): a file
+    without a config (the official single files) tells its VAE version (0.9, 0.9.1, 0.9.5) this way."""
+    from utils.encoders.ltx_vae_convert import to_native
+    from utils.errors import ConversionError
+
+    tried = []
+    for name, cfg in (candidates or LTX_VAE_PRESETS).items():
+        try:
+            native = to_native(state_dict, cfg)
+        except ConversionError:
+            tried.append(name)
+            continue
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in LTXVideoVAE(cfg).state_dict().items()}
+        if want == {k: tuple(v.shape) for k, v in native.items()}:
+            return name, cfg
+        tried.append(name)
+    raise ConversionError(f"these VAE tensors match no LTX VAE version ({', '.join(tried)}): check the file")
 
 
 def _pixel_norm(x: torch.Tensor) -> torch.Tensor:
@@ -386,10 +426,12 @@ class LTXVideoVAE(nn.Module):
             sd = load_folder_state_dict(path, name="diffusion_pytorch_model", dtype=torch.float32)
         else:
             sd = load_state_dict(path, dtype=torch.float32)
+            if cfg is None:  # an official single file carries no config: its tensors tell the version
+                cfg = match_vae_config(sd)[1]
         with torch.device("meta"):
             model = cls(cfg or LTXVAEConfig())
         load_into(model, to_native(sd, model.config), what="LTX VAE checkpoint")
         return model.to(device=dev, dtype=dt).eval()
 
 
-__all__ = ["LTXVAEConfig", "LTX_VAE_PRESETS", "LTXVideoVAE", "ltx_vae_config"]
+__all__ = ["LTXVAEConfig", "LTX_VAE_PRESETS", "LTXVideoVAE", "ltx_vae_config", "match_vae_config"]
