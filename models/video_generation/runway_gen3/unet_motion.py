@@ -1,4 +1,4 @@
-"""An image UNet (the stable_diffusion package's SD 1.5 UNet) with motion modules inserted: AnimateDiff.
+"""An image UNet (the stable_diffusion package's SD 1.5 UNet, or SDXL's) with motion modules inserted: AnimateDiff.
 
 Frames travel as a batch (B*F, C, H, W) through the frozen image layers; a motion module follows each
 ResBlock (+ SpatialTransformer) of every down and up level, before any Upsample, and sits between the
@@ -13,14 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.image_generation.stable_diffusion.unet import ResBlock, SDXLUNet, SpatialTransformer, Upsample
+from models.image_generation.stable_diffusion.unet import ResBlock, SDXLUNet, SpatialTransformer, Upsample, embed
 from models.video_generation.runway_gen3.motion import MotionAdapter
 from utils.errors import UserError
-from utils.nn import timestep_embedding
 
 
 class MotionUNet(nn.Module):
-    """`unet` (SD 1.x / 2.x shaped, frozen) + `adapter` (its motion modules)."""
+    """`unet` (SD 1.x / 2.x or SDXL shaped, frozen) + `adapter` (its motion modules, made for that UNet)."""
 
     def __init__(self, unet: SDXLUNet, adapter: MotionAdapter):
         super().__init__()
@@ -47,8 +46,10 @@ class MotionUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
                 down_residuals: Sequence[torch.Tensor] | None = None,
-                mid_residual: torch.Tensor | None = None) -> torch.Tensor:
+                mid_residual: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         """(B, F, C, H, W) noisy latents, (B,) times, (B, L, D) text -> (B, F, C, H, W) prediction.
+        `y`: (B, adm_in_channels) the vector SDXL's UNet conditions on (pooled text + size embeddings), shared by
+        the frames of a clip; None for SD 1.x / 2.x.
         `down_residuals` / `mid_residual`: a ControlNet's outputs per frame ((B*F, ...) each, already scaled),
         added to the skips (after the motion modules) and to the middle block's output, as UNetMotionModel does."""
         b, f = x.shape[:2]
@@ -56,9 +57,7 @@ class MotionUNet(nn.Module):
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(b)
         dtype = unet.dtype
-        emb = unet.time_embed(timestep_embedding(timesteps, unet.config.model_channels, flip_sin_to_cos=True,
-                                                 downscale_freq_shift=0).to(dtype))
-        emb = emb.repeat_interleave(f, dim=0)
+        emb = embed(unet.config, unet.time_embed, unet.label_emb, timesteps, y, b, dtype).repeat_interleave(f, dim=0)
         context = context.to(dtype).repeat_interleave(f, dim=0)
         h = unet.input_blocks[0](x.reshape(b * f, *x.shape[2:]).to(dtype), emb, context)
         skips = [h]

@@ -71,3 +71,38 @@ def test_full_size_sd15_unet_takes_the_v2_adapter_and_refuses_sdxl_beta_widths()
     assert [m.proj_in.in_features for m in ours._up] == [1280] * 6 + [640] * 3 + [320] * 3
     with pytest.raises(UserError, match="SD 1.5 vs SDXL"):
         MotionUNet(unet, sdxl_beta)
+
+
+def test_sdxl_shaped_unet_with_motion_matches_diffusers():
+    """AnimateDiff's SDXL beta layout (no middle-block module) on an SDXL-shaped tiny UNet vs UNetMotionModel:
+    the vector y (pooled text + size embeddings) conditions every frame (max abs diff <= 1e-4)."""
+    ucfg = UNetConfig.preset("tiny")
+    torch.manual_seed(0)
+    unet2d = _perturb(UNet2DConditionModel(**unet_config_to_diffusers(ucfg)), 1)
+    kw = dict(block_out_channels=ucfg.level_channels, motion_layers_per_block=ucfg.num_res_blocks,
+              motion_num_attention_heads=4, motion_norm_num_groups=8, motion_max_seq_length=16,
+              use_motion_mid_block=False)
+    adapter = _perturb(RefAdapter(**kw), 2)
+    ref = UNetMotionModel.from_unet2d(unet2d, adapter).eval()
+    # from_unet2d (diffusers 0.42) leaves SDXL's add_embedding at its fresh initialisation: copy it over
+    ref.add_embedding.load_state_dict(unet2d.add_embedding.state_dict())
+    unet = SDXLUNet(ucfg).eval()
+    unet.load_state_dict(unet_diffusers_to_native(unet2d.state_dict(), ucfg))
+    ours_adapter = MotionAdapter(MotionAdapterConfig(**kw)).eval()
+    ours_adapter.load_state_dict(adapter.state_dict())
+    ours = MotionUNet(unet, ours_adapter)
+    g = torch.Generator().manual_seed(3)
+    b, f = 2, 3
+    x = torch.randn(b, f, 4, 8, 8, generator=g)
+    t = torch.tensor([10.0, 700.0])
+    context = torch.randn(b, 5, ucfg.context_dim, generator=g)
+    pooled = torch.randn(b, unet2d.config.projection_class_embeddings_input_dim - 6 * unet2d.config.addition_time_embed_dim,
+                         generator=g)
+    time_ids = torch.tensor([[32.0, 32.0, 0.0, 0.0, 32.0, 32.0]]).repeat(b, 1)
+    with torch.no_grad():
+        expected = ref(x.permute(0, 2, 1, 3, 4), t, context.repeat_interleave(f, 0),
+                       added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample.permute(0, 2, 1, 3, 4)
+        y = torch.cat([pooled, ref.add_time_proj(time_ids.flatten()).reshape(b, -1)], dim=1)
+        got = ours(x, t, context, y=y)
+    assert ours_adapter.mid_block is None
+    assert (expected - got).abs().max() <= 1e-4
