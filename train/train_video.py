@@ -110,11 +110,86 @@ def train_svd(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+# -- luma_dream (the camera adapter of the LTX-Video stand-in) ------------------------------------------
+
+def add_luma_dream_args(p) -> None:
+    p.add_argument("--camera", action="store_true", help="train the camera adapter (Plücker rays -> token "
+                                                         "offsets; the transformer stays frozen): required")
+    p.add_argument("--preset", default="tiny", help="tiny (random tiny LTX weights, clips rendered from the built-in "
+                                                    "3D scene: offline, CPU minutes) or an LTX-Video release preset")
+    p.add_argument("--data", default=None, help="folder of posed videos: clip.mp4 + clip.json (a camera path per "
+                                                "video; default: clips rendered from the built-in scene)")
+    p.add_argument("--weights", default=None, help="the LTX-Video weights the adapter feeds (default: the preset's)")
+    p.add_argument("--out", default=None, help="output folder (default outputs/luma_dream/<preset>-camera)")
+    p.add_argument("--steps", type=int, default=None, help="adapter optimisation steps (default: the preset's recipe)")
+    p.add_argument("--batch-size", type=int, default=None, help="clips per step and process")
+    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate of the adapter")
+    p.add_argument("--num-frames", type=int, default=None, help="frames per clip (1 + k * the VAE's temporal ratio)")
+    p.add_argument("--height", type=int, default=None, help="clip height in pixels")
+    p.add_argument("--width", type=int, default=None, help="clip width in pixels")
+    p.add_argument("--num-clips", type=int, default=None, help="clips rendered from the built-in scene (no --data)")
+    p.add_argument("--base-steps", type=int, default=None, help="tiny only: first fit the random tiny transformer "
+                                                                "on the clips for N steps (no camera)")
+    p.add_argument("--prompt", default=None, help="the text every clip is trained with")
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None, help="accelerate mixed precision")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run (rendered clips, adapter init, noise)")
+    p.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="continue the run in --out (its newest checkpoint), or from the given checkpoint file")
+    p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (default: steps / 4)")
+    p.add_argument("--keep", type=int, default=3, help="checkpoints kept (0: all)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def train_luma_dream(args: argparse.Namespace, argv: list[str]) -> int:
+    from dataclasses import replace
+
+    from models.registry import get_spec
+    from models.video_generation.luma_dream.training import CameraRunOptions, CameraTrainer, recipe
+
+    if not args.camera:
+        raise UserError("train_video.py --model luma_dream trains the camera adapter only: add --camera")
+    spec = get_spec("video", "luma_dream")
+    preset = spec.check_preset(args.preset)
+    if args.data is not None and not Path(args.data).is_dir():
+        raise UserError(f"--data {args.data} is not a folder: give a folder of posed videos (clip.mp4 + clip.json)")
+    cfg = recipe(preset)
+    changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "num_frames", "num_clips", "base_steps",
+                                             "prompt", "mixed_precision") if getattr(args, k) is not None}
+    if args.height is not None or args.width is not None:
+        changes["size"] = (args.height or cfg.size[0], args.width or cfg.size[1])
+    cfg = replace(cfg, seed=args.seed, **changes)
+    cfg.check()
+    multiple, frames = spec.default(preset, "pixel_multiple"), spec.default(preset, "frame_multiple")
+    if cfg.size[0] % multiple or cfg.size[1] % multiple:
+        raise UserError(f"--height/--width {cfg.size[0]}x{cfg.size[1]} must be multiples of {multiple} for {preset}")
+    if (cfg.num_frames - 1) % frames:
+        raise UserError(f"--num-frames {cfg.num_frames}: {preset} clips have 1 + {frames}k frames")
+    out = Path(args.out) if args.out else Path("outputs") / "luma_dream" / f"{preset}-camera"
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    save_every = args.save_every if args.save_every is not None else max(1, cfg.steps // 4)
+    opts = CameraRunOptions(out=str(out), data=args.data, weights=args.weights, resume=args.resume, device=args.device,
+                            save_every=save_every, keep=args.keep, progress=not args.no_progress)
+    data = args.data or f"{cfg.num_clips} clips rendered from the built-in scene"
+    print(f"training the luma_dream/{preset} camera adapter on {data}: {cfg.num_frames} frames of "
+          f"{cfg.size[0]}x{cfg.size[1]}, batch {cfg.batch_size}, steps {cfg.steps}, lr {cfg.lr:g}")
+    t0 = time.perf_counter()
+    result = CameraTrainer(cfg, opts).run()
+    last = result["history"][-1]["loss"] if result["history"] else float("nan")
+    print(f"done in {time.perf_counter() - t0:.1f}s: step {result['steps']}, loss {last:.4f} -> {result['adapter']}")
+    return 0
+
+
 # -- dispatch ------------------------------------------------------------------------------------------
 
 # registry name -> (adds the model's options, trains it). A new video model adds its two functions and one entry.
 TRAINERS = {
     "svd": (add_svd_args, train_svd),
+    "luma_dream": (add_luma_dream_args, train_luma_dream),
 }
 
 

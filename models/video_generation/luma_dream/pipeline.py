@@ -79,6 +79,8 @@ class LTXVideoPipeline(DiffusionPipeline):
         self.preset = preset
         self.preview_map = None
         """The fitted latent-to-RGB map of live previews (`fit_preview.LatentPreview`), fitted on first use."""
+        self.camera_adapter = None
+        """The camera adapter `camera=` needs (`camera_adapter.CameraAdapter`; `load_camera_adapter(path)`)."""
         if transformer.config.in_channels != vae.config.latent_channels:
             raise UserError(f"the LTX transformer takes {transformer.config.in_channels} channels, its VAE makes "
                             f"{vae.config.latent_channels}: the components come from different models")
@@ -362,6 +364,7 @@ class LTXVideoPipeline(DiffusionPipeline):
                  decode_noise_scale: float | None = None, prompt_embeds: torch.Tensor | None = None,
                  prompt_mask: torch.Tensor | None = None, negative_embeds: torch.Tensor | None = None,
                  negative_mask: torch.Tensor | None = None, callback: PreviewCallback | None = None,
+                 camera: Any = None,
                  output_type: str = "pil", progress: bool = True, **legacy: Any) -> VideoOutput:
         """Generate `num_videos` clips per prompt (video i from seed + i). Text-to-video, or with `image` (a
         path, PIL image or (3, H, W) tensor in [0, 1]; one, or one per prompt) image-to-video from that first
@@ -370,7 +373,8 @@ class LTXVideoPipeline(DiffusionPipeline):
         preview_frames)`: after every step, the step's denoised estimate as RGB frames (B, F', 3, H/32, W/32)
         in [0, 1] through the fitted linear latent-to-RGB map (a live preview). Instead of prompts, T5
         embeddings: `prompt_embeds` + `prompt_mask` (+ `negative_embeds`/`negative_mask` for guidance).
-        `output_type='latent'` returns the latents only."""
+        `output_type='latent'` returns the latents only. `camera`: camera motion through `camera_adapter`, a
+        preset name ('orbit', 'pan-left', ...), a .json camera path or poses (camera.py)."""
         guidance_scale = legacy.pop("guidance", guidance_scale)  # the name sample_latents uses
         if legacy:
             raise UserError(f"unknown LTX pipeline arguments: {', '.join(sorted(legacy))}")
@@ -394,6 +398,7 @@ class LTXVideoPipeline(DiffusionPipeline):
         if timesteps is None:
             timesteps = self.spec.default(self.preset, "timesteps")
         self._check(height, width, num_frames)
+        camera_bias = None if camera is None else self._camera_bias(camera, num_frames, height, width, count * num_videos)
         if num_videos < 1 or max_len < 1:
             raise UserError(f"num_videos and max_sequence_length must be at least 1, got {num_videos} and {max_len}")
         if guidance < 0:
@@ -432,12 +437,30 @@ class LTXVideoPipeline(DiffusionPipeline):
             latents = self.sample_latents(ctx, mask, neg, neg_mask, height=height, width=width, num_frames=num_frames,
                                           fps=fps, steps=steps, guidance=guidance, generator=gens,
                                           image_latents=image_latents, timesteps=timesteps, preview=on_preview,
-                                          progress=progress)
+                                          progress=progress, token_bias=camera_bias)
             if output_type == "latent":
                 return VideoOutput([], fps=fps, latents=latents.float().cpu())
             noise_gen = torch.Generator(device=self.device).manual_seed(_base_seed(seed, gens))
             pixels = self.decode(latents, decode_timestep, decode_noise_scale, gens, noise_gen).float().cpu()
         return _video_output(pixels, latents, fps)
+
+    def load_camera_adapter(self, path: str | os.PathLike) -> "LTXVideoPipeline":
+        """Load a camera adapter file (train_video.py --model luma_dream --camera writes one) for `camera=`."""
+        from models.video_generation.luma_dream.camera_adapter import load_camera_adapter
+
+        self.camera_adapter = load_camera_adapter(path, self.transformer.config.inner_dim).to(self.device)
+        return self
+
+    def _camera_bias(self, camera: Any, num_frames: int, height: int, width: int, batch: int) -> torch.Tensor:
+        """The camera adapter's (batch, L, width) token offsets for `camera` (checked before any sampling)."""
+        from models.video_generation.luma_dream.camera_adapter import camera_token_bias
+
+        if self.camera_adapter is None:
+            raise UserError("camera= needs a camera adapter: pipe.load_camera_adapter('camera_adapter.safetensors') "
+                            "(train one with train/train_video.py --model luma_dream --camera)")
+        vc = self.vae.config
+        return camera_token_bias(self.camera_adapter, camera, num_frames, height, width, vc.temporal_ratio,
+                                 vc.spatial_ratio, batch, self.device, self.dtype)
 
     def _preview_hook(self, callback: PreviewCallback) -> PreviewCallback:
         """x0 latents -> RGB preview frames (B, F', 3, h, w) for the user's `callback(step, total, frames)`."""
