@@ -9,6 +9,8 @@
     python inference/generate_video.py --model sora --prompt "a fox in snow" --num-frames 81 --out fox.mp4  # Wan 2.1 1.3B
     python inference/generate_video.py --model runway_gen3 --preset tiny --prompt "waves" --image sea.png \\
         --motion-mask water.png --motion right --out sea.mp4                                       # offline
+    python inference/generate_video.py --model luma_dream --preset tiny --prompt "a fox" --out fox.mp4  # offline
+    python inference/generate_video.py --model luma_dream --prompt "a fox in snow" --image fox.png --out fox.mp4 # LTX 0.9.5
 
 --out takes .mp4 (H.264, yuv420p), .webm, .gif, .webp, an image (.png: a preview grid of the frames),
 or a folder (one PNG per frame); default outputs/videos/<model>_<preset>_seed<seed>.mp4.
@@ -242,14 +244,16 @@ def add_runway_gen3_args(p) -> None:
     p.add_argument("--control", default=None, help="the maps made from --control-video: canny, depth or pose "
                                                    "(pose: the video is an OpenPose rendering); without it the "
                                                    "video's frames are the maps (needs --controlnet)")
-    p.add_argument("--controlnet", default=None, help="an SD 1.5 ControlNet (file, folder or hub id; default: "
-                                                      "lllyasviel's release for --control)")
+    p.add_argument("--controlnet", default=None, help="a ControlNet for the base model (file, folder or hub id; "
+                                                      "default: the release for --control)")
     p.add_argument("--control-scale", type=float, default=1.0, help="the ControlNet's weight, 0..10 (default 1)")
     p.add_argument("--weights", default=None, help="the motion adapter: mm_sd_v15_v2.ckpt / v3_sd15_mm.ckpt, a "
                                                    "diffusers MotionAdapter folder or hub id (default: the preset's)")
-    p.add_argument("--base", default=None, help="the SD 1.5 model it animates: single file, diffusers folder or hub "
-                                                "id (default stable-diffusion-v1-5/stable-diffusion-v1-5)")
-    p.add_argument("--preset", default=None, help="v15-v2 (default), v15-v3, or tiny (random weights, offline)")
+    p.add_argument("--base", default=None, help="the image model it animates: single file, diffusers folder or hub "
+                                                "id (default stable-diffusion-v1-5/stable-diffusion-v1-5; "
+                                                "sdxl-beta: stabilityai/stable-diffusion-xl-base-1.0)")
+    p.add_argument("--preset", default=None, help="v15-v2 (default), v15-v3, sdxl-beta (on SDXL), or tiny / "
+                                                  "tiny-sdxl (random weights, offline)")
     p.add_argument("--num-frames", type=int, default=None, help="frames (default 16; at most the adapter's 32)")
     p.add_argument("--height", type=int, default=None, help="frame height (default 512)")
     p.add_argument("--width", type=int, default=None, help="frame width (default 512)")
@@ -333,6 +337,115 @@ def run_runway_gen3(args) -> int:
     return 0
 
 
+# -- luma_dream (the LTX-Video stand-in) ---------------------------------------------------------------
+
+def add_luma_dream_args(p) -> None:
+    p.add_argument("--prompt", default=None, help="what the clip shows (required)")
+    p.add_argument("--negative-prompt", default=None, help="what to steer away from (default: the release's)")
+    p.add_argument("--image", default=None, help="image-to-video: the first frame (.png/.jpg), kept through sampling")
+    p.add_argument("--weights", default=None, help="official single file (ltx-video-2b-v0.9*.safetensors), diffusers "
+                                                   "folder (Lightricks/LTX-Video) or hub id (default: the preset's file)")
+    p.add_argument("--text-encoder", default=None, help="T5-XXL for a single file: a folder or hub id with "
+                                                        "text_encoder/ and tokenizer/ (default: Lightricks/LTX-Video)")
+    p.add_argument("--preset", default=None, help="ltxv-2b-0.9, ltxv-2b-0.9.1, ltxv-2b-0.9.5 (default), "
+                                                  "ltxv-2b-0.9.6-distilled (8 steps), or tiny (random weights, offline)")
+    p.add_argument("--num-frames", type=int, default=None, help="frames, 1 + 8k (default 121; tiny: 1 + 2k)")
+    p.add_argument("--height", type=int, default=None, help="frame height, a multiple of 32 (default 512)")
+    p.add_argument("--width", type=int, default=None, help="frame width, a multiple of 32 (default 704)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default 40; distilled: 8)")
+    p.add_argument("--timesteps", default=None, help="comma-separated fixed sigmas in (0, 1], decreasing (the "
+                                                     "distilled preset's 8 by default there)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 3.0; "
+                                                                "distilled 1.0)")
+    p.add_argument("--fps", type=float, default=None, help="frame rate: conditions the positions and the written "
+                                                           "clip (default 25)")
+    p.add_argument("--decode-timestep", type=float, default=None, help="0.9.1+ VAEs: decode timestep (default 0.05)")
+    p.add_argument("--decode-noise-scale", type=float, default=None, help="0.9.1+ VAEs: fresh noise mixed in before "
+                                                                          "decoding (default 0.025)")
+    p.add_argument("--preview", default=None, help="folder: write each step's live preview (the linear "
+                                                   "latent-to-RGB map) as step_NNN.png")
+    p.add_argument("--num-videos", type=int, default=1, help="videos per prompt (video i uses seed + i)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (-1: random)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--offload", choices=("model", "sequential"), default=None,
+                   help="CPU offload on CUDA: model (one model on the GPU at a time) or sequential (layer by layer)")
+    p.add_argument("--vae-tiling", action="store_true", help="decode in overlapping 512-pixel tiles (less memory)")
+    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", default=None, help="output .mp4/.webm/.gif/.webp, .png preview, or folder")
+
+
+def _luma_timesteps(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--timesteps {text}: give comma-separated numbers, e.g. 1.0,0.9094,0.725,0.4219") from None
+    if not values or any(not 0 < v <= 1 for v in values) or any(a <= b for a, b in zip(values, values[1:])):
+        raise UserError(f"--timesteps {text}: the sigmas must decrease within (0, 1], e.g. 1.0,0.9094,0.725,0.4219")
+    return values
+
+
+def run_luma_dream(args) -> int:
+    from models.registry import get_spec
+
+    spec = get_spec("video", "luma_dream")
+    preset = spec.check_preset(args.preset)
+    if not args.prompt:
+        raise UserError("give --prompt: it describes the clip to generate")
+    _check_image(args.image, "--image")
+    step = spec.default(preset, "frame_multiple")
+    frames = args.num_frames
+    if frames is not None and (frames < 1 or (frames - 1) % step):
+        below = max(1, 1 + step * ((frames - 1) // step))
+        raise UserError(f"--num-frames {frames}: LTX-Video ({preset}) generates 1 + {step}k frames: use {below} or "
+                        f"{below + step}")
+    multiple = spec.default(preset, "pixel_multiple")
+    for flag, value in (("--height", args.height), ("--width", args.width)):
+        if value is not None and (value < multiple or value % multiple):
+            raise UserError(f"{flag} {value} is not a multiple of {multiple}: LTX-Video ({preset}) makes frames whose "
+                            f"sides are multiples of {multiple} pixels, e.g. {max(multiple, value // multiple * multiple)}")
+    timesteps = _luma_timesteps(args.timesteps)
+    out = _out_path(args, "luma_dream", preset)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    from models.video_generation.luma_dream.pipeline import LTXVideoPipeline
+
+    t0 = time.perf_counter()
+    pipe = LTXVideoPipeline.from_pretrained(args.weights, preset=args.preset, device=args.device, dtype=args.dtype,
+                                            text_encoder=args.text_encoder, offload=args.offload,
+                                            vae_tiling=args.vae_tiling)
+    callback = None
+    if args.preview is not None:
+        from utils.visualization.grid import to_pil
+
+        folder = Path(args.preview)
+        folder.mkdir(parents=True, exist_ok=True)
+        scale = pipe.vae.config.spatial_ratio
+
+        def callback(i, total, frames):  # the first video's latent frames side by side, upscaled to pixels
+            import torch
+
+            row = torch.cat(list(frames[0]), dim=-1)[None].repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+            to_pil(row, value_range=(0.0, 1.0))[0].save(folder / f"step_{i:03d}.png")
+
+    video = pipe(prompt=args.prompt, negative_prompt=args.negative_prompt, image=args.image, num_frames=frames,
+                 height=args.height, width=args.width, steps=args.steps, timesteps=timesteps,
+                 guidance_scale=args.guidance, fps=args.fps, decode_timestep=args.decode_timestep,
+                 decode_noise_scale=args.decode_noise_scale, num_videos=args.num_videos, seed=args.seed,
+                 callback=callback, progress=not args.no_progress)
+    written = video.save(out)
+    where = written[0] if len(written) == 1 else out
+    print(f"wrote {len(video.frames)} video(s) of {len(video.frames[0])} frames at {video.fps:g} fps to {where} "
+          f"in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
 # -- dispatch ------------------------------------------------------------------------------------------
 
 # registry name -> (adds the model's options, runs it). A new video model adds its two functions and one entry.
@@ -340,6 +453,7 @@ RUNNERS = {
     "svd": (add_svd_args, run_svd),
     "sora": (add_sora_args, run_sora),
     "runway_gen3": (add_runway_gen3_args, run_runway_gen3),
+    "luma_dream": (add_luma_dream_args, run_luma_dream),
 }
 
 

@@ -23,6 +23,7 @@ SPEC_MODULES: tuple[str, ...] = (
     "models.image_generation.dalle3.spec",
     "models.video_generation.svd.spec",
     "models.video_generation.sora.spec",
+    "models.video_generation.luma_dream.spec",
     "models.video_generation.runway_gen3.spec",
     "models.generation_3d.gaussian_splatting.spec",
     "models.generation_3d.nerf.spec",

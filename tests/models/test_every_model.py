@@ -45,6 +45,7 @@ CALLS = {
     "get3d": dict(n_views=2, render_size=24),
     "svd": dict(image=IMAGE, progress=False),
     "sora": dict(prompt="a red fox runs through snow", progress=False),
+    "luma_dream": dict(prompt="a red fox runs through snow", steps=2, progress=False),
     "runway_gen3": dict(prompt="a red fox runs through snow", image=IMAGE, progress=False),
 }
 

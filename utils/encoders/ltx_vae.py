@@ -388,7 +388,63 @@ class LTXVideoVAE(nn.Module):
         if z.ndim != 5 or z.shape[1] != self.config.latent_channels:
             raise UserError(f"the LTX VAE decodes (batch, {self.config.latent_channels}, frames, height, width) "
                             f"latents, got shape {tuple(z.shape)}")
+        tile = getattr(self, "_tile", None)
+        if tile is not None and max(z.shape[-2:]) > tile[0]:
+            return self._decode_tiled(z.to(self.dtype), timestep, generator, *tile)
         return self.decoder(z.to(self.dtype), timestep, generator)
+
+    # -- spatial tiling -------------------------------------------------------------------------
+
+    def enable_tiling(self, tile_latent: int = 16, overlap_latent: int = 4) -> "LTXVideoVAE":
+        """Decode latents larger than `tile_latent` (latent pixels; 16 = 512 frame pixels) in overlapping
+        spatial tiles, blended linearly over `overlap_latent`: the peak memory of one tile's decode instead of
+        the whole frame's (all frames of a tile are decoded together)."""
+        if not 0 <= overlap_latent < tile_latent:
+            raise UserError(f"LTX VAE tiling needs 0 <= overlap < tile, got tile {tile_latent}, overlap {overlap_latent}")
+        self._tile = (int(tile_latent), int(overlap_latent))
+        return self
+
+    def disable_tiling(self) -> "LTXVideoVAE":
+        self._tile = None
+        return self
+
+    @staticmethod
+    def _starts(n: int, tile: int, stride: int) -> list[int]:
+        starts = list(range(0, max(n - tile, 0) + 1, stride))
+        if starts[-1] + tile < n:
+            starts.append(n - tile)
+        return starts
+
+    @staticmethod
+    def _ramp(length: int, fade: int, head: bool, tail: bool, device: torch.device) -> torch.Tensor:
+        w = torch.ones(length, device=device)
+        if fade > 0:
+            up = (torch.arange(fade, device=device, dtype=torch.float32) + 0.5) / fade
+            if head:
+                w[:fade] = up
+            if tail:
+                w[-fade:] = torch.minimum(w[-fade:], up.flip(0))
+        return w
+
+    def _decode_tiled(self, z: torch.Tensor, t: Any, generator: torch.Generator | None, tile: int,
+                      overlap: int) -> torch.Tensor:
+        s = self.config.spatial_ratio
+        h, w = z.shape[-2:]
+        rows, cols = self._starts(h, tile, tile - overlap), self._starts(w, tile, tile - overlap)
+        out = weight = None
+        for y in rows:
+            for x in cols:
+                part = self.decoder(z[..., y:y + tile, x:x + tile], t, generator).float()
+                ph, pw = part.shape[-2:]
+                wy = self._ramp(ph, overlap * s, y > 0, y + tile < h, part.device)
+                wx = self._ramp(pw, overlap * s, x > 0, x + tile < w, part.device)
+                m = wy[:, None] * wx[None, :]
+                if out is None:
+                    out = part.new_zeros(*part.shape[:-2], h * s, w * s)
+                    weight = part.new_zeros(h * s, w * s)
+                out[..., y * s:y * s + ph, x * s:x * s + pw] += part * m
+                weight[y * s:y * s + ph, x * s:x * s + pw] += m
+        return (out / weight).to(z.dtype)
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor | float | None = None) -> torch.Tensor:
         return self.decode(self.encode(x).mode(), timestep)

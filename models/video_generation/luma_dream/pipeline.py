@@ -89,6 +89,11 @@ class LTXVideoPipeline(DiffusionPipeline):
         check_frames(num_frames, self.vae.config.temporal_ratio)
         self.vae.check_size(height, width)
 
+    def enable_vae_tiling(self, tile_latent: int = 16, overlap_latent: int = 4) -> "LTXVideoPipeline":
+        """Decode in overlapping spatial tiles of `tile_latent` latent pixels (16: 512 frame pixels)."""
+        self.vae.enable_tiling(tile_latent, overlap_latent)
+        return self
+
     # -- loading --------------------------------------------------------------------------------
 
     @classmethod
@@ -365,7 +370,7 @@ class LTXVideoPipeline(DiffusionPipeline):
                  prompt_mask: torch.Tensor | None = None, negative_embeds: torch.Tensor | None = None,
                  negative_mask: torch.Tensor | None = None, callback: PreviewCallback | None = None,
                  camera: Any = None,
-                 output_type: str = "pil", progress: bool = True, **legacy: Any) -> VideoOutput:
+                 output_type: str = "pil", progress: bool = True) -> VideoOutput:
         """Generate `num_videos` clips per prompt (video i from seed + i). Text-to-video, or with `image` (a
         path, PIL image or (3, H, W) tensor in [0, 1]; one, or one per prompt) image-to-video from that first
         frame. `num_frames` 1 + 8k; `height`/`width` multiples of 32. `timesteps`: a fixed sigma list
@@ -375,9 +380,6 @@ class LTXVideoPipeline(DiffusionPipeline):
         embeddings: `prompt_embeds` + `prompt_mask` (+ `negative_embeds`/`negative_mask` for guidance).
         `output_type='latent'` returns the latents only. `camera`: camera motion through `camera_adapter`, a
         preset name ('orbit', 'pan-left', ...), a .json camera path or poses (camera.py)."""
-        guidance_scale = legacy.pop("guidance", guidance_scale)  # the name sample_latents uses
-        if legacy:
-            raise UserError(f"unknown LTX pipeline arguments: {', '.join(sorted(legacy))}")
         if output_type not in ("pil", "latent"):
             raise UserError(f"output_type must be 'pil' or 'latent', got '{output_type}'")
         if prompt is None and prompt_embeds is None:
