@@ -68,7 +68,18 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleave
     if d < x.shape[-1]:
         return torch.cat([apply_rope(x[..., :d], cos, sin, interleaved), x[..., d:]], dim=-1)
     xf = x.float()
+    if interleaved and x.device.type not in ("mps", "npu"):
+        return _turn_pairs(xf, cos, sin).to(x.dtype)
     return (xf * cos + _rotate(xf, interleaved) * sin).to(x.dtype)
+
+
+def _turn_pairs(xf: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Interleaved rotation as one complex multiply: each pair (x0, x1) is x0 + i x1 turned by its angle,
+    whose cos/sin sit twice in the tables (one read of x and one write, instead of five passes)."""
+    if xf.stride(-1) != 1 or xf.storage_offset() % 2 or any(s % 2 for s in xf.stride()[:-1]):
+        xf = xf.clone(memory_format=torch.contiguous_format)  # view_as_complex needs aligned adjacent pairs
+    turn = torch.complex(cos[..., ::2].float(), sin[..., ::2].float())
+    return torch.view_as_real(torch.view_as_complex(xf.unflatten(-1, (-1, 2))) * turn).flatten(-2)
 
 
 class RotaryEmbedding(nn.Module):

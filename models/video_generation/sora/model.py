@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.video_generation.sora.config import WanTransformerConfig
 from utils.errors import UserError
 from utils.nn.attention import attention
 from utils.nn.embeddings import timestep_embedding
-from utils.nn.modulation import gate, modulate
 from utils.nn.norms import RMSNorm
 from utils.nn.rope import apply_rope, grid_ids, rope_nd
 
@@ -29,6 +29,26 @@ class WanLayerNorm(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.float()).type_as(x)
+
+
+def _rms(norm: RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    """`norm(x)` in one fused kernel (float32 math, x's dtype back): the q/k norms run on every token."""
+    return F.rms_norm(x.float(), (x.shape[-1],), norm.weight.float(), norm.eps).to(x.dtype)
+
+
+def _per_token(p: torch.Tensor) -> torch.Tensor:
+    # (B, D) per-sample modulation -> (B, 1, D) over the tokens; (B, L, D) per-token stays.
+    return p.unsqueeze(1) if p.ndim == 2 else p
+
+
+def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x * (1 + scale) + shift (`utils.nn.modulation.modulate`) as one fused multiply-add pass."""
+    return torch.addcmul(_per_token(shift), x, 1 + _per_token(scale))
+
+
+def _gate(residual: torch.Tensor, g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """residual + g * y (`utils.nn.modulation.gate`) as one fused multiply-add pass."""
+    return torch.addcmul(residual, _per_token(g), y)
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -50,8 +70,8 @@ class WanSelfAttention(nn.Module):
         self.norm_k = RMSNorm(dim, eps)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        q = apply_rope(_heads(self.norm_q(self.q(x)), self.num_heads), cos, sin, interleaved=True)
-        k = apply_rope(_heads(self.norm_k(self.k(x)), self.num_heads), cos, sin, interleaved=True)
+        q = apply_rope(_heads(_rms(self.norm_q, self.q(x)), self.num_heads), cos, sin, interleaved=True)
+        k = apply_rope(_heads(_rms(self.norm_k, self.k(x)), self.num_heads), cos, sin, interleaved=True)
         return self.o(_merge(attention(q, k, _heads(self.v(x), self.num_heads))))
 
 
@@ -72,12 +92,12 @@ class WanCrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, context_img: torch.Tensor | None = None) -> torch.Tensor:
         h = self.num_heads
-        q = _heads(self.norm_q(self.q(x)), h)
-        out = attention(q, _heads(self.norm_k(self.k(context)), h), _heads(self.v(context), h))
+        q = _heads(_rms(self.norm_q, self.q(x)), h)
+        out = attention(q, _heads(_rms(self.norm_k, self.k(context)), h), _heads(self.v(context), h))
         if hasattr(self, "k_img"):
             if context_img is None:
                 raise UserError("this Wan transformer is image-to-video and needs CLIP image tokens: pass clip_fea")
-            out = out + attention(q, _heads(self.norm_k_img(self.k_img(context_img)), h),
+            out = out + attention(q, _heads(_rms(self.norm_k_img, self.k_img(context_img)), h),
                                   _heads(self.v_img(context_img), h))
         return self.o(_merge(out))
 
@@ -104,11 +124,11 @@ class WanAttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor, e: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 context: torch.Tensor, context_img: torch.Tensor | None = None) -> torch.Tensor:
         shift, scale, g, c_shift, c_scale, c_g = _chunks(self.modulation, e)
-        y = self.self_attn(modulate(self.norm1(x).float(), shift, scale).type_as(x), cos, sin)
-        x = gate(x.float(), g, y.float()).type_as(x)
+        y = self.self_attn(_modulate(self.norm1(x).float(), shift, scale).type_as(x), cos, sin)
+        x = _gate(x.float(), g, y.float()).type_as(x)
         x = x + self.cross_attn(self.norm3(x), context, context_img)
-        y = self.ffn(modulate(self.norm2(x).float(), c_shift, c_scale).type_as(x))
-        return gate(x.float(), c_g, y.float()).type_as(x)
+        y = self.ffn(_modulate(self.norm2(x).float(), c_shift, c_scale).type_as(x))
+        return _gate(x.float(), c_g, y.float()).type_as(x)
 
 
 class WanHead(nn.Module):
@@ -122,7 +142,7 @@ class WanHead(nn.Module):
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         shift, scale = _chunks(self.modulation, e.unsqueeze(-2))
-        return self.head(modulate(self.norm(x).float(), shift, scale).type_as(x))
+        return self.head(_modulate(self.norm(x).float(), shift, scale).type_as(x))
 
 
 class WanImageProjection(nn.Module):
@@ -188,7 +208,8 @@ class WanTransformer(nn.Module):
         pt, ph, pw = self.config.patch_size
         f, h, w = x.shape[2] // pt, x.shape[3] // ph, x.shape[4] // pw
         cos, sin = self.rope(f, h, w, x.device)
-        x = self.patch_embedding(x).flatten(2).transpose(1, 2)
+        # contiguous tokens: a transposed view would be copied again by every norm and slow every linear
+        x = self.patch_embedding(x).flatten(2).transpose(1, 2).contiguous()
 
         t = torch.as_tensor(t, device=x.device)
         if t.ndim == 0:
