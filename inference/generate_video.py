@@ -244,14 +244,16 @@ def add_runway_gen3_args(p) -> None:
     p.add_argument("--control", default=None, help="the maps made from --control-video: canny, depth or pose "
                                                    "(pose: the video is an OpenPose rendering); without it the "
                                                    "video's frames are the maps (needs --controlnet)")
-    p.add_argument("--controlnet", default=None, help="an SD 1.5 ControlNet (file, folder or hub id; default: "
-                                                      "lllyasviel's release for --control)")
+    p.add_argument("--controlnet", default=None, help="a ControlNet for the base model (file, folder or hub id; "
+                                                      "default: the release for --control)")
     p.add_argument("--control-scale", type=float, default=1.0, help="the ControlNet's weight, 0..10 (default 1)")
     p.add_argument("--weights", default=None, help="the motion adapter: mm_sd_v15_v2.ckpt / v3_sd15_mm.ckpt, a "
                                                    "diffusers MotionAdapter folder or hub id (default: the preset's)")
-    p.add_argument("--base", default=None, help="the SD 1.5 model it animates: single file, diffusers folder or hub "
-                                                "id (default stable-diffusion-v1-5/stable-diffusion-v1-5)")
-    p.add_argument("--preset", default=None, help="v15-v2 (default), v15-v3, or tiny (random weights, offline)")
+    p.add_argument("--base", default=None, help="the image model it animates: single file, diffusers folder or hub "
+                                                "id (default stable-diffusion-v1-5/stable-diffusion-v1-5; "
+                                                "sdxl-beta: stabilityai/stable-diffusion-xl-base-1.0)")
+    p.add_argument("--preset", default=None, help="v15-v2 (default), v15-v3, sdxl-beta (on SDXL), or tiny / "
+                                                  "tiny-sdxl (random weights, offline)")
     p.add_argument("--num-frames", type=int, default=None, help="frames (default 16; at most the adapter's 32)")
     p.add_argument("--height", type=int, default=None, help="frame height (default 512)")
     p.add_argument("--width", type=int, default=None, help="frame width (default 512)")

@@ -197,15 +197,16 @@ class FrameControl:
     def __init__(self, unet: Any, controlnet: Any, maps: torch.Tensor, scale: float):
         self.unet, self.controlnet, self.maps, self.scale = unet, controlnet, maps, scale
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
+                 y: torch.Tensor | None = None) -> torch.Tensor:
         b, f = x.shape[:2]
         if t.ndim == 0:
             t = t.expand(b)
         flat = x.reshape(b * f, *x.shape[2:])
         # frames are video-major in the flat batch; the (F, ...) maps repeat per video inside ControlNet
-        res = self.controlnet(flat, t.repeat_interleave(f), context.repeat_interleave(f, dim=0), None, self.maps,
-                              self.scale)
-        return self.unet(x, t, context, down_residuals=res.down, mid_residual=res.mid)
+        res = self.controlnet(flat, t.repeat_interleave(f), context.repeat_interleave(f, dim=0),
+                              None if y is None else y.repeat_interleave(f, dim=0), self.maps, self.scale)
+        return self.unet(x, t, context, down_residuals=res.down, mid_residual=res.mid, y=y)
 
 
 __all__ = ["FrameControl", "MOTIONS", "brush_mask", "control_maps", "feather", "load_frames", "motion_vector", "pin_weights",

@@ -28,7 +28,7 @@ import torch
 from models.image_generation.stable_diffusion.pipeline_sd15 import SD15Pipeline
 from models.video_generation.runway_gen3 import controls
 from models.video_generation.runway_gen3.motion import MotionAdapter, MotionAdapterConfig
-from models.video_generation.runway_gen3.spec import BASE_MODEL, SPEC
+from models.video_generation.runway_gen3.spec import BASE_MODEL, SDXL_BASE_MODEL, SPEC
 from models.video_generation.runway_gen3.unet_motion import MotionUNet
 from utils.diffusion import (DiffusionPipeline, InpaintBlend, blend, cfg_model, get_scheduler, img2img_latents,
                              img2img_start, sample, scheduler_from_diffusers_config)
@@ -77,40 +77,50 @@ class RunwayGen3Pipeline(DiffusionPipeline):
                         vae_tiling: bool = False, compile: bool = False,
                         attention: str | None = None) -> "RunwayGen3Pipeline":
         """`source`: the motion adapter (a released `mm_sd_v15_v2.ckpt`-style file, a diffusers MotionAdapter
-        folder or hub id; default: the preset's release file). `base`: the SD 1.5 image model it animates (an
-        SD 1.5 pipeline, a single file, diffusers folder or hub id; default the SD 1.5 release). No source and
-        `preset='tiny'`: random tiny components, offline. `controlnet`: a ControlNet for `control_video`."""
+        folder or hub id; default: the preset's release file). `base`: the image model it animates (a pipeline,
+        a single file, diffusers folder or hub id): SD 1.5 for the v15 presets (default the SD 1.5 release),
+        SDXL for `sdxl-beta` (default SDXL base 1.0). No source and `preset='tiny'` / `'tiny-sdxl'`: random tiny
+        components, offline. `controlnet`: a ControlNet for `control_video`."""
+        from models.image_generation.stable_diffusion.pipeline_sdxl import SDXLPipeline
         from models.video_generation.runway_gen3.convert import load_adapter
 
         place = cls.resolve(source, preset, device, dtype, offload)
-        tiny = place.preset == "tiny"
+        tiny = place.preset in ("tiny", "tiny-sdxl")
         adapter = None if tiny and source is None else load_adapter(source, place.preset)  # small: fails fast
-        if isinstance(base, SD15Pipeline):
+        sdxl = isinstance(base, SDXLPipeline) or (not isinstance(base, SD15Pipeline)
+                                                  and place.preset in ("sdxl-beta", "tiny-sdxl"))
+        family = SDXLPipeline if sdxl else SD15Pipeline
+        if isinstance(base, (SD15Pipeline, SDXLPipeline)):
             image = base
-        elif base is None and tiny:  # the tiny SD 1.5 (a user's adapter file must fit it)
-            image = SD15Pipeline.tiny()
+        elif base is None and tiny:  # the tiny image model (a user's adapter file must fit it)
+            image = family.tiny()
         else:
-            image = SD15Pipeline.from_pretrained(base if base is not None else BASE_MODEL, device="cpu",
-                                                 dtype=place.dtype, tokenizer=tokenizer)
+            kw = {"tokenizers": tokenizer} if sdxl else {"tokenizer": tokenizer}
+            image = family.from_pretrained(base if base is not None else (SDXL_BASE_MODEL if sdxl else BASE_MODEL),
+                                           device="cpu", dtype=place.dtype, **kw)
+        if getattr(image, "is_refiner", False):
+            raise UserError("the SDXL refiner cannot carry motion modules: give the SDXL base model (--base)")
         if adapter is None:
-            adapter = cls.tiny_adapter(image.unet.config)
+            adapter = cls.tiny_adapter(image.unet.config, mid_block=not sdxl)
         unet = MotionUNet(image.unet, adapter.to(dtype=place.dtype))
-        pipe = cls(unet, image.vae, image.text_encoder, preset=place.preset or "v15-v2")
+        encoders = image.text_encoders if sdxl else image.text_encoder
+        pipe = cls(unet, image.vae, encoders, preset=place.preset or ("sdxl-beta" if sdxl else "v15-v2"))
         if controlnet is not None:
             pipe.load_controlnet(controlnet)
         return pipe.configure(place.device, place.dtype, offload=offload, vae_tiling=vae_tiling, compile=compile,
                               attention=attention)
 
     @staticmethod
-    def tiny_adapter(unet_config) -> MotionAdapter:
-        """Random motion modules fitting a tiny UNet (seeded: the same weights every time)."""
+    def tiny_adapter(unet_config, mid_block: bool = True) -> MotionAdapter:
+        """Random motion modules fitting a tiny UNet (seeded: the same weights every time); `mid_block=False`:
+        none in the middle block, as AnimateDiff's SDXL beta."""
         from utils.torch_utils import local_seed
 
         with local_seed(0):
             return MotionAdapter(MotionAdapterConfig(
                 block_out_channels=tuple(unet_config.level_channels), motion_layers_per_block=unet_config.num_res_blocks,
                 motion_num_attention_heads=4, motion_norm_num_groups=unet_config.norm_groups,
-                motion_max_seq_length=32)).eval()
+                motion_max_seq_length=32, use_motion_mid_block=mid_block)).eval()
 
     @classmethod
     def tiny(cls) -> "RunwayGen3Pipeline":
@@ -151,9 +161,12 @@ class RunwayGen3Pipeline(DiffusionPipeline):
         if kind is None:
             raise UserError("ready condition maps (control=None) need a loaded ControlNet: pass --controlnet, or "
                             "--control canny|depth|pose to make the maps and use that kind's default ControlNet")
-        if self.preset == "tiny":
+        if self.preset in ("tiny", "tiny-sdxl"):
             return self.load_controlnet(tiny_controlnet(self.unet.unet.config, self.vae.config.downscale), kind)
-        source = CONTROLNETS[("sd15", kind)][0]
+        family = "sdxl" if self.is_sdxl else "sd15"
+        if (family, kind) not in CONTROLNETS:
+            raise UserError(f"no default {kind} ControlNet for {family}: pass one with --controlnet PATH_OR_REPO")
+        source = CONTROLNETS[(family, kind)][0]
         try:
             return self.load_controlnet(source, kind)
         except UserError as err:  # offline, not cached
@@ -161,8 +174,27 @@ class RunwayGen3Pipeline(DiffusionPipeline):
 
     # -- pieces of a call -----------------------------------------------------------------------
 
+    @property
+    def is_sdxl(self) -> bool:
+        return bool(self.config.adm_in_channels)
+
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         return self.text_encoder.encode(prompts).last_hidden_state
+
+    def _conditioning(self, prompts: list[str], negative: Any, guided: bool, size: tuple[int, int]) -> tuple[dict, dict]:
+        """The MotionUNet inputs of the conditional and unconditional branches: SD 1.5's CLIP-L states (the empty
+        prompt for guidance, as AnimateDiff does); SDXL's two encoders, pooled text and size ids as the SDXL
+        pipeline makes them (no crop, original = target = the clip's size)."""
+        device, dtype = self.device, self.dtype
+        if self.is_sdxl:
+            from models.image_generation.stable_diffusion.pipeline_sdxl import SDXLPipeline
+
+            view = SDXLPipeline(self.unet.unet, self.vae, self.text_encoder, preset=self.preset)
+            return view._conditioning(prompts, negative, guided, size, None, (0, 0), None, 6.0, 2.5)
+        cond = {"context": self.encode_prompt(prompts).to(device, dtype)}
+        if not guided:
+            return cond, cond
+        return cond, {"context": self.encode_prompt(as_prompts(negative or "", len(prompts))).to(device, dtype)}
 
     def _scheduler(self, name: str | None):
         if name is None:
@@ -273,10 +305,7 @@ class RunwayGen3Pipeline(DiffusionPipeline):
             self._controlnet_for(control)
         with self.session():
             device, dtype = self.device, self.dtype
-            cond = {"context": self.encode_prompt(prompts).to(device, dtype)}
-            uncond = cond
-            if guidance > 1.0:
-                uncond = {"context": self.encode_prompt(as_prompts(negative_prompt or "", batch)).to(device, dtype)}
+            cond, uncond = self._conditioning(prompts, negative_prompt, guidance > 1.0, (height, width))
             sched = self._scheduler(scheduler)
             schedule = sched.schedule(steps)
             shape = (batch, num_frames, self.config.in_channels, *lat)

@@ -44,6 +44,7 @@ def _run(argv):
 @pytest.mark.parametrize("extra", [
     pytest.param([], id="t2v"),
     pytest.param(["--image", "still.png", "--motion-mask", "mask.png", "--motion", "right"], id="brush"),
+    pytest.param(["--preset", "tiny-sdxl", "--image", "still.png"], id="sdxl-i2v"),
     # the pipeline tests cover these; as command lines they only add the flags' plumbing
     pytest.param(["--image", "still.png"], id="i2v", marks=pytest.mark.slow),
     pytest.param(["--video", "drive.mp4", "--strength", "0.6"], id="v2v", marks=pytest.mark.slow),

@@ -87,6 +87,47 @@ def test_text_to_video_parity_with_diffusers_animatediff(tmp_path):
     assert len(got.frames) == 1 and len(got.frames[0]) == 4
 
 
+def test_sdxl_text_to_video_parity_with_diffusers_animatediff_sdxl(tmp_path):
+    """The SDXL path (two text encoders, pooled text and size ids, an SDXL-beta-style adapter without a middle-block
+    module) vs AnimateDiffSDXLPipeline: same seed, 3 DDIM steps, guidance 6, frames within 1e-3."""
+    from diffusers import (AnimateDiffSDXLPipeline, AutoencoderKL, DDIMScheduler, MotionAdapter,
+                           StableDiffusionXLPipeline, UNet2DConditionModel)
+    from transformers import CLIPTokenizer
+
+    from utils.encoders.vae_convert import config_to_diffusers
+
+    ucfg = UNetConfig.preset("tiny")
+    torch.manual_seed(0)
+    unet = _perturb(UNet2DConditionModel(**unet_config_to_diffusers(ucfg)), 1)
+    adapter = _perturb(MotionAdapter(block_out_channels=ucfg.level_channels, motion_layers_per_block=ucfg.num_res_blocks,
+                                     motion_num_attention_heads=4, motion_norm_num_groups=8, motion_max_seq_length=32,
+                                     use_motion_mid_block=False), 2, 0.05)
+    vae = AutoencoderKL(**config_to_diffusers(VAEConfig.preset("tiny"))).eval()
+    enc1 = transformers.CLIPTextModel(CLIPTextEncoderConfig.preset("tiny").to_transformers()).eval()
+    enc2 = transformers.CLIPTextModelWithProjection(CLIPTextEncoderConfig.preset("tiny-bigg").to_transformers()).eval()
+    write_clip_tokenizer(tmp_path / "tok1")
+    write_clip_tokenizer(tmp_path / "tok2", pad_token="!")
+    scheduler = DDIMScheduler.from_config({k: v for k, v in ANIMATEDIFF_SCHEDULER.items() if k != "_class_name"})
+    parts = dict(unet=unet, vae=vae, text_encoder=enc1, text_encoder_2=enc2, scheduler=scheduler,
+                 tokenizer=CLIPTokenizer.from_pretrained(tmp_path / "tok1"),
+                 tokenizer_2=CLIPTokenizer.from_pretrained(tmp_path / "tok2"))
+    StableDiffusionXLPipeline(**parts).save_pretrained(tmp_path / "sdxl")
+    adapter.save_pretrained(tmp_path / "adapter")
+    ref = AnimateDiffSDXLPipeline(**parts, motion_adapter=adapter)
+    # UNetMotionModel.from_unet2d (diffusers 0.42) leaves SDXL's add_embedding freshly initialised: copy it over
+    ref.unet.add_embedding.load_state_dict(unet.add_embedding.state_dict())
+    ref.set_progress_bar_config(disable=True)
+    ours = RunwayGen3Pipeline.from_pretrained(tmp_path / "adapter", preset="sdxl-beta", base=tmp_path / "sdxl",
+                                              device="cpu")
+    assert ours.is_sdxl and ours.unet.adapter.mid_block is None
+    kw = dict(num_frames=4, height=32, width=32)
+    expected = ref(PROMPT, num_inference_steps=3, guidance_scale=6.0, generator=torch.Generator().manual_seed(7),
+                   output_type="np", **kw).frames
+    got = ours(PROMPT, steps=3, guidance=6.0, seed=7, progress=False, **kw).pixels.permute(0, 1, 3, 4, 2).numpy()
+    assert expected.std() > 1e-3
+    assert np.abs(expected - got).max() <= 1e-3
+
+
 def test_video_to_video_parity_with_diffusers_animatediff(tmp_path):
     """A clip noised to strength 0.6 of 5 DDIM steps and denoised vs AnimateDiffVideoToVideoPipeline."""
     from diffusers import AnimateDiffVideoToVideoPipeline
