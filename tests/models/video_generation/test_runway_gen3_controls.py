@@ -81,6 +81,24 @@ def test_a_control_video_with_fewer_frames_than_asked_is_one_line(tiny, tmp_path
     assert "\n" not in str(err.value)
 
 
+def test_the_sdxl_path_takes_a_controlnet_per_frame_too(tmp_path):
+    """tiny-sdxl: the ControlNet sees the clip's vector y (pooled text + sizes) per frame, like the UNet."""
+    xl = RunwayGen3Pipeline.from_pretrained(preset="tiny-sdxl", device="cpu")
+    kw = dict(prompt="a dancer", num_frames=4, steps=2, seed=1, progress=False)
+    plain = xl(**kw).latents
+    driven = xl(control="canny", control_video=_driver(tmp_path / "drive.mp4", 4), **kw).latents
+    assert (driven - plain).abs().max() > 1e-2
+    with pytest.raises(UserError, match="SD 1.5 vs SDXL"):
+        RunwayGen3Pipeline.from_pretrained(preset="tiny-sdxl", device="cpu", controlnet=_sd15_controlnet())
+
+
+def _sd15_controlnet():
+    from models.image_generation.stable_diffusion.controlnet_pipeline import tiny_controlnet
+    from models.image_generation.stable_diffusion.unet import UNetConfig
+
+    return tiny_controlnet(UNetConfig.preset("tiny-sd15"), 2)
+
+
 def test_a_controlnet_for_another_unet_is_refused(tiny):
     from models.image_generation.stable_diffusion.controlnet import ControlNet, ControlNetConfig
     from models.image_generation.stable_diffusion.unet import UNetConfig
