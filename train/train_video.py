@@ -1,6 +1,7 @@
 """Train (fine-tune) a video model of the zoo; each model has its own options (`--model NAME --help`).
 
     python train/train_video.py --model svd                                   # tiny preset, built-in moving shapes
+    python train/train_video.py --model runway_gen3                           # motion modules only, tiny SD 1.5
     python train/train_video.py --model svd --preset svd-xt --data data/clips --steps 10000 --mixed-precision fp16 \\
         --gradient-checkpointing                                              # a folder of videos
     accelerate launch train/train_video.py --model svd --preset svd --data data/metadata.jsonl
@@ -10,7 +11,8 @@ metadata.jsonl of video paths (with optional fps and motion_bucket_id per line);
 `tiny` preset trains on the built-in synthetic dataset of moving shapes (no files, no network).
 Outputs go to outputs/<model>/<preset>/ unless --out: ckpts/ (resumable), log.jsonl, tb/ (TensorBoard),
 samples/ (mp4), settings.json, and the fine-tuned model as an official-layout single file
-(svd_finetuned.safetensors, which generate_video.py --weights loads).
+(svd_finetuned.safetensors, which generate_video.py --weights loads); runway_gen3 trains the motion modules
+only and writes them as an AnimateDiff motion adapter (motion_adapter.safetensors, released layout).
 """
 from __future__ import annotations
 
@@ -110,6 +112,93 @@ def train_svd(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+# -- runway_gen3 ----------------------------------------------------------------------------------------
+
+def add_runway_gen3_args(p) -> None:
+    p.add_argument("--preset", default="tiny", help="tiny (the tiny SD 1.5 and a new adapter, CPU minutes), v15-v2 or "
+                                                    "v15-v3 (fine-tunes the released adapter on SD 1.5)")
+    p.add_argument("--data", default=None, help="folder of videos or metadata.jsonl (default: built-in moving shapes)")
+    p.add_argument("--weights", default=None, help="the motion adapter to start from (released .ckpt/.safetensors or "
+                                                   "diffusers MotionAdapter folder; default: tiny a new one, else the "
+                                                   "preset's release)")
+    p.add_argument("--base", default=None, help="the SD 1.5 image model kept frozen (single file, diffusers folder or "
+                                                "hub id; default: tiny's, else SD 1.5)")
+    p.add_argument("--prompt", default=None, help="the text every clip is trained with (default: empty)")
+    p.add_argument("--out", default=None, help="output folder (default outputs/runway_gen3/<preset>)")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the preset's recipe)")
+    p.add_argument("--batch-size", type=int, default=None, help="clips per step and process")
+    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate")
+    p.add_argument("--warmup", type=int, default=None, help="linear learning-rate warm-up steps")
+    p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay")
+    p.add_argument("--snr-gamma", type=float, default=None, help="min-SNR loss weighting gamma (default: none)")
+    p.add_argument("--num-frames", type=int, default=None, help="frames per training clip (at most 32)")
+    p.add_argument("--height", type=int, default=None, help="clip height in pixels")
+    p.add_argument("--width", type=int, default=None, help="clip width in pixels")
+    p.add_argument("--stride", type=int, default=None, help="keep every N-th frame of the data videos")
+    p.add_argument("--data-fps", type=float, default=None, help="resample the data videos to this rate (not with "
+                                                                "--stride)")
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None, help="accelerate mixed precision")
+    p.add_argument("--gradient-checkpointing", action="store_true", default=None,
+                   help="recompute activations in the backward pass (less memory)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run (a new adapter's weights, data order, noise)")
+    p.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="continue the run in --out (its newest checkpoint), or from the given checkpoint file")
+    p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (default: steps / 4)")
+    p.add_argument("--sample-every", type=nonnegative_int, default=0, help="write a sample video every N steps (0: at "
+                                                                           "the end only)")
+    p.add_argument("--keep", type=int, default=3, help="checkpoints kept (0: all)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
+
+
+def train_runway_gen3(args: argparse.Namespace, argv: list[str]) -> int:
+    from dataclasses import replace
+
+    from models.registry import get_spec
+    from models.video_generation.runway_gen3.training import MotionTrainer, recipe
+    from models.video_generation.svd.training import RunOptions
+
+    spec = get_spec("video", "runway_gen3")
+    preset = spec.check_preset(args.preset)
+    if args.data is not None and not Path(args.data).exists():
+        raise UserError(f"--data {args.data} not found: pass a folder of videos or a metadata.jsonl")
+    if args.stride is not None and args.data_fps is not None:
+        raise UserError("give --stride or --data-fps, not both")
+    cfg = recipe(preset)
+    changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "warmup", "weight_decay", "snr_gamma",
+                                             "num_frames", "mixed_precision", "gradient_checkpointing", "prompt")
+               if getattr(args, k) is not None}
+    if args.height is not None or args.width is not None:
+        changes["size"] = (args.height or cfg.size[0], args.width or cfg.size[1])
+    cfg = replace(cfg, seed=args.seed, **changes)
+    multiple = spec.default(preset, "pixel_multiple")
+    if cfg.size[0] % multiple or cfg.size[1] % multiple:
+        raise UserError(f"--height/--width {cfg.size[0]}x{cfg.size[1]} must be multiples of {multiple} for {preset}")
+    out = Path(args.out) if args.out else Path("outputs") / "runway_gen3" / preset
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    save_every = args.save_every if args.save_every is not None else max(1, cfg.steps // 4)
+    opts = RunOptions(out=str(out), data=args.data, weights=args.weights, resume=args.resume, device=args.device,
+                      save_every=save_every, sample_every=args.sample_every, keep=args.keep,
+                      tensorboard=not args.no_tensorboard, progress=not args.no_progress, stride=args.stride,
+                      data_fps=args.data_fps, extra={"base": args.base})
+    trainer = MotionTrainer(cfg, opts)
+    data = args.data or "the built-in moving shapes"
+    print(f"training runway_gen3/{preset} motion modules (image model frozen) on {data}: {cfg.num_frames} frames of "
+          f"{cfg.size[0]}x{cfg.size[1]}, batch {cfg.batch_size}, steps {cfg.steps}, lr {cfg.lr:g}, mixed precision "
+          f"{cfg.mixed_precision}")
+    t0 = time.perf_counter()
+    result = trainer.run()
+    last = result["history"][-1]["loss"] if result["history"] else float("nan")
+    print(f"done in {time.perf_counter() - t0:.1f}s: step {result['steps']}, loss {last:.4f} -> {result['weights']}, "
+          f"sample {result['sample']}")
+    return 0
+
+
 # -- luma_dream (the camera adapter of the LTX-Video stand-in) ------------------------------------------
 
 def add_luma_dream_args(p) -> None:
@@ -189,6 +278,7 @@ def train_luma_dream(args: argparse.Namespace, argv: list[str]) -> int:
 # registry name -> (adds the model's options, trains it). A new video model adds its two functions and one entry.
 TRAINERS = {
     "svd": (add_svd_args, train_svd),
+    "runway_gen3": (add_runway_gen3_args, train_runway_gen3),
     "luma_dream": (add_luma_dream_args, train_luma_dream),
 }
 
