@@ -56,3 +56,33 @@ def test_facade_generates_video():
     aliased = generate("video", "ltx", preset="tiny", device="cpu", prompt="waves", steps=2, num_frames=5,
                        progress=False)
     assert (aliased.pixels - out.pixels).abs().max() == 0
+
+
+def test_bf16_code_path_runs_on_the_cpu():
+    """The dtype CUDA defaults to (bf16), run on the CPU: every component cast, finite frames."""
+    import torch
+
+    from models.video_generation.luma_dream.pipeline import LTXVideoPipeline
+
+    pipe = LTXVideoPipeline.from_pretrained(preset="tiny", device="cpu", dtype="bf16")
+    assert pipe.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16
+    assert pipe.text_encoder.dtype == torch.bfloat16
+    out = pipe(prompt="waves", steps=2, progress=False)
+    assert torch.isfinite(out.pixels).all() and out.pixels.dtype == torch.float32
+
+
+@pytest.mark.parametrize("mode", ["model", "sequential"])
+def test_cpu_offload_hooks_give_the_same_clip(mode):
+    """The offload hooks (accelerate) around T5, the transformer and the VAE's methods, with the CPU as the
+    execution device (no GPU here): the same frames, text-to-video and from a first frame."""
+    import torch
+
+    from models.video_generation.luma_dream.pipeline import LTXVideoPipeline
+
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    plain = LTXVideoPipeline.from_pretrained(preset="tiny", device="cpu")
+    hooked = LTXVideoPipeline.from_pretrained(preset="tiny", device="cpu")
+    getattr(hooked, f"enable_{mode}_cpu_offload")("cpu")
+    for kw in ({}, {"image": image}):
+        want = plain(prompt="waves", steps=2, progress=False, **kw).pixels
+        assert torch.equal(hooked(prompt="waves", steps=2, progress=False, **kw).pixels, want)
