@@ -105,7 +105,11 @@ def recipe(preset: str) -> MotionTrainConfig:
     """The default training config of a preset (the registry's `trainer`)."""
     from models.video_generation.runway_gen3.spec import SPEC
 
-    return RECIPES[SPEC.check_preset(preset)]
+    preset = SPEC.check_preset(preset)
+    if preset not in RECIPES:
+        raise UserError(f"training the motion modules of '{preset}' (SDXL) is not built: train an SD 1.5 preset "
+                        f"({', '.join(RECIPES)})")
+    return RECIPES[preset]
 
 
 # -- the pieces -----------------------------------------------------------------------------------------
