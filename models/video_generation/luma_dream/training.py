@@ -79,6 +79,9 @@ class CameraTrainConfig:
     """tiny only: steps of fitting the random transformer on the clips (no camera) before the adapter trains."""
     base_lr: float = 1e-3
     """Learning rate of that fit."""
+    base_vae_steps: int = 0
+    """tiny only: steps of fitting the random tiny VAE as an autoencoder of the clips first (its latents then
+    hold the picture), its latent statistics set from the clips."""
     fps: float = 25.0
     """Frame rate the clips' token positions are computed at."""
     mixed_precision: str = "no"
@@ -92,9 +95,9 @@ class CameraTrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.base_lr <= 0:
             raise UserError(f"learning rates must be > 0, got {self.lr} and {self.base_lr}")
-        if self.base_steps < 0:
+        if self.base_steps < 0 or self.base_vae_steps < 0:
             raise UserError(f"--base-steps must be >= 0, got {self.base_steps}")
-        if self.base_steps and self.preset != "tiny":
+        if (self.base_steps or self.base_vae_steps) and self.preset != "tiny":
             raise UserError("--base-steps fits the random tiny transformer; a released preset is the base model "
                             "already (its transformer stays frozen)")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -235,6 +238,31 @@ def flow_matching_loss(transformer, adapter, x0: Tensor, plucker: Tensor | None,
     return ((v.float() - (eps - x0).float()) ** 2).mean()
 
 
+def fit_vae(vae, dataset, cfg: CameraTrainConfig, device: torch.device, progress: bool = False) -> None:
+    """Fit the (random tiny) VAE as an autoencoder of the clips: AdamW 2e-3, |decode(encode(x).mode()) - x|^2,
+    `cfg.base_vae_steps` steps of `2 * batch_size` clips; then its per-channel latent mean and std are set from
+    the clips (as a release's latent statistics are), so the standardised latents have unit scale."""
+    from tqdm.auto import tqdm
+
+    from utils.training.seeding import epoch_indices
+
+    videos = torch.stack([dataset[i]["video"] for i in range(len(dataset))]).permute(0, 2, 1, 3, 4)
+    vae.to(device).train().requires_grad_(True)
+    opt = torch.optim.AdamW(vae.parameters(), lr=2e-3)
+    n = min(len(videos), 2 * cfg.batch_size)
+    for step in tqdm(range(cfg.base_vae_steps), desc="base vae", disable=not progress):
+        x = videos[epoch_indices(len(videos), n, step, cfg.seed + 2)].to(device)
+        loss = torch.nn.functional.mse_loss(vae.decode(vae.encode(x).mode()).float(), x.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        raw = torch.cat([vae.encode(videos[i:i + 8].to(device)).mode().float() for i in range(0, len(videos), 8)])
+        vae.latents_mean.copy_(raw.mean(dim=(0, 2, 3, 4)))
+        vae.latents_std.copy_(raw.std(dim=(0, 2, 3, 4)).clamp_min(1e-6))
+
+
 # -- the trainer ---------------------------------------------------------------------------------------------
 
 @dataclass
@@ -252,7 +280,7 @@ class CameraRunOptions:
 
 
 RESUME_FIXED = ("seed", "batch_size", "num_frames", "size", "preset", "num_clips", "hidden", "num_layers",
-                "fourier_bands", "token_mode", "base_steps", "prompt")
+                "fourier_bands", "token_mode", "base_steps", "base_vae_steps", "prompt")
 
 
 class CameraTrainer:
@@ -335,6 +363,11 @@ class CameraTrainer:
         pipe.vae.eval().requires_grad_(False)
         with torch.no_grad():
             context, mask = pipe.encode_prompt([cfg.prompt], int(pipe.default("max_sequence_length")))
+        if cfg.base_vae_steps and resume_from is None:
+            fit_vae(pipe.vae, dataset, cfg, acc.device, opts.progress and acc.is_main_process)
+        elif cfg.base_vae_steps:
+            pipe.vae.load_state_dict(load_checkpoint(resume_from)["base_vae"])
+        pipe.vae.eval().requires_grad_(False)
         latents, pluckers = self._latents(pipe, dataset, acc.device)
         rt, rs = self._check_sizes(pipe)
         f = 1 + (cfg.num_frames - 1) // rt
@@ -394,6 +427,8 @@ class CameraTrainer:
                   "adapter": acc.unwrap_model(adapter_p).state_dict(), "optimizer": opt.state_dict()}
             if cfg.base_steps:
                 st["base_transformer"] = transformer.state_dict()
+            if cfg.base_vae_steps:
+                st["base_vae"] = pipe.vae.state_dict()
             save_checkpoint(checkpoint_path(self.ckpt_dir, step), st)
             prune_checkpoints(self.ckpt_dir, opts.keep)
 
@@ -433,9 +468,18 @@ class CameraTrainer:
                     save_file({k: v.detach().float().contiguous().cpu() for k, v in transformer.state_dict().items()},
                               str(tmp))
                 result["base_transformer"] = str(self.out / "base_transformer.safetensors")
+            if cfg.base_vae_steps:
+                from safetensors.torch import save_file
+
+                from utils.io import atomic_path
+
+                with atomic_path(self.out / "base_vae.safetensors") as tmp:
+                    save_file({k: v.detach().float().contiguous().cpu() for k, v in pipe.vae.state_dict().items()},
+                              str(tmp))
+                result["base_vae"] = str(self.out / "base_vae.safetensors")
         self.pipe, self.adapter = pipe, acc.unwrap_model(adapter_p)
         return result
 
 
 __all__ = ["CameraRunOptions", "CameraTrainConfig", "CameraTrainer", "PosedClips", "RECIPES", "SceneClips",
-           "TRAIN_PRESETS", "flow_matching_loss", "posed_dataset", "recipe", "render_scene", "scene_start_pose"]
+           "TRAIN_PRESETS", "fit_vae", "flow_matching_loss", "posed_dataset", "recipe", "render_scene", "scene_start_pose"]

@@ -112,3 +112,19 @@ def test_scene_clips_have_known_cameras():
     # the static clip's frames are identical; the pan's are not
     assert torch.equal(clips[2]["video"][0], clips[2]["video"][-1])
     assert (item["video"][0] - item["video"][-1]).abs().mean() > 0.02
+
+
+def test_tiny_base_fit_writes_the_fitted_vae_and_transformer(tmp_path):
+    from safetensors.torch import load_file
+
+    from models.video_generation.luma_dream.training import CameraRunOptions, CameraTrainConfig, CameraTrainer
+
+    cfg = CameraTrainConfig(steps=1, num_clips=2, num_frames=5, size=(16, 16), batch_size=2, hidden=8,
+                            base_vae_steps=2, base_steps=2)
+    trainer = CameraTrainer(cfg, CameraRunOptions(out=str(tmp_path / "run"), progress=False))
+    result = trainer.run()
+    vae = load_file(result["base_vae"])
+    assert not torch.allclose(vae["latents_std"], torch.ones_like(vae["latents_std"]))  # statistics of the clips
+    assert set(load_file(result["base_transformer"])) == set(trainer.pipe.transformer.state_dict())
+    with pytest.raises(UserError, match="base"):
+        CameraTrainConfig(preset="ltxv-2b-0.9.5", base_vae_steps=1).check()
