@@ -234,3 +234,28 @@ def test_bad_inputs_are_one_line():
     with pytest.raises(UserError, match="1 \\+ 8k frames"):
         check_frames(120)
     check_frames(121)
+
+
+def test_the_2b_single_file_layout_on_meta():
+    """The 2B 0.9 release's single-file key list (transformer + VAE, from the Lightricks code on meta) splits,
+    converts and configures to the ltxv-2b transformer and the 0.9 VAE with nothing missing or left over."""
+    import gzip
+
+    from models.video_generation.luma_dream.config import transformer_preset
+    from models.video_generation.luma_dream.convert import infer_config, split_single_file, to_native
+    from utils.encoders.ltx_vae import match_vae_config
+    from utils.encoders.ltx_vae_convert import to_native as vae_to_native
+    from utils.weights import load_into
+
+    keys = json.load(gzip.open(FIXTURES / "official_keys.json.gz", "rt"))
+    with torch.device("meta"):
+        sd = {f"model.diffusion_model.{k}": torch.empty(s) for k, s in keys["transformer_2b"].items()}
+        sd.update({f"vae.{k}": torch.empty(s) for k, s in keys["vae_0.9"].items()})
+    tr, vae = split_single_file(sd)
+    native = to_native(tr)
+    assert infer_config(native) == transformer_preset("ltxv-2b")
+    name, cfg = match_vae_config(vae)
+    assert name == "ltxv-0.9"
+    with torch.device("meta"):
+        load_into(LTXVideoTransformer(transformer_preset("ltxv-2b")), native, what="2B transformer")
+        load_into(LTXVideoVAE(cfg), vae_to_native(vae, cfg), what="0.9 VAE")
