@@ -362,6 +362,12 @@ def add_luma_dream_args(p) -> None:
     p.add_argument("--decode-timestep", type=float, default=None, help="0.9.1+ VAEs: decode timestep (default 0.05)")
     p.add_argument("--decode-noise-scale", type=float, default=None, help="0.9.1+ VAEs: fresh noise mixed in before "
                                                                           "decoding (default 0.025)")
+    p.add_argument("--camera", default=None, help="camera motion: a preset (orbit, orbit-left, pan-left, pan-right, "
+                                                  "tilt-up, tilt-down, dolly-in, dolly-out, zoom-in, zoom-out, static) "
+                                                  "or a .json camera path; needs a camera adapter")
+    p.add_argument("--camera-adapter", default=None, help="the camera adapter .safetensors (default: what "
+                                                          "train_video.py --model luma_dream --camera wrote, "
+                                                          "outputs/luma_dream/<preset>-camera/camera_adapter.safetensors)")
     p.add_argument("--preview", default=None, help="folder: write each step's live preview (the linear "
                                                    "latent-to-RGB map) as step_NNN.png")
     p.add_argument("--num-videos", type=int, default=1, help="videos per prompt (video i uses seed + i)")
@@ -408,6 +414,7 @@ def run_luma_dream(args) -> int:
             raise UserError(f"{flag} {value} is not a multiple of {multiple}: LTX-Video ({preset}) makes frames whose "
                             f"sides are multiples of {multiple} pixels, e.g. {max(multiple, value // multiple * multiple)}")
     timesteps = _luma_timesteps(args.timesteps)
+    camera_adapter = _luma_camera(args, spec, preset, frames)
     out = _out_path(args, "luma_dream", preset)
     if args.threads:
         import torch
@@ -420,6 +427,8 @@ def run_luma_dream(args) -> int:
     pipe = LTXVideoPipeline.from_pretrained(args.weights, preset=args.preset, device=args.device, dtype=args.dtype,
                                             text_encoder=args.text_encoder, offload=args.offload,
                                             vae_tiling=args.vae_tiling)
+    if camera_adapter is not None:
+        pipe.load_camera_adapter(camera_adapter)
     callback = None
     if args.preview is not None:
         from utils.visualization.grid import to_pil
@@ -438,12 +447,33 @@ def run_luma_dream(args) -> int:
                  height=args.height, width=args.width, steps=args.steps, timesteps=timesteps,
                  guidance_scale=args.guidance, fps=args.fps, decode_timestep=args.decode_timestep,
                  decode_noise_scale=args.decode_noise_scale, num_videos=args.num_videos, seed=args.seed,
-                 callback=callback, progress=not args.no_progress)
+                 callback=callback, camera=args.camera, progress=not args.no_progress)
     written = video.save(out)
     where = written[0] if len(written) == 1 else out
     print(f"wrote {len(video.frames)} video(s) of {len(video.frames[0])} frames at {video.fps:g} fps to {where} "
           f"in {time.perf_counter() - t0:.1f}s")
     return 0
+
+
+def _luma_camera(args, spec, preset: str, frames: int | None) -> Path | None:
+    """--camera checked (preset name or camera JSON) and its adapter file found, before any weights load."""
+    if args.camera is None:
+        if args.camera_adapter is not None:
+            raise UserError("--camera-adapter steers the camera of --camera: give --camera too (e.g. --camera orbit)")
+        return None
+    from models.video_generation.luma_dream.camera import camera_path
+    from models.video_generation.luma_dream.camera_adapter import load_camera_adapter
+
+    num = frames or int(spec.default(preset, "num_frames"))
+    h, w = int(args.height or spec.default(preset, "height")), int(args.width or spec.default(preset, "width"))
+    camera_path(args.camera, num, w, h)
+    path = Path(args.camera_adapter) if args.camera_adapter else \
+        Path("outputs") / "luma_dream" / f"{preset}-camera" / "camera_adapter.safetensors"
+    if not path.is_file():
+        raise UserError(f"--camera needs a camera adapter: {path} not found (train one with train/train_video.py "
+                        f"--model luma_dream --preset {preset} --camera, or pass --camera-adapter FILE)")
+    load_camera_adapter(path)  # a broken or foreign file fails here, not after the model loads
+    return path
 
 
 # -- dispatch ------------------------------------------------------------------------------------------
@@ -474,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     model = get_spec("video", peek.parse_known_args(argv)[0].model).name
     if model not in RUNNERS:
         raise UserError(f"generate_video.py cannot run '{model}' yet: it runs {', '.join(RUNNERS)}")
+    if model != "luma_dream" and any(a == "--camera" or a.startswith("--camera=") for a in argv):
+        raise UserError(f"--camera is luma_dream's (camera motion through its camera adapter): {model} has no camera "
+                        "control")
     args = build_parser(model).parse_args(argv)
     args.model = model
     return RUNNERS[model][1](args)
