@@ -168,6 +168,8 @@ def add_sora_args(p) -> None:
                                                                     "(more: faster, more memory)")
     p.add_argument("--prompt-extender", default=None, help="folder of a local causal text model that rewrites the "
                                                            "prompt into a detailed caption first (nothing is downloaded)")
+    p.add_argument("--vae-tiling", action="store_true", help="decode large frames in overlapping spatial tiles "
+                                                             "(less memory; seams blended)")
     p.add_argument("--num-videos", type=int, default=1, help="videos per prompt (video i uses seed + i)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (-1: random)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
@@ -208,7 +210,7 @@ def run_sora(args) -> int:
 
     t0 = time.perf_counter()
     pipe = WanPipeline.from_pretrained(args.weights, preset=args.preset, device=args.device, dtype=args.dtype,
-                                       offload=args.offload)
+                                       offload=args.offload, vae_tiling=args.vae_tiling)
     video = pipe(prompt=args.prompt, negative_prompt=args.negative_prompt, image=args.image, num_frames=frames,
                  height=args.height, width=args.width, steps=args.steps, guidance_scale=args.guidance,
                  shift=args.shift, fps=args.fps, decode_chunk_size=args.decode_chunk_size,

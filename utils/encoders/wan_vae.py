@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.encoders.vae import DiagonalGaussian, upcast_fp16
+from utils.encoders.vae import DiagonalGaussian, _starts, _tiled, upcast_fp16
 from utils.errors import UserError, did_you_mean
 from utils.nn.attention import attention
 from utils.nn.temporal import CausalConv3d, to_frames, to_volume
@@ -352,6 +352,21 @@ class WanDecoder3d(nn.Module):
         return _causal(self.conv_out, F.silu(self.norm_out(x)), cache)
 
 
+def _tiled_volume(fn, x: torch.Tensor, tile: int, overlap: int, factor: float, out_channels: int,
+                  out_frames: int) -> torch.Tensor:
+    """`fn` (a clip (B, C, T, h, w) -> (B, out_channels, out_frames, h*factor, w*factor)) over overlapping
+    spatial tiles of x, blended with the image VAE's linear ramps (`utils.encoders.vae._tiled`): frames
+    ride along the channel axis, so every tile runs through the whole clip with its own causal cache."""
+    b, c, t = x.shape[:3]
+
+    def flat(part: torch.Tensor) -> torch.Tensor:
+        y = fn(part.unflatten(1, (c, t)))
+        return y.flatten(1, 2)
+
+    out = _tiled(flat, x.flatten(1, 2), tile, overlap, factor, out_channels * out_frames)
+    return out.unflatten(1, (out_channels, out_frames))
+
+
 class WanVAE(nn.Module):
     """The Wan 2.1 video VAE: `encode` (clip -> posterior), `decode` (latents -> clip in [-1, 1]),
     `normalize` / `denormalize` (raw <-> per-channel standardised latents, what the transformer sees)."""
@@ -366,6 +381,8 @@ class WanVAE(nn.Module):
         self.register_buffer("latents_mean", torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("latents_std", torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1), persistent=False)
         self.force_upcast = False
+        self.tile_latent = 0  # 0: no tiling (see enable_tiling)
+        self.tile_overlap = 0
 
     @property
     def dtype(self) -> torch.dtype:
@@ -388,10 +405,11 @@ class WanVAE(nn.Module):
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.latents_std.to(z) + self.latents_mean.to(z)
 
-    def encode(self, x: torch.Tensor, chunk_size: int | None = 4) -> DiagonalGaussian:
+    def encode(self, x: torch.Tensor, chunk_size: int | None = 4, tiled: bool | None = None) -> DiagonalGaussian:
         """Frames (B, C, 1 + 4k, H, W) in [-1, 1] -> the posterior over raw latents (B, z_dim, 1 + k, H/8, W/8).
         The first frame is encoded alone, then `chunk_size` frames at a time (a multiple of the temporal
-        ratio; None = all the rest at once): the moments are the same, memory is not."""
+        ratio; None = all the rest at once): the moments are the same, memory is not. `tiled` (default:
+        on after `enable_tiling`): overlapping spatial tiles blended over the overlap."""
         if x.ndim != 5:
             raise UserError(f"the Wan VAE encodes (batch, channels, frames, height, width), got shape {tuple(x.shape)}")
         self.check_frames(x.shape[2])
@@ -403,32 +421,91 @@ class WanVAE(nn.Module):
         step = x.shape[2] if chunk_size is None else chunk_size
         if step % r and step < x.shape[2] - 1:
             raise UserError(f"Wan VAE encode chunk_size must be a multiple of {r}, got {chunk_size}")
-        cache = FeatureCache()
         with upcast_fp16(self, self.force_upcast) as dtype:
             x = x.to(dtype)
-            outs = [self.encoder(x[:, :, :1], cache)]
-            for start in range(1, x.shape[2], max(step, 1)):
-                outs.append(self.encoder(x[:, :, start:start + step], cache))
-            moments = self.quant_conv(torch.cat(outs, dim=2))
+            tile, overlap = self._tile_sizes(tiled)
+            if tile and max(x.shape[-2:]) > tile * s:
+                moments = _tiled_volume(lambda part: self._encode_stream(part, step), x, tile * s, overlap * s,
+                                        1.0 / s, 2 * self.config.z_dim, self.latent_frames(x.shape[2]))
+            else:
+                moments = self._encode_stream(x, step)
         return DiagonalGaussian(moments)
 
-    def decode(self, z: torch.Tensor, chunk_size: int | None = 1) -> torch.Tensor:
+    def _encode_stream(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        cache = FeatureCache()
+        outs = [self.encoder(x[:, :, :1], cache)]
+        for start in range(1, x.shape[2], max(step, 1)):
+            outs.append(self.encoder(x[:, :, start:start + step], cache))
+        return self.quant_conv(torch.cat(outs, dim=2))
+
+    def decode(self, z: torch.Tensor, chunk_size: int | None = 1, tiled: bool | None = None,
+               progress: bool = False) -> torch.Tensor:
         """Raw latents (B, z_dim, T', h, w) -> frames (B, C, 1 + 4 (T'-1), 8h, 8w) clamped to [-1, 1].
         The first latent frame is decoded alone, then `chunk_size` latent frames at a time (None = the
-        rest at once): the frames are the same; peak memory grows with the chunk."""
+        rest at once): the frames are the same; peak memory grows with the chunk. `tiled` (default: on
+        after `enable_tiling`): overlapping spatial tiles, each decoded through the whole clip, blended
+        over the overlap (peak memory of one tile; pixels near the seams differ a little). `progress`:
+        a bar over the chunks (of every tile)."""
         if z.ndim != 5 or z.shape[1] != self.config.z_dim:
             raise UserError(f"the Wan VAE decodes (batch, {self.config.z_dim}, frames, height, width) latents, "
                             f"got shape {tuple(z.shape)}")
         if chunk_size is not None and chunk_size < 1:
             raise UserError(f"Wan VAE decode chunk_size must be >= 1 or None, got {chunk_size}")
+        frames = 1 + self.config.temporal_ratio * (z.shape[2] - 1)
         step = max(z.shape[2] - 1, 1) if chunk_size is None else chunk_size
+        tile, overlap = self._tile_sizes(tiled)
+        tiles = len(_starts(z.shape[3], tile, overlap)) * len(_starts(z.shape[4], tile, overlap)) \
+            if tile and max(z.shape[-2:]) > tile else 1
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=tiles * (1 + -(-(z.shape[2] - 1) // step)), desc="decoding", leave=False)
+        try:
+            with upcast_fp16(self, self.force_upcast) as dtype:
+                z = z.to(dtype)
+                if tiles > 1:
+                    out = _tiled_volume(lambda part: self._decode_stream(part, step, bar), z, tile, overlap,
+                                        self.config.spatial_ratio, self.config.in_channels, frames)
+                else:
+                    out = self._decode_stream(z, step, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        return out.clamp(-1.0, 1.0)
+
+    def _decode_stream(self, z: torch.Tensor, step: int, bar: Any = None) -> torch.Tensor:
         cache = FeatureCache()
-        with upcast_fp16(self, self.force_upcast) as dtype:
-            x = self.post_quant_conv(z.to(dtype))
-            outs = [self.decoder(x[:, :, :1], cache)]
-            for start in range(1, x.shape[2], step):
-                outs.append(self.decoder(x[:, :, start:start + step], cache))
-        return torch.cat(outs, dim=2).clamp(-1.0, 1.0)
+        x = self.post_quant_conv(z)
+        outs = []
+        for start in (0, *range(1, x.shape[2], step)):
+            outs.append(self.decoder(x[:, :, start:start + 1 if start == 0 else start + step], cache))
+            if bar is not None:
+                bar.update(1)
+        return torch.cat(outs, dim=2)
+
+    # -- tiling ---------------------------------------------------------------------------------
+
+    def enable_tiling(self, tile_latent: int = 32, overlap_latent: int = 8) -> "WanVAE":
+        """Encode and decode frames larger than `tile_latent` latent pixels in overlapping spatial tiles
+        (sizes in latent pixels; the release's VAE: 32 = 256 frame pixels, as diffusers' default)."""
+        if tile_latent < 1 or not 0 <= overlap_latent < tile_latent:
+            raise UserError(f"Wan VAE tiles need tile >= 1 and 0 <= overlap < tile, got {tile_latent} and "
+                            f"{overlap_latent}")
+        self.tile_latent, self.tile_overlap = int(tile_latent), int(overlap_latent)
+        return self
+
+    def disable_tiling(self) -> "WanVAE":
+        self.tile_latent = self.tile_overlap = 0
+        return self
+
+    def _tile_sizes(self, tiled: bool | None) -> tuple[int, int]:
+        """(tile, overlap) in latent pixels for one call; (0, 0) = no tiling."""
+        on = self.tile_latent > 0 if tiled is None else tiled
+        if not on:
+            return 0, 0
+        tile = self.tile_latent or 32
+        return tile, (self.tile_overlap if self.tile_latent else tile // 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruct frames through the posterior mean."""

@@ -28,12 +28,17 @@ class WanLayerNorm(nn.LayerNorm):
     """LayerNorm computed in float32 and returned in the input's dtype (the release's `WanLayerNorm`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type_as(x)
+        w = None if self.weight is None else self.weight.float()
+        b = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).type_as(x)
 
 
-def _rms(norm: RMSNorm, x: torch.Tensor) -> torch.Tensor:
-    """`norm(x)` in one fused kernel (float32 math, x's dtype back): the q/k norms run on every token."""
-    return F.rms_norm(x.float(), (x.shape[-1],), norm.weight.float(), norm.eps).to(x.dtype)
+class WanRMSNorm(RMSNorm):
+    """`utils.nn.norms.RMSNorm` (same math, same `weight`) in one fused kernel: the q/k norms see every token.
+    Float32 math, the input's dtype back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
 
 
 def _per_token(p: torch.Tensor) -> torch.Tensor:
@@ -66,12 +71,12 @@ class WanSelfAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q = RMSNorm(dim, eps)
-        self.norm_k = RMSNorm(dim, eps)
+        self.norm_q = WanRMSNorm(dim, eps)
+        self.norm_k = WanRMSNorm(dim, eps)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        q = apply_rope(_heads(_rms(self.norm_q, self.q(x)), self.num_heads), cos, sin, interleaved=True)
-        k = apply_rope(_heads(_rms(self.norm_k, self.k(x)), self.num_heads), cos, sin, interleaved=True)
+        q = apply_rope(_heads(self.norm_q(self.q(x)), self.num_heads), cos, sin, interleaved=True)
+        k = apply_rope(_heads(self.norm_k(self.k(x)), self.num_heads), cos, sin, interleaved=True)
         return self.o(_merge(attention(q, k, _heads(self.v(x), self.num_heads))))
 
 
@@ -83,21 +88,21 @@ class WanCrossAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q = RMSNorm(dim, eps)
-        self.norm_k = RMSNorm(dim, eps)
+        self.norm_q = WanRMSNorm(dim, eps)
+        self.norm_k = WanRMSNorm(dim, eps)
         if image:
             self.k_img = nn.Linear(dim, dim)
             self.v_img = nn.Linear(dim, dim)
-            self.norm_k_img = RMSNorm(dim, eps)
+            self.norm_k_img = WanRMSNorm(dim, eps)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, context_img: torch.Tensor | None = None) -> torch.Tensor:
         h = self.num_heads
-        q = _heads(_rms(self.norm_q, self.q(x)), h)
-        out = attention(q, _heads(_rms(self.norm_k, self.k(context)), h), _heads(self.v(context), h))
+        q = _heads(self.norm_q(self.q(x)), h)
+        out = attention(q, _heads(self.norm_k(self.k(context)), h), _heads(self.v(context), h))
         if hasattr(self, "k_img"):
             if context_img is None:
                 raise UserError("this Wan transformer is image-to-video and needs CLIP image tokens: pass clip_fea")
-            out = out + attention(q, _heads(_rms(self.norm_k_img, self.k_img(context_img)), h),
+            out = out + attention(q, _heads(self.norm_k_img(self.k_img(context_img)), h),
                                   _heads(self.v_img(context_img), h))
         return self.o(_merge(out))
 
@@ -233,5 +238,5 @@ class WanTransformer(nn.Module):
         return x.reshape(b, c, f * pt, h * ph, w * pw)
 
 
-__all__ = ["WanAttentionBlock", "WanCrossAttention", "WanHead", "WanImageProjection", "WanLayerNorm",
+__all__ = ["WanAttentionBlock", "WanCrossAttention", "WanHead", "WanImageProjection", "WanLayerNorm", "WanRMSNorm",
            "WanSelfAttention", "WanTransformer"]

@@ -113,19 +113,23 @@ class WanPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike | None = None, preset: str | None = None,
                         device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, *,
-                        offload: str | None = None, compile: bool = False,
+                        offload: str | None = None, vae_tiling: bool = False, compile: bool = False,
                         attention: str | None = None) -> "WanPipeline":
         """Load Wan from a diffusers folder (Wan-AI/Wan2.1-*-Diffusers: transformer/, vae/, text_encoder/,
         tokenizer/, image_encoder/), the official release's folder (Wan-AI/Wan2.1-T2V-*: config.json,
         diffusion_pytorch_model*.safetensors, Wan2.1_VAE.pth, models_t5_umt5-xxl-enc-bf16.pth,
         google/umt5-xxl/), or a hub id; no source: `preset='tiny'` builds random tiny weights offline,
-        an official preset fetches its diffusers repo. `offload`: None, "model" or "sequential"."""
+        an official preset fetches its diffusers repo. `offload`: None, "model" (one model on the device
+        at a time) or "sequential" (layer by layer); `vae_tiling`: the VAE decodes large frames in
+        overlapping spatial tiles (`enable_vae_tiling` sets the sizes). On CUDA the default dtype is
+        bfloat16 (the release's), on the CPU float32."""
         place = cls.resolve(source, preset, device, dtype, offload)
         if source is None and place.preset == "tiny":
             pipe = cls.tiny()
         else:
             pipe = cls._load(source, place.preset, place.dtype)
-        return pipe.configure(place.device, place.dtype, offload=offload, compile=compile, attention=attention)
+        return pipe.configure(place.device, place.dtype, offload=offload, vae_tiling=vae_tiling, compile=compile,
+                              attention=attention)
 
     @classmethod
     def tiny(cls, image_to_video: bool = False) -> "WanPipeline":
@@ -390,7 +394,7 @@ class WanPipeline(DiffusionPipeline):
             if output_type == "latent":
                 return VideoOutput([], fps=fps, latents=result.float().cpu())
             raw = self.vae.denormalize(result.float()).to(self.device, self.vae.dtype)
-            pixels = self._vae_calls()("decode", raw, decode_chunk_size)
+            pixels = self._vae_calls()("decode", raw, decode_chunk_size, progress=progress)
         return self.video_output(pixels, result, fps)
 
     def video_output(self, pixels: torch.Tensor, latents: torch.Tensor, fps: float) -> VideoOutput:

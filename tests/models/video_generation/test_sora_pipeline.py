@@ -206,7 +206,7 @@ def test_generate_video_cli(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     assert main(["--model", "sora", "--preset", "tiny", "--prompt", "a fox in snow", "--num-frames", "9",
-                 "--steps", "2", "--fps", "12", "--no-progress", "--out", "fox.mp4"]) == 0
+                 "--steps", "2", "--fps", "12", "--vae-tiling", "--no-progress", "--out", "fox.mp4"]) == 0
     assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "fox.mp4"))[0] == 9
     assert "9 frames at 12 fps" in capsys.readouterr().out
     for argv, message in [(["--prompt", "x", "--num-frames", "6"], "use 5 or 9"),
@@ -219,3 +219,48 @@ def test_generate_video_cli(tmp_path, monkeypatch, capsys):
         err = capsys.readouterr().err
         assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
         assert set(tmp_path.iterdir()) == before
+
+
+def test_memory_options_keep_the_video():
+    """CPU offload (model and sequential, with the CPU as the execution device here) gives the same frames;
+    VAE tiling decodes the same clip in spatial tiles."""
+    call = dict(prompt="waves at dusk", steps=1, seed=4, progress=False)
+    want = WanPipeline.from_pretrained(preset="tiny", device="cpu")(**call).pixels
+    for mode in ("model", "sequential"):
+        pipe = WanPipeline.from_pretrained(preset="tiny", device="cpu", offload=mode)
+        assert pipe.offload == mode
+        assert (pipe(**call).pixels - want).abs().max() <= 1e-5, mode
+    tiled = WanPipeline.from_pretrained(preset="tiny", device="cpu", vae_tiling=True)
+    assert tiled.vae.tile_latent == 64  # on, but 32x32 frames (8x8 latents) fit one tile
+    assert (tiled(**call).pixels - want).abs().max() <= 1e-6
+    tiled.enable_vae_tiling(6, 4)  # now the 8x8 latents decode as 2 x 2 tiles
+    got = tiled(**call).pixels
+    assert got.shape == want.shape and not torch.equal(got, want)
+    other = tiled(**{**call, "seed": 5}).pixels  # the same clip, not another one: far closer than another seed's
+    assert (got - want).abs().mean() < 0.5 * (other - want).abs().mean()
+
+
+def test_bfloat16():
+    """bf16, the CUDA default, runs the whole pipeline (here on the CPU) and stays near float32."""
+    from utils.torch_utils import resolve_dtype
+
+    assert resolve_dtype(None, torch.device("cuda"), default_cuda=WanPipeline.cuda_dtype) == torch.bfloat16
+    call = dict(prompt="a lighthouse", steps=2, seed=2, progress=False)
+    want = WanPipeline.from_pretrained(preset="tiny", device="cpu")(**call)
+    pipe = WanPipeline.from_pretrained(preset="tiny", device="cpu", dtype="bf16")
+    assert {next(m.parameters()).dtype for m in (pipe.transformer, pipe.vae, pipe.text_encoder)} == {torch.bfloat16}
+    got = pipe(**call)
+    assert got.pixels.dtype == torch.float32 and torch.isfinite(got.pixels).all()
+    assert (got.pixels - want.pixels).abs().mean() < 0.05
+
+
+def test_progress_bars_and_facade(capsys):
+    from models import generate
+
+    WanPipeline.tiny()(prompt="a kite", steps=2, progress=True)
+    err = capsys.readouterr().err
+    assert "sampling" in err and "decoding" in err  # one bar over the steps, one over the decoded chunks
+    out = generate("video", "sora", preset="tiny", prompt="a kite", steps=2, seed=3, progress=False)
+    direct = WanPipeline.from_pretrained(preset="tiny", device="cpu")(prompt="a kite", steps=2, seed=3,
+                                                                          progress=False)
+    assert len(out.frames[0]) == 5 and (out.pixels - direct.pixels).abs().max() <= 1e-6
