@@ -175,6 +175,8 @@ class LTXVideoPipeline(DiffusionPipeline):
 
     @classmethod
     def _from_diffusers(cls, folder: Path, dt: torch.dtype) -> "LTXVideoPipeline":
+        import json
+
         from models.video_generation.luma_dream.config import LTXTransformerConfig
         from utils.encoders.text import read_config
         from utils.encoders.t5 import T5TextEncoder
@@ -186,7 +188,10 @@ class LTXVideoPipeline(DiffusionPipeline):
         vae = LTXVideoVAE.from_pretrained(folder, subfolder="vae", device="cpu", dtype=dt)
         text = T5TextEncoder.from_pretrained(folder, subfolder="text_encoder", device="cpu", dtype=dt,
                                              max_length=TEXT_MAX_LENGTH, tokenizer=_tokenizer_of(folder))
-        return cls(transformer, vae, text)
+        sched = folder / "scheduler" / "scheduler_config.json"  # the folder's own sampler settings, when it has them
+        scheduler = (FlowMatchEuler.from_diffusers_config(json.loads(sched.read_text())) if sched.exists()
+                     else LTX_SCHEDULER)
+        return cls(transformer, vae, text, scheduler)
 
     @classmethod
     def _from_single_file(cls, path: Path, dt: torch.dtype, text_source: Any) -> "LTXVideoPipeline":
@@ -305,7 +310,8 @@ class LTXVideoPipeline(DiffusionPipeline):
             if steps < 1:
                 raise UserError(f"steps must be at least 1, got {steps}")
             scheduler = self.scheduler
-            schedule = scheduler.schedule(sigmas=np.linspace(1.0, 1.0 / steps, steps), mu=scheduler.mu_for(f * h * w))
+            mu = scheduler.mu_for(f * h * w) if scheduler.use_dynamic_shifting else None
+            schedule = scheduler.schedule(sigmas=np.linspace(1.0, 1.0 / steps, steps), mu=mu)
         coords = latent_coords(ctx.shape[0], f, h, w, (vcfg.temporal_ratio / fps, vcfg.spatial_ratio, vcfg.spatial_ratio),
                                device=dev)
         bias = None

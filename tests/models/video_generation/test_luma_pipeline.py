@@ -153,7 +153,16 @@ def test_load_diffusers_folder_and_official_single_file(tokenizer_folder, tmp_pa
     ref.save_pretrained(tmp_path / "diffusers")
     loaded = LTXVideoPipeline.from_pretrained(tmp_path / "diffusers", device="cpu", dtype="float32")
     assert loaded.preset == "tiny"
+    assert loaded.scheduler == pipe.scheduler  # read from scheduler/scheduler_config.json
     assert (loaded(**run).pixels - want).abs().max() <= 1e-5
+    # A folder's own scheduler config is the one used.
+    cfg_file = tmp_path / "diffusers" / "scheduler" / "scheduler_config.json"
+    # (without shift_terminal: with it, any 2-step schedule runs 1 -> 0.1)
+    cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "use_dynamic_shifting": False, "shift": 3.0,
+                                    "shift_terminal": None}))
+    other = LTXVideoPipeline.from_pretrained(tmp_path / "diffusers", device="cpu", dtype="float32")
+    assert not other.scheduler.use_dynamic_shifting and other.scheduler.shift == 3.0
+    assert (other(**run).pixels - want).abs().max() > 1e-4
 
     # The official single file: `model.diffusion_model.` transformer + `vae.` VAE (the official tiny VAE of the
     # golden fixture, made by the Lightricks code), the transformer config in the safetensors metadata.
