@@ -203,7 +203,8 @@ def train_runway_gen3(args: argparse.Namespace, argv: list[str]) -> int:
 
 def add_luma_dream_args(p) -> None:
     p.add_argument("--camera", action="store_true", help="train the camera adapter (Plücker rays -> token "
-                                                         "offsets; the transformer stays frozen): required")
+                                                         "offsets; the transformer stays frozen): what luma_dream "
+                                                         "trains, given or not")
     p.add_argument("--preset", default="tiny", help="tiny (random tiny LTX weights, clips rendered from the built-in "
                                                     "3D scene: offline, CPU minutes) or an LTX-Video release preset")
     p.add_argument("--data", default=None, help="folder of posed videos: clip.mp4 + clip.json (a camera path per "
@@ -237,8 +238,6 @@ def train_luma_dream(args: argparse.Namespace, argv: list[str]) -> int:
     from models.registry import get_spec
     from models.video_generation.luma_dream.training import CameraRunOptions, CameraTrainer, recipe
 
-    if not args.camera:
-        raise UserError("train_video.py --model luma_dream trains the camera adapter only: add --camera")
     spec = get_spec("video", "luma_dream")
     preset = spec.check_preset(args.preset)
     if args.data is not None and not Path(args.data).is_dir():

@@ -1,5 +1,5 @@
 """generate_video.py --model luma_dream --camera and train_video.py --model luma_dream --camera on the tiny
-preset: a short adapter training run from the command line, a clip generated with its adapter, and the bad
+preset: a short adapter training run from the command line (--camera names what luma_dream trains), a clip generated with its adapter, and the bad
 inputs of issue 13 (unknown camera preset, malformed camera JSON, no adapter): one line, exit 2, nothing
 written."""
 from __future__ import annotations
@@ -67,10 +67,12 @@ def test_bad_camera_inputs_are_one_line_exit_2_nothing_written(adapter, tmp_path
     assert exc.value.code == 2 and err.count("\n") == 1 and "luma_dream's" in err
 
 
-def test_train_needs_the_camera_flag(tmp_path, capsys):
+def test_train_bad_sizes_are_one_line(tmp_path, capsys):
     from train.train_video import main
 
-    with pytest.raises(SystemExit) as exc, cli_errors("train_video.py"):
-        main(["--model", "luma_dream", "--out", str(tmp_path / "x")])
-    err = capsys.readouterr().err
-    assert exc.value.code == 2 and "--camera" in err and not (tmp_path / "x").exists()
+    for argv, message in ((["--num-frames", "4"], "1 + 2k frames"), (["--height", "18"], "multiples of 4")):
+        with pytest.raises(SystemExit) as exc, cli_errors("train_video.py"):
+            main(["--model", "luma_dream", "--camera", *argv, "--out", str(tmp_path / "x")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
+        assert not (tmp_path / "x").exists()
