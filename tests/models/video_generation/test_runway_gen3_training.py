@@ -48,16 +48,16 @@ def test_only_the_motion_modules_learn_and_the_loss_falls_on_a_fixed_batch():
         x, t = torch.randn(1, 4, 4, 8, 8), torch.tensor([500.0])
         ctx = torch.randn(1, 5, image.unet.config.context_dim)
         frame_wise = image.unet(x[0], t.expand(4), ctx.expand(4, -1, -1))
-        assert torch.allclose(model(x, t, ctx)[0], frame_wise, atol=1e-6)
+        assert torch.allclose(model(x, t, ctx)[0], frame_wise, atol=1e-5)
     ctx = image.text_encoder.encode([""]).last_hidden_state.float().clone()
-    video, target = _clips(), objective()
+    video, target = _clips(b=1), objective()
     opt = torch.optim.AdamW(adapter.parameters(), lr=3e-3)
 
     def loss_at_fixed_noise():
         return training_loss(model, image.vae, ctx, video, target, torch.Generator().manual_seed(7))[0]
 
     losses = []
-    for _ in range(6):
+    for _ in range(4):
         loss = loss_at_fixed_noise()
         losses.append(float(loss.detach()))
         opt.zero_grad(set_to_none=True)
@@ -118,7 +118,20 @@ def test_user_mistakes_are_one_line_errors(tmp_path):
     assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["ckpts"]
 
 
-@pytest.mark.slow  # three tiny runs: ~40 s on an idle 2-core machine
+def test_the_cli_trains_the_tiny_preset_end_to_end(tmp_path, capsys):
+    from models.video_generation.runway_gen3.convert import load_adapter
+    from train.train_video import main
+
+    assert main(BASE + ["--steps", "1", "--prompt", "shapes", "--out", str(tmp_path)]) == 0
+    assert "motion modules (image model frozen)" in capsys.readouterr().out
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    assert settings["config"]["prompt"] == "shapes" and settings["data"] is None
+    assert load_adapter(str(tmp_path / "motion_adapter.safetensors")).config.block_out_channels == (32, 64, 64)
+    assert (tmp_path / "samples" / "step_0000001.mp4").stat().st_size > 0
+    assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1]
+
+
+@pytest.mark.slow  # three tiny runs: 15 s on a lightly loaded 2-core machine, over a minute under load
 def test_the_cli_trains_and_a_resumed_run_equals_an_unbroken_one(tmp_path):
     from train.train_video import main
 
