@@ -225,12 +225,17 @@ class LTXVideoPipeline(DiffusionPipeline):
         text = T5TextEncoder.from_pretrained(folder, subfolder="text_encoder" if (folder / "text_encoder").is_dir()
                                              else None, device="cpu", dtype=dt, max_length=TEXT_MAX_LENGTH,
                                              tokenizer=_tokenizer_of(folder))
-        return cls(transformer, vae, text)
+        pipe = cls(transformer, vae, text)
+        # A timestep-distilled file names the timesteps it allows: it samples with the distilled preset's defaults.
+        pipe._distilled = bool(_file_metadata_config(path).get("allowed_inference_steps"))
+        return pipe
 
     def _preset_of(self) -> str:
         """The release preset these components fit (by the VAE version; the 2B transformer is one size)."""
         if self.transformer.config.inner_dim < 512:
             return "tiny"
+        if getattr(self, "_distilled", False):
+            return "ltxv-2b-0.9.6-distilled"
         from utils.encoders.ltx_vae import LTX_VAE_PRESETS
 
         version = next((n for n, c in LTX_VAE_PRESETS.items() if c == self.vae.config), "ltxv-0.9.5")
@@ -482,9 +487,9 @@ class LTXVideoPipeline(DiffusionPipeline):
         return hook
 
 
-def _single_file_config(path: Path) -> dict:
-    """The transformer config in a single file's safetensors metadata (the 0.9.1+ releases store
-    {"config": {"transformer": ..., "vae": ...}} there); {} when there is none."""
+def _file_metadata_config(path: Path) -> dict:
+    """The JSON under "config" in a single file's safetensors metadata (the 0.9.1+ releases store
+    {"transformer": ..., "vae": ..., and for the distilled files "allowed_inference_steps"} there); {} if none."""
     import json
 
     if path.suffix != ".safetensors":
@@ -494,9 +499,15 @@ def _single_file_config(path: Path) -> dict:
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     try:
-        cfg = json.loads(meta.get("config", "{}")).get("transformer")
-    except (ValueError, AttributeError):
+        cfg = json.loads(meta.get("config", "{}"))
+    except ValueError:
         return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _single_file_config(path: Path) -> dict:
+    """The transformer config of a single file's metadata ({} when there is none)."""
+    cfg = _file_metadata_config(path).get("transformer")
     return cfg if isinstance(cfg, dict) else {}
 
 

@@ -178,6 +178,14 @@ def test_load_diffusers_folder_and_official_single_file(tokenizer_folder, tmp_pa
         assert torch.equal(single.vae.state_dict()[k], v)
     pipe.vae.load_state_dict(single.vae.state_dict())
     assert (single(**run).pixels - pipe(**run).pixels).abs().max() <= 1e-5
+    assert single.preset == "tiny"  # by its size
+    # A distilled file names its allowed timesteps in the metadata: a 2B one gets the distilled preset.
+    meta = {"config": json.dumps({"transformer": {"num_attention_heads": 2, "attention_head_dim": 16},
+                                  "allowed_inference_steps": [1.0, 0.9937]})}
+    save_file({**tr_sd, **vae_sd}, tmp_path / "ltxv-distilled.safetensors", metadata=meta)
+    distilled = LTXVideoPipeline.from_pretrained(tmp_path / "ltxv-distilled.safetensors", device="cpu",
+                                                 dtype="float32", text_encoder=tmp_path / "diffusers")
+    assert distilled._distilled and not single._distilled
 
 
 def test_distilled_timesteps_and_previews():
