@@ -222,6 +222,24 @@ def run_voxel_vae_gan(args) -> int:
           f"({', '.join(sorted({p.name for p in written if p.parent == folder}))}, renders/)")
     return 0
 
+def _check_inputs(image: str | None, outputs: tuple[tuple[str, str | None], ...] = ()) -> None:
+    """Before any weights load: the --image decodes, and the extra output files (--turntable, --mesh) can be
+    written (--out itself is checked by the parser)."""
+    from utils.io import check_output_path
+
+    if image is not None:
+        from utils.data.image_folder import image_problem
+
+        if not Path(image).is_file():
+            raise UserError(f"--image {image} not found: give the path of a .png or .jpg picture of the object")
+        why = image_problem(image)
+        if why is not None:
+            raise UserError(f"--image {image} is not a readable image ({why}): give a .png or .jpg picture")
+    for flag, path in outputs:
+        if path:
+            check_output_path(path, "file", flag=flag)
+
+
 # -- shap_e (text/image to 3D) ----------------------------------------------------------------------
 
 SHAP_E_SUFFIXES = (".glb", ".obj", ".ply", ".npz", ".gif", ".mp4", ".png")
@@ -263,6 +281,16 @@ def run_shap_e(args) -> int:
     if args.batch < 1:
         raise UserError("--batch must be at least 1")
     preset = args.preset or ("image300M" if args.image is not None else "text300M")
+    from models.generation_3d.shap_e.config import PRESETS as SHAP_E_PRESETS
+
+    cond = SHAP_E_PRESETS[preset].prior.cond if preset in SHAP_E_PRESETS else None
+    if cond == "text" and args.image is not None:  # refused before anything loads
+        raise UserError(f"shap_e preset '{preset}' is text-conditioned: give a prompt, or use the image300M preset "
+                        "for --image")
+    if cond == "image" and args.image is None:
+        raise UserError(f"shap_e preset '{preset}' is image-conditioned: give an image, or use the text300M preset "
+                        "for a prompt")
+    _check_inputs(args.image, (("--turntable", args.turntable),))
     if args.source is not None:
         from models.generation_3d.shap_e.pipeline import ShapEPipeline
 
@@ -367,6 +395,7 @@ def run_point_e(args) -> int:
     if args.batch < 1:
         raise UserError("--batch must be at least 1")
     preset = args.preset or ("base40M" if args.image is not None else "base40M-textvec")
+    _check_inputs(args.image, (("--mesh", args.mesh),))
     if args.source is not None:
         from models.generation_3d.point_e.pipeline import PointEPipeline
 

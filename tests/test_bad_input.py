@@ -52,9 +52,14 @@ BASE_ARGS: dict[str, tuple[str, ...]] = {
     "lpips_score": ("{images}", "{images}"),
     "fid_score": ("{images}", "{images}"),
     "plot_curves": ("{folder}",),
+    "generate_video": ("--prompt", "a fox"),
+    "generate_video[svd]": ("--image", "{ok_image}"),
+    "generate_3d[point_e]": ("--prompt", "a chair"),
+    "generate_3d[shap_e]": ("--prompt", "a chair"),
 }
 """What a command line needs besides the option under test to get past its parser (required options and
-positionals). '{name}' is one of the bad-files fixtures (or 'folder', 'images')."""
+positionals), by command line ('generate_video[svd]') or script ('generate_video'). '{name}' is one of the
+bad-files fixtures (or 'folder', 'images')."""
 
 FILE_BASE_ARGS: dict[tuple[str, str], tuple[str, ...]] = {
     ("translate_image", "--weights"): (),
@@ -254,7 +259,8 @@ def run_case(cli: Cli, case: Case, files: dict, workdir: Path, monkeypatch, caps
              info=None) -> tuple[int | str, str]:
     """Run `main(argv)` in `workdir`; returns (exit code or the exception's name, stderr)."""
     stem = cli.name.split("[")[0]
-    base = case.base if case.base is not None else CASE_ARGS.get((stem, case.label), BASE_ARGS.get(stem, ()))
+    base = case.base if case.base is not None else CASE_ARGS.get((stem, case.label),
+                                                                     BASE_ARGS.get(cli.name, BASE_ARGS.get(stem, ())))
     argv = _fill([*cli.base, *base, *case.argv], files, workdir / "outs")
     if base and base[0] in ("points", "report"):  # a subcommand's positionals go after its options
         argv = _fill([*cli.base, base[0], *case.argv[len(_sub_words(case)):], *base[1:]], files, workdir / "outs")

@@ -98,7 +98,7 @@ RULES: dict[str, Check] = {
                      "n_epochs", "num_views", "downscale", "cap_max", "log_every", "sample_every", "ckpt_every",
                      "save_every", "eval_every", "z_size", "num_samples", "splits", "max_sequence_length",
                      "kid_subsets", "kid_subset_size", "num_pairs", "decode_chunk_size", "samples",
-                     "image_steps"),
+                     "image_steps", "upsample_steps"),
                     positive_int),
     **dict.fromkeys(("workers", "num_workers", "threads", "keep", "turntable_frames", "vis_every",
                      "lr_decay_start", "start_epoch"), nonnegative_int),
@@ -142,7 +142,8 @@ CAPS: dict[str, dict[str, int]] = {
     "gan": {"num_images": 1024},
     "image": {"num_images": 16, "steps": 500, "height": 4096, "width": 4096},
     "video": {"num_videos": 4, "num_frames": 256, "frames": 256, "steps": 500, "height": 2048, "width": 2048},
-    "3d": {"frames": 1440, "n_views": 1440, "size": 4096, "turntable_frames": 1440},
+    "3d": {"frames": 1440, "n_views": 1440, "size": 4096, "turntable_frames": 1440, "steps": 1024,
+           "upsample_steps": 1024},
 }
 """Modality -> option -> the most a run takes without --force or the option's --max-* flag."""
 
@@ -152,7 +153,8 @@ before anything loads. A default computed later is checked by the script."""
 
 LIFTS: dict[str, str] = {"num_images": "max_images", "num_videos": "max_images", "num_frames": "max_frames",
                          "frames": "max_frames", "n_views": "max_frames", "turntable_frames": "max_frames",
-                         "steps": "max_steps", "height": "max_size", "width": "max_size", "size": "max_size"}
+                         "steps": "max_steps", "upsample_steps": "max_steps", "height": "max_size", "width": "max_size",
+                         "size": "max_size"}
 """Option -> the dest of the --max-* flag that raises its cap."""
 
 
