@@ -16,7 +16,7 @@ import time
 import torch
 
 from utils.cli import ArgumentParser
-from utils.errors import UserError, cli_errors
+from utils.errors import UserError, cli_errors, did_you_mean
 
 
 def _sync(device: torch.device) -> None:
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
         from utils.torch_utils import resolve_device, resolve_dtype
 
         if args.preset not in RRDB_PRESETS or args.preset == "tiny":
-            raise UserError(f"--preset must be one of {', '.join(p for p in RRDB_PRESETS if p != 'tiny')}")
+            raise UserError(f"--preset {args.preset} is not an ESRGAN preset this benchmark runs: "
+                            f"{did_you_mean(args.preset, [p for p in RRDB_PRESETS if p != 'tiny'])}")
         for flag, v in (("--size", args.size), ("--batch-size", args.batch_size), ("--repeats", args.repeats)):
             if v < 1:
                 raise UserError(f"{flag} must be at least 1, got {v}")

@@ -251,6 +251,8 @@ def gated_hint(preset: str) -> str:
     if preset in GATED:
         return (f"{repo} is gated: accept its licence at https://huggingface.co/{repo}, run `hf auth login`, "
                 f"then `hf download {repo}`; or pass a local single file or diffusers folder")
+    if not repo:  # a preset with no released weights (tiny): nothing to download
+        return "pass a local single file or diffusers folder of this model"
     return f"download it with `hf download {repo}`, or pass a local single file or diffusers folder"
 
 

@@ -133,6 +133,8 @@ def gated_hint(preset: str | None) -> str:
     if any(w.gated for w in SPEC.weights if w.preset == preset):
         return (f"{repo} is gated: accept its licence at https://huggingface.co/{repo}, run `hf auth login`, then "
                 f"`hf download {repo} {file}`; or pass a local single file or diffusers folder")
+    if not repo:  # a preset with no released weights (tiny): nothing to download
+        return "pass a local single file or diffusers folder of this model"
     return f"download it with `hf download {repo} {file}`, or pass a local single file or diffusers folder"
 
 
