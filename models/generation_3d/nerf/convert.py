@@ -82,6 +82,9 @@ def load_model(path: str | Path, preset: str | None = None, device: torch.device
     if missing or unexpected:
         raise UserError(f"{resolve_checkpoint(path)} does not fit its own config: missing {missing[:4]}, unexpected "
                         f"{unexpected[:4]}")
+    from utils.weights.keys import check_finite
+
+    check_finite(state, "NeRF checkpoint")  # NaN/Inf refused, naming the tensor
     model.load_state_dict(state)
     norm = ckpt["normalization"]
     cams = None

@@ -82,6 +82,9 @@ def load_weights(source: str | Path) -> tuple[VoxelVAEGAN, dict[str, Any]]:
                 "epoch": s.get("epoch")}
         found = p / STATE_FILE if p.is_dir() else p
     model = VoxelVAEGAN(cfg)
+    from utils.weights.keys import check_finite
+
+    check_finite(state, "voxel_vae_gan checkpoint")  # NaN/Inf refused, naming the tensor
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         from utils.errors import ConversionError
