@@ -103,7 +103,7 @@ def test_cli_cloud_and_mesh_and_bad_input(tmp_path, capsys):
     assert len(trimesh.load(cloud, process=False).vertices) > 0 and len(trimesh.load(mesh, process=False).faces) > 0
     assert "Point-E base" in capsys.readouterr().err
     for extra, message in [(["--preset", "tiny", "--prompt", ""], "prompt is empty"),
-                           (["--preset", "tiny-image", "--image", __file__], "cannot read the image"),
+                           (["--preset", "tiny-image", "--image", __file__], "is not a readable image"),
                            (["--preset", "tiny", "--prompt", "a", "--out", str(tmp_path / "c.xyz")], "'.xyz'"),
                            (["--preset", "tiny", "--prompt", "a", "--mesh", str(tmp_path / "m.stl")], "'.stl'")]:
         with pytest.raises(SystemExit) as exit_:

@@ -269,7 +269,7 @@ def test_cli_writes_the_mesh_and_turntable_and_refuses_bad_input(tmp_path, capsy
     assert trimesh.load(out, force="mesh").faces.shape[0] > 0 and gif.stat().st_size > 0
     assert "Shap-E prior" in capsys.readouterr().err  # the progress bar over the diffusion steps
     bad = [(["--prompt", " "], "prompt is empty"),
-           (["--preset", "tiny-image", "--image", __file__], "cannot read the image"),
+           (["--preset", "tiny-image", "--image", __file__], "is not a readable image"),
            (["--prompt", "a chair", "--out", str(tmp_path / "x.stl")], "cannot write '.stl'")]
     for extra, message in bad:
         argv = ["--model", "shap_e", "--preset", "tiny", "--out", str(tmp_path / "bad.glb"), *extra]
