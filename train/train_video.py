@@ -28,6 +28,85 @@ from utils.cli import ArgumentParser, nonnegative_int
 from utils.errors import UserError, cli_errors
 
 
+# -- options and steps every video trainer shares -------------------------------------------------------
+
+def add_clip_args(p, frames_help: str = "frames per training clip", stream: bool = True) -> None:
+    p.add_argument("--num-frames", type=int, default=None, help=frames_help)
+    p.add_argument("--height", type=int, default=None, help="clip height in pixels")
+    p.add_argument("--width", type=int, default=None, help="clip width in pixels")
+    if stream:
+        p.add_argument("--stride", type=int, default=None, help="keep every N-th frame of the data videos")
+        p.add_argument("--data-fps", type=float, default=None, help="resample the data videos to this rate (not with "
+                                                                    "--stride)")
+
+
+def add_run_args(p, seed_help: str, samples: bool = True) -> None:
+    """Seed, resume, checkpoints, device and logging: the same flags for every video trainer."""
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="continue the run in --out (its newest checkpoint), or from the given checkpoint file")
+    p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (default: steps / 4)")
+    if samples:
+        p.add_argument("--sample-every", type=nonnegative_int, default=0, help="write a sample video every N steps "
+                                                                               "(0: at the end only)")
+    p.add_argument("--keep", type=int, default=3, help="checkpoints kept (0: all)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if samples:
+        p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
+
+
+def check_data(args: argparse.Namespace) -> None:
+    if args.data is not None and not Path(args.data).exists():
+        raise UserError(f"--data {args.data} not found: pass a folder of videos or a metadata.jsonl")
+    if args.stride is not None and args.data_fps is not None:
+        raise UserError("give --stride or --data-fps, not both")
+
+
+def configure(cfg, args: argparse.Namespace, keys: tuple[str, ...], spec, preset: str):
+    """The recipe with the flags given (None: the recipe's), --height/--width as its size, checked against the
+    preset's pixel multiple."""
+    from dataclasses import replace
+
+    changes = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    if args.height is not None or args.width is not None:
+        changes["size"] = (args.height or cfg.size[0], args.width or cfg.size[1])
+    cfg = replace(cfg, seed=args.seed, **changes)
+    multiple = spec.default(preset, "pixel_multiple")
+    if cfg.size[0] % multiple or cfg.size[1] % multiple:
+        raise UserError(f"--height/--width {cfg.size[0]}x{cfg.size[1]} must be multiples of {multiple} for {preset}")
+    return cfg
+
+
+def run_settings(args: argparse.Namespace, cfg) -> int:
+    """Sets --threads; returns the checkpoint interval (default a quarter of the steps)."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args.save_every if args.save_every is not None else max(1, cfg.steps // 4)
+
+
+def run_options(args: argparse.Namespace, out: Path, save_every: int, **extra):
+    from models.video_generation.svd.training import RunOptions
+
+    return RunOptions(out=str(out), data=args.data, weights=args.weights, resume=args.resume, device=args.device,
+                      save_every=save_every, sample_every=args.sample_every, keep=args.keep,
+                      tensorboard=not args.no_tensorboard, progress=not args.no_progress, stride=args.stride,
+                      data_fps=args.data_fps, **extra)
+
+
+def train_and_report(run, output: str) -> int:
+    """Runs the trainer; prints the time, last step and loss, and result[output]."""
+    t0 = time.perf_counter()
+    result = run()
+    last = result["history"][-1]["loss"] if result["history"] else float("nan")
+    tail = f", sample {result['sample']}" if "sample" in result else ""
+    print(f"done in {time.perf_counter() - t0:.1f}s: step {result['steps']}, loss {last:.4f} -> {result[output]}{tail}")
+    return 0
+
+
 # -- svd -----------------------------------------------------------------------------------------------
 
 def add_svd_args(p) -> None:
@@ -41,12 +120,7 @@ def add_svd_args(p) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="clips per step and process")
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate")
     p.add_argument("--warmup", type=int, default=None, help="linear learning-rate warm-up steps")
-    p.add_argument("--num-frames", type=int, default=None, help="frames per training clip")
-    p.add_argument("--height", type=int, default=None, help="clip height in pixels")
-    p.add_argument("--width", type=int, default=None, help="clip width in pixels")
-    p.add_argument("--stride", type=int, default=None, help="keep every N-th frame of the data videos")
-    p.add_argument("--data-fps", type=float, default=None, help="resample the data videos to this rate (not with "
-                                                                "--stride)")
+    add_clip_args(p)
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None, help="accelerate mixed precision")
     p.add_argument("--gradient-checkpointing", action="store_true", default=None,
                    help="recompute activations in the backward pass (less memory)")
@@ -54,62 +128,25 @@ def add_svd_args(p) -> None:
     p.add_argument("--trainable", choices=("all", "temporal"), default=None, help="train every UNet parameter, or the "
                                                                                  "temporal layers only")
     p.add_argument("--drop-prob", type=float, default=None, help="probability of dropping each condition (for CFG)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the run (initial weights, data order, noise)")
-    p.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="continue the run in --out (its newest checkpoint), or from the given checkpoint file")
-    p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (default: steps / 4)")
-    p.add_argument("--sample-every", type=nonnegative_int, default=0, help="write a sample video every N steps (0: at the end "
-                                                                "only)")
-    p.add_argument("--keep", type=int, default=3, help="checkpoints kept (0: all)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
-
+    add_run_args(p, "seed of the run (initial weights, data order, noise)")
 
 def train_svd(args: argparse.Namespace, argv: list[str]) -> int:
-    from dataclasses import replace
-
     from models.registry import get_spec
-    from models.video_generation.svd.training import RunOptions, SVDTrainer, recipe
+    from models.video_generation.svd.training import SVDTrainer, recipe
 
     spec = get_spec("video", "svd")
     preset = spec.check_preset(args.preset)
-    if args.data is not None and not Path(args.data).exists():
-        raise UserError(f"--data {args.data} not found: pass a folder of videos or a metadata.jsonl")
-    if args.stride is not None and args.data_fps is not None:
-        raise UserError("give --stride or --data-fps, not both")
-    cfg = recipe(preset)
-    changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "warmup", "num_frames", "mixed_precision",
-                                             "ema", "trainable", "drop_prob", "gradient_checkpointing")
-               if getattr(args, k) is not None}
-    if args.height is not None or args.width is not None:
-        changes["size"] = (args.height or cfg.size[0], args.width or cfg.size[1])
-    cfg = replace(cfg, seed=args.seed, **changes)
-    multiple = spec.default(preset, "pixel_multiple")
-    if cfg.size[0] % multiple or cfg.size[1] % multiple:
-        raise UserError(f"--height/--width {cfg.size[0]}x{cfg.size[1]} must be multiples of {multiple} for {preset}")
+    check_data(args)
+    cfg = configure(recipe(preset), args, ("steps", "batch_size", "lr", "warmup", "num_frames", "mixed_precision",
+                                           "ema", "trainable", "drop_prob", "gradient_checkpointing"), spec, preset)
     out = Path(args.out) if args.out else Path("outputs") / "svd" / preset
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    save_every = args.save_every if args.save_every is not None else max(1, cfg.steps // 4)
-    opts = RunOptions(out=str(out), data=args.data, weights=args.weights, resume=args.resume, device=args.device,
-                      save_every=save_every, sample_every=args.sample_every, keep=args.keep,
-                      tensorboard=not args.no_tensorboard, progress=not args.no_progress, stride=args.stride,
-                      data_fps=args.data_fps)
+    opts = run_options(args, out, run_settings(args, cfg))
     trainer = SVDTrainer(cfg, opts)
     data = args.data or "the built-in moving shapes"
     # on stdout: a refusal that follows (bad --weights, --resume) stays the one line on stderr
     print(f"training svd/{preset} on {data}: {cfg.num_frames} frames of {cfg.size[0]}x{cfg.size[1]}, batch "
           f"{cfg.batch_size}, steps {cfg.steps}, lr {cfg.lr:g}, mixed precision {cfg.mixed_precision}")
-    t0 = time.perf_counter()
-    result = trainer.run()
-    last = result["history"][-1]["loss"] if result["history"] else float("nan")
-    print(f"done in {time.perf_counter() - t0:.1f}s: step {result['steps']}, loss {last:.4f} -> {result['weights']}, "
-          f"sample {result['sample']}")
-    return 0
+    return train_and_report(trainer.run, "weights")
 
 
 # -- runway_gen3 ----------------------------------------------------------------------------------------
@@ -131,72 +168,30 @@ def add_runway_gen3_args(p) -> None:
     p.add_argument("--warmup", type=int, default=None, help="linear learning-rate warm-up steps")
     p.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay")
     p.add_argument("--snr-gamma", type=float, default=None, help="min-SNR loss weighting gamma (default: none)")
-    p.add_argument("--num-frames", type=int, default=None, help="frames per training clip (at most 32)")
-    p.add_argument("--height", type=int, default=None, help="clip height in pixels")
-    p.add_argument("--width", type=int, default=None, help="clip width in pixels")
-    p.add_argument("--stride", type=int, default=None, help="keep every N-th frame of the data videos")
-    p.add_argument("--data-fps", type=float, default=None, help="resample the data videos to this rate (not with "
-                                                                "--stride)")
+    add_clip_args(p, "frames per training clip (at most 32)")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None, help="accelerate mixed precision")
     p.add_argument("--gradient-checkpointing", action="store_true", default=None,
                    help="recompute activations in the backward pass (less memory)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the run (a new adapter's weights, data order, noise)")
-    p.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="continue the run in --out (its newest checkpoint), or from the given checkpoint file")
-    p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (default: steps / 4)")
-    p.add_argument("--sample-every", type=nonnegative_int, default=0, help="write a sample video every N steps (0: at "
-                                                                           "the end only)")
-    p.add_argument("--keep", type=int, default=3, help="checkpoints kept (0: all)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs")
-
+    add_run_args(p, "seed of the run (a new adapter's weights, data order, noise)")
 
 def train_runway_gen3(args: argparse.Namespace, argv: list[str]) -> int:
-    from dataclasses import replace
-
     from models.registry import get_spec
     from models.video_generation.runway_gen3.training import MotionTrainer, recipe
-    from models.video_generation.svd.training import RunOptions
 
     spec = get_spec("video", "runway_gen3")
     preset = spec.check_preset(args.preset)
-    if args.data is not None and not Path(args.data).exists():
-        raise UserError(f"--data {args.data} not found: pass a folder of videos or a metadata.jsonl")
-    if args.stride is not None and args.data_fps is not None:
-        raise UserError("give --stride or --data-fps, not both")
-    cfg = recipe(preset)
-    changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "warmup", "weight_decay", "snr_gamma",
-                                             "num_frames", "mixed_precision", "gradient_checkpointing", "prompt")
-               if getattr(args, k) is not None}
-    if args.height is not None or args.width is not None:
-        changes["size"] = (args.height or cfg.size[0], args.width or cfg.size[1])
-    cfg = replace(cfg, seed=args.seed, **changes)
-    multiple = spec.default(preset, "pixel_multiple")
-    if cfg.size[0] % multiple or cfg.size[1] % multiple:
-        raise UserError(f"--height/--width {cfg.size[0]}x{cfg.size[1]} must be multiples of {multiple} for {preset}")
+    check_data(args)
+    cfg = configure(recipe(preset), args, ("steps", "batch_size", "lr", "warmup", "weight_decay", "snr_gamma",
+                                           "num_frames", "mixed_precision", "gradient_checkpointing", "prompt"),
+                    spec, preset)
     out = Path(args.out) if args.out else Path("outputs") / "runway_gen3" / preset
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    save_every = args.save_every if args.save_every is not None else max(1, cfg.steps // 4)
-    opts = RunOptions(out=str(out), data=args.data, weights=args.weights, resume=args.resume, device=args.device,
-                      save_every=save_every, sample_every=args.sample_every, keep=args.keep,
-                      tensorboard=not args.no_tensorboard, progress=not args.no_progress, stride=args.stride,
-                      data_fps=args.data_fps, extra={"base": args.base})
+    opts = run_options(args, out, run_settings(args, cfg), extra={"base": args.base})
     trainer = MotionTrainer(cfg, opts)
     data = args.data or "the built-in moving shapes"
     print(f"training runway_gen3/{preset} motion modules (image model frozen) on {data}: {cfg.num_frames} frames of "
           f"{cfg.size[0]}x{cfg.size[1]}, batch {cfg.batch_size}, steps {cfg.steps}, lr {cfg.lr:g}, mixed precision "
           f"{cfg.mixed_precision}")
-    t0 = time.perf_counter()
-    result = trainer.run()
-    last = result["history"][-1]["loss"] if result["history"] else float("nan")
-    print(f"done in {time.perf_counter() - t0:.1f}s: step {result['steps']}, loss {last:.4f} -> {result['weights']}, "
-          f"sample {result['sample']}")
-    return 0
+    return train_and_report(trainer.run, "weights")
 
 
 # -- luma_dream (the camera adapter of the LTX-Video stand-in) ------------------------------------------
@@ -214,27 +209,16 @@ def add_luma_dream_args(p) -> None:
     p.add_argument("--steps", type=int, default=None, help="adapter optimisation steps (default: the preset's recipe)")
     p.add_argument("--batch-size", type=int, default=None, help="clips per step and process")
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate of the adapter")
-    p.add_argument("--num-frames", type=int, default=None, help="frames per clip (1 + k * the VAE's temporal ratio)")
-    p.add_argument("--height", type=int, default=None, help="clip height in pixels")
-    p.add_argument("--width", type=int, default=None, help="clip width in pixels")
+    add_clip_args(p, "frames per clip (1 + k * the VAE's temporal ratio)", stream=False)
     p.add_argument("--num-clips", type=int, default=None, help="clips rendered from the built-in scene (no --data)")
     p.add_argument("--base-steps", type=int, default=None, help="tiny only: first fit the random tiny transformer "
                                                                 "on the clips for N steps (no camera)")
     p.add_argument("--prompt", default=None, help="the text every clip is trained with")
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None, help="accelerate mixed precision")
-    p.add_argument("--seed", type=int, default=0, help="seed of the run (rendered clips, adapter init, noise)")
-    p.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="continue the run in --out (its newest checkpoint), or from the given checkpoint file")
-    p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps (default: steps / 4)")
-    p.add_argument("--keep", type=int, default=3, help="checkpoints kept (0: all)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_args(p, "seed of the run (rendered clips, adapter init, noise)", samples=False)
 
 
 def train_luma_dream(args: argparse.Namespace, argv: list[str]) -> int:
-    from dataclasses import replace
-
     from models.registry import get_spec
     from models.video_generation.luma_dream.training import CameraRunOptions, CameraTrainer, recipe
 
@@ -242,34 +226,20 @@ def train_luma_dream(args: argparse.Namespace, argv: list[str]) -> int:
     preset = spec.check_preset(args.preset)
     if args.data is not None and not Path(args.data).is_dir():
         raise UserError(f"--data {args.data} is not a folder: give a folder of posed videos (clip.mp4 + clip.json)")
-    cfg = recipe(preset)
-    changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "num_frames", "num_clips", "base_steps",
-                                             "prompt", "mixed_precision") if getattr(args, k) is not None}
-    if args.height is not None or args.width is not None:
-        changes["size"] = (args.height or cfg.size[0], args.width or cfg.size[1])
-    cfg = replace(cfg, seed=args.seed, **changes)
+    cfg = configure(recipe(preset), args, ("steps", "batch_size", "lr", "num_frames", "num_clips", "base_steps",
+                                           "prompt", "mixed_precision"), spec, preset)
     cfg.check()
-    multiple, frames = spec.default(preset, "pixel_multiple"), spec.default(preset, "frame_multiple")
-    if cfg.size[0] % multiple or cfg.size[1] % multiple:
-        raise UserError(f"--height/--width {cfg.size[0]}x{cfg.size[1]} must be multiples of {multiple} for {preset}")
+    frames = spec.default(preset, "frame_multiple")
     if (cfg.num_frames - 1) % frames:
         raise UserError(f"--num-frames {cfg.num_frames}: {preset} clips have 1 + {frames}k frames")
     out = Path(args.out) if args.out else Path("outputs") / "luma_dream" / f"{preset}-camera"
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    save_every = args.save_every if args.save_every is not None else max(1, cfg.steps // 4)
+    save_every = run_settings(args, cfg)
     opts = CameraRunOptions(out=str(out), data=args.data, weights=args.weights, resume=args.resume, device=args.device,
                             save_every=save_every, keep=args.keep, progress=not args.no_progress)
     data = args.data or f"{cfg.num_clips} clips rendered from the built-in scene"
     print(f"training the luma_dream/{preset} camera adapter on {data}: {cfg.num_frames} frames of "
           f"{cfg.size[0]}x{cfg.size[1]}, batch {cfg.batch_size}, steps {cfg.steps}, lr {cfg.lr:g}")
-    t0 = time.perf_counter()
-    result = CameraTrainer(cfg, opts).run()
-    last = result["history"][-1]["loss"] if result["history"] else float("nan")
-    print(f"done in {time.perf_counter() - t0:.1f}s: step {result['steps']}, loss {last:.4f} -> {result['adapter']}")
-    return 0
+    return train_and_report(CameraTrainer(cfg, opts).run, "adapter")
 
 
 # -- dispatch ------------------------------------------------------------------------------------------
