@@ -114,6 +114,12 @@ def test_checkpoints_of_another_preset_or_kind_are_refused(scene, tmp_path):
         load_model(other)
     with pytest.raises(UserError, match="not found"):
         load_model(tmp_path / "missing.pt")
+    broken = torch.load(ckpt, weights_only=True)
+    name = next(k for k, v in broken["model"].items() if v.is_floating_point() and v.numel())
+    broken["model"][name] = torch.full_like(broken["model"][name], float("nan"))
+    torch.save(broken, tmp_path / "nan.pt")
+    with pytest.raises(UserError, match=f"NaN values \\(first in tensor '{name}'\\)"):
+        load_model(tmp_path / "nan.pt")
     resume_other = _trainer("nerfacto", scene, tmp_path / "run", 4)
     with pytest.raises(UserError, match="not 'nerfacto'"):
         resume_other.fit(resume=True, progress=False)
