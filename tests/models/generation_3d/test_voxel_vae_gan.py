@@ -149,3 +149,24 @@ def test_voxel_renders_show_what_is_there():
     assert (cube[16, 16] < 250).any() and (cube[0, 0] == 255).all()
     panel = voxel_panel([([torch.rand(3, 8, 8)] * 2, g, g)], size=20, gap=2)
     assert panel.size == (4 * 22 + 2, 24)
+
+
+def test_weights_with_nan_are_refused_at_load(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    from models.generation_3d.voxel_vae_gan.pipeline import load_weights
+
+    model = VoxelVAEGAN(PRESETS["tiny"])
+    weights = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    weights["mean_shape"] = torch.zeros(16, 16, 16)
+    meta = {"config": json.dumps(asdict(model.cfg), sort_keys=True), "format": "cv-generative"}
+    save_file(weights, str(tmp_path / "good.safetensors"), metadata=meta)
+    assert load_weights(tmp_path / "good.safetensors")[0].cfg == model.cfg
+    name = next(k for k, v in weights.items() if v.is_floating_point() and k != "mean_shape")
+    weights[name] = torch.full_like(weights[name], float("inf"))
+    save_file(weights, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(UserError, match=f"Inf values \\(first in tensor '{name}'\\)"):
+        load_weights(tmp_path / "bad.safetensors")
