@@ -54,6 +54,35 @@ def _out_path(args, name: str, preset: str) -> Path:
     return check_output_path(out)
 
 
+def add_run_args(p, per: str = "prompt", dtype: str = "fp16") -> None:
+    """Videos, seed, device and precision, offload, threads, progress and --out: the same for every model."""
+    p.add_argument("--num-videos", type=int, default=1, help=f"videos per {per} (video i uses seed + i)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (-1: random)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--dtype", default=None, help=f"fp32, fp16 or bf16 (default: {dtype} on CUDA, fp32 on CPU)")
+    p.add_argument("--offload", choices=("model", "sequential"), default=None,
+                   help="CPU offload on CUDA: model (one model on the GPU at a time) or sequential (layer by layer)")
+    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", default=None, help="output .mp4/.webm/.gif/.webp, .png preview, or folder")
+
+
+def _set_threads(args) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _save(video, out: Path, t0: float) -> int:
+    """Writes the clip(s) and says where, how many frames, and how long the whole took."""
+    written = video.save(out)
+    where = written[0] if len(written) == 1 else out
+    print(f"wrote {len(video.frames)} video(s) of {len(video.frames[0])} frames at {video.fps:g} fps to {where} "
+          f"in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
 # -- svd -----------------------------------------------------------------------------------------------
 
 def add_svd_args(p) -> None:
@@ -82,19 +111,11 @@ def add_svd_args(p) -> None:
     p.add_argument("--width", type=int, default=None, help="frame width, a multiple of 64 (default 1024)")
     p.add_argument("--decode-chunk-size", type=int, default=None, help="frames decoded at once: fewer need less "
                                                                        "memory (default 14)")
-    p.add_argument("--num-videos", type=int, default=1, help="videos per image (video i uses seed + i)")
     p.add_argument("--interpolate", type=int, default=0, help="insert N frames between each pair (the fps is "
                                                               "multiplied by N + 1)")
     p.add_argument("--interpolation-strength", type=float, default=0.6, help="how much of the schedule the "
                                                                              "in-between frames are denoised from")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (-1: random)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)")
-    p.add_argument("--offload", choices=("model", "sequential"), default=None,
-                   help="CPU offload on CUDA: model (one model on the GPU at a time) or sequential (layer by layer)")
-    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--out", default=None, help="output .mp4/.webm/.gif/.webp, .png preview, or folder")
+    add_run_args(p, per="image", dtype="fp16")
 
 
 def run_svd(args) -> int:
@@ -120,10 +141,7 @@ def run_svd(args) -> int:
             raise UserError(f"{flag} {value} is not a multiple of {multiple}: SVD ({preset}) makes frames whose sides "
                             f"are multiples of {multiple} pixels, e.g. {max(multiple, value // multiple * multiple)}")
     out = _out_path(args, "svd", preset)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
 
     from models.video_generation.svd.pipeline import SVDPipeline
 
@@ -138,12 +156,7 @@ def run_svd(args) -> int:
                  interpolate=args.interpolate, interpolation_strength=args.interpolation_strength,
                  image_model=args.image_model, image_preset=args.image_preset, image_steps=args.image_steps,
                  progress=not args.no_progress)
-    written = video.save(out)
-    frames = len(video.frames[0])
-    where = written[0] if len(written) == 1 else out
-    print(f"wrote {len(video.frames)} video(s) of {frames} frames at {video.fps:g} fps to {where} "
-          f"in {time.perf_counter() - t0:.1f}s")
-    return 0
+    return _save(video, out, t0)
 
 
 # -- sora (the Wan 2.1 stand-in) -----------------------------------------------------------------------
@@ -170,15 +183,7 @@ def add_sora_args(p) -> None:
                                                            "prompt into a detailed caption first (nothing is downloaded)")
     p.add_argument("--vae-tiling", action="store_true", help="decode large frames in overlapping spatial tiles "
                                                              "(less memory; seams blended)")
-    p.add_argument("--num-videos", type=int, default=1, help="videos per prompt (video i uses seed + i)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (-1: random)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: bf16 on CUDA, fp32 on CPU)")
-    p.add_argument("--offload", choices=("model", "sequential"), default=None,
-                   help="CPU offload on CUDA: model (one model on the GPU at a time) or sequential (layer by layer)")
-    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--out", default=None, help="output .mp4/.webm/.gif/.webp, .png preview, or folder")
+    add_run_args(p, dtype="bf16")
 
 
 def run_sora(args) -> int:
@@ -201,10 +206,7 @@ def run_sora(args) -> int:
     if args.prompt_extender is not None and not Path(args.prompt_extender).is_dir():
         raise UserError(f"--prompt-extender {args.prompt_extender} is not a folder: give a local text model's folder")
     out = _out_path(args, "sora", preset)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
 
     from models.video_generation.sora.pipeline import WanPipeline
 
@@ -216,11 +218,7 @@ def run_sora(args) -> int:
                  shift=args.shift, fps=args.fps, decode_chunk_size=args.decode_chunk_size,
                  prompt_extender=args.prompt_extender, num_videos=args.num_videos, seed=args.seed,
                  progress=not args.no_progress)
-    written = video.save(out)
-    where = written[0] if len(written) == 1 else out
-    print(f"wrote {len(video.frames)} video(s) of {len(video.frames[0])} frames at {video.fps:g} fps to {where} "
-          f"in {time.perf_counter() - t0:.1f}s")
-    return 0
+    return _save(video, out, t0)
 
 
 # -- runway_gen3 (the AnimateDiff stand-in) -------------------------------------------------------------
@@ -264,15 +262,7 @@ def add_runway_gen3_args(p) -> None:
     p.add_argument("--scheduler", default=None, help="sampler (default: DDIM over AnimateDiff's linear betas)")
     p.add_argument("--fps", type=float, default=None, help="playback rate; also the brush's seconds (default 8)")
     p.add_argument("--decode-chunk-size", type=int, default=None, help="frames the VAE decodes at once")
-    p.add_argument("--num-videos", type=int, default=1, help="videos per prompt (video i uses seed + i)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (-1: random)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU)")
-    p.add_argument("--offload", choices=("model", "sequential"), default=None,
-                   help="CPU offload on CUDA: model (one model on the GPU at a time) or sequential (layer by layer)")
-    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--out", default=None, help="output .mp4/.webm/.gif/.webp, .png preview, or folder")
+    add_run_args(p, dtype="fp16")
 
 
 def _check_clip(path: str | None, flag: str) -> None:
@@ -315,10 +305,7 @@ def run_runway_gen3(args) -> int:
                             f"frames whose sides are multiples of {multiple}, e.g. "
                             f"{max(multiple, value // multiple * multiple)}")
     out = _out_path(args, "runway_gen3", preset)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
 
     from models.video_generation.runway_gen3.pipeline import RunwayGen3Pipeline
 
@@ -332,11 +319,7 @@ def run_runway_gen3(args) -> int:
                  motion_mask=args.motion_mask, motion=args.motion, motion_strength=args.motion_strength,
                  control=args.control, control_video=args.control_video, control_scale=args.control_scale,
                  decode_chunk_size=args.decode_chunk_size, seed=args.seed, progress=not args.no_progress)
-    written = video.save(out)
-    where = written[0] if len(written) == 1 else out
-    print(f"wrote {len(video.frames)} video(s) of {len(video.frames[0])} frames at {video.fps:g} fps to {where} "
-          f"in {time.perf_counter() - t0:.1f}s")
-    return 0
+    return _save(video, out, t0)
 
 
 # -- luma_dream (the LTX-Video stand-in) ---------------------------------------------------------------
@@ -372,16 +355,8 @@ def add_luma_dream_args(p) -> None:
                                                           "outputs/luma_dream/<preset>-camera/camera_adapter.safetensors)")
     p.add_argument("--preview", default=None, help="folder: write each step's live preview (the linear "
                                                    "latent-to-RGB map) as step_NNN.png")
-    p.add_argument("--num-videos", type=int, default=1, help="videos per prompt (video i uses seed + i)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same video (-1: random)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    p.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: bf16 on CUDA, fp32 on CPU)")
-    p.add_argument("--offload", choices=("model", "sequential"), default=None,
-                   help="CPU offload on CUDA: model (one model on the GPU at a time) or sequential (layer by layer)")
     p.add_argument("--vae-tiling", action="store_true", help="decode in overlapping 512-pixel tiles (less memory)")
-    p.add_argument("--threads", type=int, default=0, help="CPU intra-op threads (0: torch's default)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--out", default=None, help="output .mp4/.webm/.gif/.webp, .png preview, or folder")
+    add_run_args(p, dtype="bf16")
 
 
 def _luma_timesteps(text: str | None) -> list[float] | None:
@@ -418,10 +393,7 @@ def run_luma_dream(args) -> int:
     timesteps = _luma_timesteps(args.timesteps)
     camera_adapter = _luma_camera(args, spec, preset, frames)
     out = _out_path(args, "luma_dream", preset)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args)
 
     from models.video_generation.luma_dream.pipeline import LTXVideoPipeline
 
@@ -450,11 +422,7 @@ def run_luma_dream(args) -> int:
                  guidance_scale=args.guidance, fps=args.fps, decode_timestep=args.decode_timestep,
                  decode_noise_scale=args.decode_noise_scale, num_videos=args.num_videos, seed=args.seed,
                  callback=callback, camera=args.camera, progress=not args.no_progress)
-    written = video.save(out)
-    where = written[0] if len(written) == 1 else out
-    print(f"wrote {len(video.frames)} video(s) of {len(video.frames[0])} frames at {video.fps:g} fps to {where} "
-          f"in {time.perf_counter() - t0:.1f}s")
-    return 0
+    return _save(video, out, t0)
 
 
 def _luma_camera(args, spec, preset: str, frames: int | None) -> Path | None:
