@@ -72,6 +72,7 @@ class PointEPipeline:
         dev = resolve_device(device)
         if source is None and preset in TINY:
             return cls.random(preset).to(dev)
+        from models.generation_3d.point_e.convert import from_official
         from utils.weights import load_into, load_state_dict
         from utils.weights.hub import fetch_release
 
@@ -84,9 +85,9 @@ class PointEPipeline:
                 raise UserError(f"{folder} lacks {', '.join(missing)}: give a folder with the Point-E release files")
         else:
             files = [fetch_release(u, "Point-E") for u in (url, UPSAMPLE_URL, SDF_URL)]
-        base = load_into(PointETransformer(get_config(preset)), _strip_clip(load_state_dict(files[0])),
+        base = load_into(PointETransformer(get_config(preset)), from_official(load_state_dict(files[0])),
                          what=f"Point-E {preset}")
-        up = load_into(PointETransformer(get_config("upsample")), _strip_clip(load_state_dict(files[1])),
+        up = load_into(PointETransformer(get_config("upsample")), from_official(load_state_dict(files[1])),
                        what="Point-E upsampler")
         sdf = None
         if files[2].is_file():
@@ -275,7 +276,3 @@ def mesh_ply_writer(out: Output3D):
 
     return write
 
-
-def _strip_clip(sd: dict) -> dict:
-    """A release checkpoint's tensors without any of its CLIP wrapper's keys."""
-    return {k: v for k, v in sd.items() if not k.startswith("clip.")}

@@ -111,3 +111,18 @@ def test_cli_cloud_and_mesh_and_bad_input(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert exit_.value.code == 2 and len(err) == 1 and message in err[0], (extra, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud.ply", "mesh.obj"]
+
+
+def test_release_files_with_clip_wrapper_keys_load_through_the_converter():
+    from models.generation_3d.point_e.convert import from_official
+    from utils.errors import UserError
+
+    cfg = PRESETS["tiny"]
+    ours = PointETransformer(cfg)
+    release = {**{k: v.clone() + 1 for k, v in ours.state_dict().items()},
+               "clip.model.visual.proj": torch.zeros(4, 4), "clip.logit_scale": torch.zeros(())}
+    with pytest.raises(UserError, match="clip"):  # the wrapper's keys do not fit the transformer as they are
+        load_into(PointETransformer(cfg), release)
+    loaded = load_into(PointETransformer(cfg), from_official(release))
+    assert set(from_official(release)) == set(ours.state_dict())
+    assert all(torch.equal(loaded.state_dict()[k], release[k]) for k in ours.state_dict())
