@@ -1,4 +1,4 @@
-"""The Wan 2.1 video VAE (diffusers' `AutoencoderKLWan`): a causal 3-D convolutional autoencoder.
+"""The Wan 2.1 and Wan 2.2 video VAEs (diffusers' `AutoencoderKLWan`): causal 3-D convolutional autoencoders.
 
 A clip of 1 + 4k frames (B, 3, T, H, W) in [-1, 1] becomes a latent of 1 + k frames, 16 channels,
 H/8 x W/8: the first frame is compressed on its own (so a still image is a one-frame clip) and every
@@ -21,6 +21,10 @@ the resamplers halve or double H and W with 2-D convs per frame and, where the l
 time, a causal (3, 1, 1) conv (stride 2 down; to twice the channels, interleaved into two frames, up).
 The middle has one single-head spatial self-attention per frame. Latents are normalised per channel
 with the release's `latents_mean` / `latents_std` (`normalize` / `denormalize`).
+
+The Wan 2.2 VAE (`wan_vae_config("wan2.2")`: 48 latent channels, 16x spatial) folds 2x2 pixels into
+channels around the network and gives every level a weightless shortcut; its blocks live in
+`utils.encoders.wan22_vae`, everything else (and the streaming) is shared.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.encoders.vae import DiagonalGaussian, _starts, _tiled, upcast_fp16
+from utils.encoders.wan22_vae import (WAN22_LATENTS_MEAN, WAN22_LATENTS_STD, patchify, residual_down_blocks,
+                                      residual_up_blocks, unpatchify)
 from utils.errors import UserError, did_you_mean
 from utils.nn.attention import attention
 from utils.nn.temporal import CausalConv3d, to_frames, to_volume
@@ -66,6 +72,12 @@ class WanVAEConfig:
     """Per-channel mean of the raw latents (normalised latents are (z - mean) / std)."""
     latents_std: tuple[float, ...] = WAN21_LATENTS_STD
     """Per-channel standard deviation of the raw latents."""
+    decoder_base_dim: int | None = None
+    """Width of the decoder's full-resolution level (None: base_dim; Wan 2.2: 256)."""
+    is_residual: bool = False
+    """Wan 2.2's levels: residual down/up blocks with weightless shortcuts (`utils.encoders.wan22_vae`)."""
+    patch_size: int = 1
+    """Pixels folded into channels per side around the network (Wan 2.2: 2, so 12 network channels)."""
 
     def __post_init__(self) -> None:
         if len(self.temporal_downsample) != len(self.dim_mult) - 1:
@@ -74,10 +86,23 @@ class WanVAEConfig:
         if len(self.latents_mean) != self.z_dim or len(self.latents_std) != self.z_dim:
             raise UserError(f"Wan VAE latents_mean/std need {self.z_dim} values (z_dim), got "
                             f"{len(self.latents_mean)}/{len(self.latents_std)}: fix the config")
+        if self.patch_size < 1 or (self.decoder_base_dim is not None and self.decoder_base_dim < 1):
+            raise UserError(f"Wan VAE patch_size and decoder_base_dim must be >= 1, got {self.patch_size} and "
+                            f"{self.decoder_base_dim}: fix the config")
 
     @property
     def spatial_ratio(self) -> int:
-        return 2 ** (len(self.dim_mult) - 1)
+        """Pixels per latent pixel on each side: the network's 2 per resampler times the patch."""
+        return 2 ** (len(self.dim_mult) - 1) * self.patch_size
+
+    @property
+    def network_channels(self) -> int:
+        """Channels the network sees: the frames' channels times the patch's pixels."""
+        return self.in_channels * self.patch_size ** 2
+
+    @property
+    def decoder_dim(self) -> int:
+        return self.base_dim if self.decoder_base_dim is None else self.decoder_base_dim
 
     @property
     def temporal_ratio(self) -> int:
@@ -85,35 +110,49 @@ class WanVAEConfig:
 
     def to_diffusers(self) -> dict[str, Any]:
         """The config of the equivalent diffusers `AutoencoderKLWan`."""
-        return dict(base_dim=self.base_dim, z_dim=self.z_dim, dim_mult=list(self.dim_mult),
-                    num_res_blocks=self.num_res_blocks, attn_scales=[], temperal_downsample=list(self.temporal_downsample),
-                    latents_mean=list(self.latents_mean), latents_std=list(self.latents_std),
-                    in_channels=self.in_channels, out_channels=self.in_channels,
+        return dict(base_dim=self.base_dim, decoder_base_dim=self.decoder_base_dim, z_dim=self.z_dim,
+                    dim_mult=list(self.dim_mult), num_res_blocks=self.num_res_blocks, attn_scales=[],
+                    temperal_downsample=list(self.temporal_downsample), latents_mean=list(self.latents_mean),
+                    latents_std=list(self.latents_std), is_residual=self.is_residual,
+                    in_channels=self.network_channels, out_channels=self.network_channels,
+                    patch_size=self.patch_size if self.patch_size > 1 else None,
                     scale_factor_temporal=self.temporal_ratio, scale_factor_spatial=self.spatial_ratio)
 
     @classmethod
     def from_diffusers(cls, cfg: Mapping[str, Any]) -> "WanVAEConfig":
-        """Read a diffusers `AutoencoderKLWan` config.json; the Wan 2.2 VAE (residual, patchified) is refused."""
-        if cfg.get("is_residual") or cfg.get("patch_size"):
-            raise UserError("this is the Wan 2.2 VAE (is_residual/patch_size set), which is not built yet: "
-                            "use the Wan 2.1 VAE (16 latent channels)")
+        """Read a diffusers `AutoencoderKLWan` config.json (Wan 2.1, or Wan 2.2 with is_residual and patch_size)."""
         if cfg.get("attn_scales"):
             raise UserError(f"Wan VAE attn_scales {cfg['attn_scales']} are not supported: no release uses them")
         base = cls()
         z = int(cfg.get("z_dim", base.z_dim))
+        patch = int(cfg.get("patch_size") or 1)
+        channels = int(cfg.get("in_channels", 3 * patch * patch))
+        if channels % (patch * patch) or int(cfg.get("out_channels", channels)) != channels:
+            raise UserError(f"Wan VAE in/out_channels {channels}/{cfg.get('out_channels')} do not fit patch_size "
+                            f"{patch}: fix the config")
+        decoder = cfg.get("decoder_base_dim")
         return cls(base_dim=int(cfg.get("base_dim", base.base_dim)), z_dim=z,
+                   decoder_base_dim=None if decoder is None else int(decoder),
+                   is_residual=bool(cfg.get("is_residual", False)), patch_size=patch,
                    dim_mult=tuple(int(m) for m in cfg.get("dim_mult", base.dim_mult)),
                    num_res_blocks=int(cfg.get("num_res_blocks", base.num_res_blocks)),
                    temporal_downsample=tuple(bool(t) for t in cfg.get("temperal_downsample", base.temporal_downsample)),
-                   in_channels=int(cfg.get("in_channels", 3)),
+                   in_channels=channels // (patch * patch),
                    latents_mean=tuple(float(v) for v in cfg.get("latents_mean", base.latents_mean)),
                    latents_std=tuple(float(v) for v in cfg.get("latents_std", base.latents_std)))
 
 
 WAN_VAE_PRESETS: dict[str, WanVAEConfig] = {
     "wan2.1": WanVAEConfig(),
+    # The released Wan 2.2 VAE (Wan2.2_VAE.pth; Wan2.2-TI2V-5B-Diffusers vae/config.json).
+    "wan2.2": WanVAEConfig(base_dim=160, decoder_base_dim=256, z_dim=48, is_residual=True, patch_size=2,
+                           latents_mean=WAN22_LATENTS_MEAN, latents_std=WAN22_LATENTS_STD),
     "tiny": WanVAEConfig(base_dim=8, z_dim=4, dim_mult=(1, 2, 2), num_res_blocks=1, temporal_downsample=(True, True),
                          latents_mean=(0.1, -0.2, 0.3, 0.0), latents_std=(1.5, 0.5, 2.0, 1.0)),
+    # Tests: the Wan 2.2 structure (patchified, residual levels, own decoder width), tiny.
+    "tiny-2.2": WanVAEConfig(base_dim=8, decoder_base_dim=12, z_dim=6, dim_mult=(1, 2, 2), num_res_blocks=1,
+                             temporal_downsample=(True, True), is_residual=True, patch_size=2,
+                             latents_mean=(0.1, -0.2, 0.3, 0.0, 0.2, -0.1), latents_std=(1.5, 0.5, 2.0, 1.0, 0.8, 1.2)),
 }
 
 
@@ -238,12 +277,12 @@ class WanResample(nn.Module):
     also halve time (a stride-2 causal conv after) or double it (a causal conv to 2x channels before,
     split into two frames). The first frame of a clip never passes the temporal conv: it stays one frame."""
 
-    def __init__(self, dim: int, mode: str, temporal: bool):
+    def __init__(self, dim: int, mode: str, temporal: bool, out_dim: int | None = None):
         super().__init__()
         self.mode, self.temporal = mode, temporal
-        if mode == "up":
+        if mode == "up":  # Wan 2.1 halves the width here (out_dim None); Wan 2.2 keeps it
             self.resample = nn.Sequential(NearestUpsample(scale_factor=(2.0, 2.0), mode="nearest-exact"),
-                                          nn.Conv2d(dim, dim // 2, 3, padding=1))
+                                          nn.Conv2d(dim, dim // 2 if out_dim is None else out_dim, 3, padding=1))
             if temporal:
                 self.time_conv = _causal_conv(dim, dim * 2, (3, 1, 1))
         elif mode == "down":
@@ -304,15 +343,17 @@ class WanEncoder3d(nn.Module):
     def __init__(self, cfg: WanVAEConfig):
         super().__init__()
         dims = [cfg.base_dim * m for m in (1, *cfg.dim_mult)]
-        self.conv_in = _causal_conv(cfg.in_channels, dims[0])
+        self.conv_in = _causal_conv(cfg.network_channels, dims[0])
         blocks: list[nn.Module] = []
         last = len(cfg.dim_mult) - 1
         for i, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:])):
+            if cfg.is_residual:
+                break
             for j in range(cfg.num_res_blocks):
                 blocks.append(WanResidualBlock(in_dim if j == 0 else out_dim, out_dim))
             if i != last:
                 blocks.append(WanResample(out_dim, "down", cfg.temporal_downsample[i]))
-        self.down_blocks = nn.ModuleList(blocks)
+        self.down_blocks = residual_down_blocks(cfg, dims) if cfg.is_residual else nn.ModuleList(blocks)
         self.mid_block = WanMidBlock(dims[-1])
         self.norm_out = ChannelRMSNorm(dims[-1])
         self.conv_out = _causal_conv(dims[-1], 2 * cfg.z_dim)
@@ -331,18 +372,18 @@ class WanDecoder3d(nn.Module):
     def __init__(self, cfg: WanVAEConfig):
         super().__init__()
         mult = cfg.dim_mult
-        dims = [cfg.base_dim * m for m in (mult[-1], *mult[::-1])]
+        dims = [cfg.decoder_dim * m for m in (mult[-1], *mult[::-1])]
         temporal_up = cfg.temporal_downsample[::-1]
         self.conv_in = _causal_conv(cfg.z_dim, dims[0])
         self.mid_block = WanMidBlock(dims[0])
         last = len(mult) - 1
-        # Each upsampler halves the width it hands on, so levels after the first start at in_dim / 2.
-        self.up_blocks = nn.ModuleList(
+        # Each 2.1 upsampler halves the width it hands on, so levels after the first start at in_dim / 2.
+        self.up_blocks = residual_up_blocks(cfg, dims) if cfg.is_residual else nn.ModuleList(
             WanUpBlock(in_dim if i == 0 else in_dim // 2, out_dim, cfg.num_res_blocks, i != last,
                        temporal_up[i] if i != last else False)
             for i, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:])))
         self.norm_out = ChannelRMSNorm(dims[-1])
-        self.conv_out = _causal_conv(dims[-1], cfg.in_channels)
+        self.conv_out = _causal_conv(dims[-1], cfg.network_channels)
 
     def forward(self, x: torch.Tensor, cache: FeatureCache | None = None) -> torch.Tensor:
         x = _causal(self.conv_in, x, cache)
@@ -368,7 +409,7 @@ def _tiled_volume(fn, x: torch.Tensor, tile: int, overlap: int, factor: float, o
 
 
 class WanVAE(nn.Module):
-    """The Wan 2.1 video VAE: `encode` (clip -> posterior), `decode` (latents -> clip in [-1, 1]),
+    """The Wan 2.1 / 2.2 video VAE: `encode` (clip -> posterior), `decode` (latents -> clip in [-1, 1]),
     `normalize` / `denormalize` (raw <-> per-channel standardised latents, what the transformer sees)."""
 
     def __init__(self, cfg: WanVAEConfig | None = None):
@@ -406,7 +447,8 @@ class WanVAE(nn.Module):
         return z * self.latents_std.to(z) + self.latents_mean.to(z)
 
     def encode(self, x: torch.Tensor, chunk_size: int | None = 4, tiled: bool | None = None) -> DiagonalGaussian:
-        """Frames (B, C, 1 + 4k, H, W) in [-1, 1] -> the posterior over raw latents (B, z_dim, 1 + k, H/8, W/8).
+        """Frames (B, C, 1 + 4k, H, W) in [-1, 1] -> the posterior over raw latents (B, z_dim, 1 + k, H/s, W/s)
+        (s = spatial_ratio: 8 for Wan 2.1, 16 for Wan 2.2).
         The first frame is encoded alone, then `chunk_size` frames at a time (a multiple of the temporal
         ratio; None = all the rest at once): the moments are the same, memory is not. `tiled` (default:
         on after `enable_tiling`): overlapping spatial tiles blended over the overlap."""
@@ -433,6 +475,7 @@ class WanVAE(nn.Module):
 
     def _encode_stream(self, x: torch.Tensor, step: int) -> torch.Tensor:
         cache = FeatureCache()
+        x = patchify(x, self.config.patch_size)
         outs = [self.encoder(x[:, :, :1], cache)]
         for start in range(1, x.shape[2], max(step, 1)):
             outs.append(self.encoder(x[:, :, start:start + step], cache))
@@ -440,7 +483,7 @@ class WanVAE(nn.Module):
 
     def decode(self, z: torch.Tensor, chunk_size: int | None = 1, tiled: bool | None = None,
                progress: bool = False) -> torch.Tensor:
-        """Raw latents (B, z_dim, T', h, w) -> frames (B, C, 1 + 4 (T'-1), 8h, 8w) clamped to [-1, 1].
+        """Raw latents (B, z_dim, T', h, w) -> frames (B, C, 1 + 4 (T'-1), s h, s w) clamped to [-1, 1].
         The first latent frame is decoded alone, then `chunk_size` latent frames at a time (None = the
         rest at once): the frames are the same; peak memory grows with the chunk. `tiled` (default: on
         after `enable_tiling`): overlapping spatial tiles, each decoded through the whole clip, blended
@@ -482,7 +525,7 @@ class WanVAE(nn.Module):
             outs.append(self.decoder(x[:, :, start:start + 1 if start == 0 else start + step], cache))
             if bar is not None:
                 bar.update(1)
-        return torch.cat(outs, dim=2)
+        return unpatchify(torch.cat(outs, dim=2), self.config.patch_size)
 
     # -- tiling ---------------------------------------------------------------------------------
 
@@ -517,7 +560,7 @@ class WanVAE(nn.Module):
     def from_pretrained(cls, source: str | os.PathLike | None = None, preset: str | None = None,
                         device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
                         subfolder: str | None = None) -> "WanVAE":
-        """Load the official `Wan2.1_VAE.pth` / `.safetensors` (any prefix), a diffusers `vae/` folder
+        """Load the official `Wan2.1_VAE.pth` / `Wan2.2_VAE.pth` / `.safetensors` (any prefix), a diffusers `vae/` folder
         (config.json + weights) or its safetensors, or a hub id; no source = random weights of `preset`."""
         from pathlib import Path
 
@@ -544,7 +587,7 @@ class WanVAE(nn.Module):
             config_file = path / "config.json"
             if config_file.exists():
                 cfg = WanVAEConfig.from_diffusers(read_config(path))
-            found = sorted(path.glob("Wan2.1_VAE.*")) if not config_file.exists() else []
+            found = sorted(path.glob("Wan2.[12]_VAE.*")) if not config_file.exists() else []
             sd = load_state_dict(found[0], dtype=torch.float32) if found else \
                 load_folder_state_dict(path, name="diffusion_pytorch_model", dtype=torch.float32)
         else:
@@ -562,12 +605,14 @@ class WanVAE(nn.Module):
 
 def _config_of(sizes: dict) -> WanVAEConfig:
     """A single file stores no config: the preset whose structure the shapes show (for its latent statistics),
-    else those sizes with Wan 2.1's statistics when the latent has its 16 channels."""
+    else those sizes with Wan 2.1's statistics when the latent has its 16 channels (Wan 2.2's with its 48)."""
     for preset in WAN_VAE_PRESETS.values():
         if all(getattr(preset, k) == v for k, v in sizes.items()):
             return preset
     if sizes["z_dim"] == len(WAN21_LATENTS_MEAN):
         return WanVAEConfig(**sizes)
+    if sizes["z_dim"] == len(WAN22_LATENTS_MEAN) and sizes.get("is_residual"):
+        return WanVAEConfig(**sizes, latents_mean=WAN22_LATENTS_MEAN, latents_std=WAN22_LATENTS_STD)
     raise UserError(f"this Wan VAE file has {sizes['z_dim']} latent channels and no preset fits its shapes, so its "
                     "latent mean/std are unknown: load it from a diffusers folder (vae/config.json names them)")
 

@@ -15,6 +15,14 @@ their place in `nn.Sequential`s:
     X.head.{0,2}                               X.norm_out / X.conv_out.conv
     decoder.upsamples.K                        decoder.up_blocks.(K // P).{resnets.(K % P) | upsamplers.0}
                                                (P = num_res_blocks + 2: the level's resnets and its upsampler)
+
+The Wan 2.2 release (`Wan2.2_VAE.pth`) nests one `nn.Sequential` per level instead (its shortcuts hold
+no weights; the top, middle and head names are the 2.1 ones):
+
+    encoder.downsamples.I.downsamples.J        encoder.down_blocks.I.resnets.J (J < num_res_blocks)
+                                               or encoder.down_blocks.I.downsampler (the last entry)
+    decoder.upsamples.I.upsamples.J            decoder.up_blocks.I.resnets.J (J <= num_res_blocks)
+                                               or decoder.up_blocks.I.upsampler (the last entry)
 """
 from __future__ import annotations
 
@@ -38,6 +46,15 @@ TOP = {"conv1": "quant_conv", "conv2": "post_quant_conv", "encoder.conv1": "enco
        "decoder.conv1": "decoder.conv_in"}
 _UP = re.compile(r"^decoder\.upsamples\.(\d+)\.(.+)$")
 _UP_NATIVE = re.compile(r"^decoder\.up_blocks\.(\d+)\.(resnets\.(\d+)|upsamplers\.0)\.(.+)$")
+_NESTED = re.compile(r"^(encoder\.downsamples|decoder\.upsamples)\.(\d+)\.(?:downsamples|upsamples)\.(\d+)\.(.+)$")
+_LEVEL_NATIVE = re.compile(r"^(encoder\.down_blocks|decoder\.up_blocks)\.(\d+)\.(resnets\.(\d+)|downsampler|upsampler)"
+                           r"\.(.+)$")
+_SAMPLER = ("resample.", "time_conv.")
+
+
+def is_wan22(keys) -> bool:
+    """Whether official or native Wan VAE names are the Wan 2.2 VAE's (levels nested / residual blocks)."""
+    return any(re.match(r"^encoder\.(downsamples\.\d+\.downsamples|down_blocks\.\d+\.resnets)\.", k) for k in keys)
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -90,6 +107,14 @@ def _official_key(key: str, period: int) -> str | None:
         return f"{part}.{new}"
     if (new := _sub(rest, HEAD)) is not None:
         return f"{part}.{new}"
+    m = _NESTED.match(key)
+    if m:  # Wan 2.2: one nested Sequential per level
+        level = f"{part}.{'down_blocks' if part == 'encoder' else 'up_blocks'}.{m.group(2)}"
+        tail = m.group(4)
+        if tail.startswith(_SAMPLER):
+            return f"{level}.{'downsampler' if part == 'encoder' else 'upsampler'}.{tail}"
+        res = _sub(tail, RESIDUAL)
+        return None if res is None else f"{level}.resnets.{m.group(3)}.{res}"
     m = re.match(r"^downsamples\.(\d+)\.(.+)$", rest) if part == "encoder" else None
     if m:
         tail = m.group(2)
@@ -111,9 +136,9 @@ def _official_key(key: str, period: int) -> str | None:
 
 
 def official_to_native(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """Official `Wan2.1_VAE.pth` tensors -> native names; an unknown key is a ConversionError."""
+    """Official `Wan2.1_VAE.pth` / `Wan2.2_VAE.pth` tensors -> native names; an unknown key is a ConversionError."""
     keys = list(state_dict)
-    period = _official_period(keys)
+    period = 0 if is_wan22(keys) else _official_period(keys)
     out, unknown = {}, []
     for key, value in state_dict.items():
         new = _official_key(key, period)
@@ -123,14 +148,15 @@ def official_to_native(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
             out[_add_conv(new)] = value
     if unknown:
         raise ConversionError(f"the official Wan VAE weights have keys this converter does not know "
-                              f"({key_report([], unknown)}): check that the file is a Wan 2.1 VAE")
+                              f"({key_report([], unknown)}): check that the file is a Wan 2.1 or 2.2 VAE")
     return out
 
 
 def native_to_official(state_dict: Mapping[str, torch.Tensor], num_res_blocks: int = 2) -> StateDict:
-    """Native tensors -> the official release's names (what `Wan2.1_VAE.pth` holds)."""
+    """Native tensors -> the official release's names (what `Wan2.1_VAE.pth` / `Wan2.2_VAE.pth` holds)."""
     period = num_res_blocks + 2
     inv_res = {v: k for k, v in RESIDUAL.items()}
+    nested = is_wan22(state_dict)
     out = {}
     for key, value in state_dict.items():
         k = _drop_conv(key)
@@ -140,6 +166,15 @@ def native_to_official(state_dict: Mapping[str, torch.Tensor], num_res_blocks: i
             out[f"{top[module]}.{leaf}"] = value
             continue
         part, _, rest = k.partition(".")
+        m = _LEVEL_NATIVE.match(k) if nested else None
+        if m:
+            group = "downsamples" if part == "encoder" else "upsamples"
+            if m.group(4) is not None:
+                inner = f"{m.group(4)}.{_sub(m.group(5), inv_res)}"
+            else:  # the sampler follows the level's resnets
+                inner = f"{num_res_blocks + (part == 'decoder')}.{m.group(5)}"
+            out[f"{part}.{group}.{m.group(2)}.{group}.{inner}"] = value
+            continue
         m = _UP_NATIVE.match(k)
         if m:
             level = int(m.group(1))
@@ -186,11 +221,29 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
     if "encoder.conv_in.weight" in keys and any(k.startswith("decoder.up_blocks.") for k in keys):
         return "diffusers"
     raise ConversionError(f"these tensors are not a Wan VAE ({key_report([], sorted(keys))}): "
-                          "expected the official Wan2.1_VAE or a diffusers AutoencoderKLWan")
+                          "expected the official Wan2.1_VAE / Wan2.2_VAE or a diffusers AutoencoderKLWan")
+
+
+def _read_sizes22(native: Mapping[str, torch.Tensor]) -> dict:
+    levels = sorted({int(m.group(1)) for k in native if (m := re.match(r"^encoder\.down_blocks\.(\d+)\.", k))})
+    base = int(native["encoder.conv_in.conv.weight"].shape[0])
+    mult = tuple(int(native[f"encoder.down_blocks.{i}.resnets.0.conv1.conv.weight"].shape[0]) // base for i in levels)
+    blocks = len({m.group(1) for k in native if (m := re.match(r"^encoder\.down_blocks\.0\.resnets\.(\d+)\.", k))})
+    patch = round((int(native["encoder.conv_in.conv.weight"].shape[1]) / 3) ** 0.5)
+    return dict(base_dim=base, z_dim=int(native["post_quant_conv.conv.weight"].shape[0]), dim_mult=mult,
+                num_res_blocks=blocks, is_residual=True, patch_size=patch,
+                decoder_base_dim=int(native["decoder.conv_in.conv.weight"].shape[0]) // mult[-1],
+                temporal_downsample=tuple(f"encoder.down_blocks.{i}.downsampler.time_conv.conv.weight" in native
+                                          for i in levels[:-1]))
 
 
 def read_sizes(native: Mapping[str, torch.Tensor]) -> dict:
     """The structural `WanVAEConfig` fields native tensors fix (the latent statistics are not stored)."""
+    if is_wan22(native):
+        try:
+            return _read_sizes22(native)
+        except (KeyError, IndexError) as err:
+            raise ConversionError(f"these tensors are not a Wan 2.2 VAE (no {err}): check the file") from None
     try:
         base = int(native["encoder.conv_in.conv.weight"].shape[0])
         z = int(native["post_quant_conv.conv.weight"].shape[0])
@@ -202,7 +255,8 @@ def read_sizes(native: Mapping[str, torch.Tensor]) -> dict:
         temporal = tuple(f"encoder.down_blocks.{i}.time_conv.conv.weight" in native for i in resamplers)
     except (KeyError, IndexError) as err:
         raise ConversionError(f"these tensors are not a Wan VAE (no {err}): check the file") from None
-    return dict(base_dim=base, z_dim=z, dim_mult=tuple(mult), num_res_blocks=per_level, temporal_downsample=temporal)
+    return dict(base_dim=base, z_dim=z, dim_mult=tuple(mult), num_res_blocks=per_level, temporal_downsample=temporal,
+                decoder_base_dim=None, is_residual=False, patch_size=1)
 
 
 def to_native(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
@@ -216,5 +270,5 @@ def to_native(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return sd
 
 
-__all__ = ["detect_layout", "read_sizes", "diffusers_to_native", "native_to_diffusers", "native_to_official",
+__all__ = ["detect_layout", "is_wan22", "read_sizes", "diffusers_to_native", "native_to_diffusers", "native_to_official",
            "official_to_native", "to_native"]

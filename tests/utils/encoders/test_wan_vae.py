@@ -148,8 +148,9 @@ def test_user_errors():
         vae.decode(torch.zeros(1, 3, 2, 2, 2))
     with pytest.raises(UserError, match="unknown Wan VAE preset"):
         wan_vae_config("wan21")
-    with pytest.raises(UserError, match="Wan 2.2 VAE"):
-        WanVAEConfig.from_diffusers({"is_residual": True, "z_dim": 48})
+    # A Wan 2.2 config without its 48 latent statistics (diffusers' defaults are Wan 2.1's 16).
+    with pytest.raises(UserError, match="latents_mean/std need 48 values"):
+        WanVAEConfig.from_diffusers({"is_residual": True, "z_dim": 48, "patch_size": 2, "in_channels": 12})
 
 
 def test_tiled_blending_is_exact_for_a_pointwise_map():
