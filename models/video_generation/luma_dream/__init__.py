@@ -12,5 +12,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "LTXVideoPipeline": "pipeline:LTXVideoPipeline",
     "LatentPreview": "fit_preview:LatentPreview",
     "TRANSFORMER_PRESETS": "config:TRANSFORMER_PRESETS",
+    "VideoCondition": "conditions:VideoCondition",
     "transformer_preset": "config:transformer_preset",
 })

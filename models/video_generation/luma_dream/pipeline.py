@@ -8,7 +8,10 @@ One call, as the release and diffusers' `LTXPipeline` / `LTXImageToVideoPipeline
 2. seeded noise latents (B, 128, 1 + (T-1)/8, H/32, W/32), one token per latent voxel. Image-to-video
    (`image=`): the image is encoded as a one-frame clip (posterior sample, standardised), written into
    latent frame 0, and that frame's tokens are given timestep 0 (a per-token timestep mask) and are not
-   stepped, so every step sees the clean first frame;
+   stepped, so every step sees the clean first frame. Frame conditioning (`conditions=`, as diffusers'
+   `LTXConditionPipeline`): images and videos at frame 0 or later frames, each with a strength, placed in
+   the token sequence by conditions.py (extra tokens with their own positions, per-token timesteps, a
+   per-token denoise mask); the prompt is then encoded with its padding mask, as that pipeline does;
 3. flow-matching Euler through `utils.diffusion.schedulers.FlowMatchEuler` with the release's
    resolution-dependent shift (mu from the token count, base 0.95 at 1024 tokens, 2.05 at 4096) stretched
    to end at sigma 0.1 (`shift_terminal`); or the fixed timestep list of the distilled releases
@@ -28,6 +31,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from models.video_generation.luma_dream.conditions import (ConditionedTokens, EncodedCondition, VideoCondition,
+                                                          as_conditions, check_conditions, condition_pixels,
+                                                          per_token_step, prepare_tokens)
 from models.video_generation.luma_dream.model import LTXVideoTransformer, latent_coords
 from models.video_generation.luma_dream.spec import SPEC
 from utils.diffusion import DiffusionPipeline
@@ -46,6 +52,9 @@ TEXT_MAX_LENGTH = 128
 """T5 tokens per prompt in the release (diffusers' LTXPipeline max_sequence_length)."""
 
 PreviewCallback = Callable[[int, int, torch.Tensor], Any]
+CONDITION_NOISE_SCALE = 0.15
+"""Fresh noise given to strength-1 condition tokens each step, times (t / 1000)^2 (the release's and
+diffusers' `image_cond_noise_scale`)."""
 
 
 def pack(latents: torch.Tensor) -> torch.Tensor:
@@ -243,16 +252,18 @@ class LTXVideoPipeline(DiffusionPipeline):
 
     # -- pieces of a call -----------------------------------------------------------------------
 
-    def encode_prompt(self, prompts: Sequence[str], max_length: int = TEXT_MAX_LENGTH
+    def encode_prompt(self, prompts: Sequence[str], max_length: int = TEXT_MAX_LENGTH, masked: bool = False
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, max_length, 4096) T5 states and their (B, max_length) padding mask: the tokens padded to
-        `max_length`, the encoder run without a mask (as the release does), the mask kept for cross-attention."""
+        `max_length`, the encoder run without a mask (as diffusers' LTXPipeline does) or, `masked`, with the
+        padding mask (as the official LTX-Video pipeline and diffusers' LTXConditionPipeline do); the mask is
+        kept for cross-attention either way."""
         if self.text_encoder is None:
             raise UserError("this LTX pipeline has no text encoder: pass prompt_embeds/prompt_mask, or load one "
                             "(text_encoder=<folder or hub id with text_encoder/ and tokenizer/>)")
         if self.text_encoder.tokenizer is None:
             raise UserError("the T5 text encoder has no tokenizer: load it with tokenizer=<folder>")
-        out = self.text_encoder.encode(list(prompts), max_length)
+        out = self.text_encoder.encode(list(prompts), max_length, use_attention_mask=masked)
         return out.last_hidden_state.to(self.device, self.dtype), out.attention_mask.to(self.device)
 
     def encode_image(self, images: Sequence[Any], height: int, width: int, generators: Generators) -> torch.Tensor:
@@ -268,6 +279,18 @@ class LTXVideoPipeline(DiffusionPipeline):
              for i, g in enumerate(gens)]
         return self.vae.normalize(torch.cat(z))
 
+    def encode_conditions(self, conditions: Sequence[VideoCondition], pixels: Sequence[torch.Tensor]
+                          ) -> list[EncodedCondition]:
+        """Each condition's frames (1, 3, T, H, W) in [-1, 1] through the VAE encoder: its posterior (sampled per
+        video later, from that video's generator)."""
+        from utils.encoders.vae import DiagonalGaussian
+
+        calls = self._vae_calls()
+        return [EncodedCondition(c.frame_index, float(c.strength),
+                                 DiagonalGaussian(calls("encode", x.to(self.device, self.vae.dtype)).moments.float()),
+                                 int(x.shape[2]))
+                for c, x in zip(conditions, pixels)]
+
     @torch.no_grad()
     def sample_latents(self, prompt_embeds: torch.Tensor, prompt_mask: torch.Tensor,
                        negative_embeds: torch.Tensor | None = None, negative_mask: torch.Tensor | None = None,
@@ -275,14 +298,19 @@ class LTXVideoPipeline(DiffusionPipeline):
                        steps: int = 40, guidance: float = 3.0, generator: Generators = None,
                        callback: Callable | None = None, image_latents: torch.Tensor | None = None,
                        timesteps: Sequence[float] | None = None, token_bias: torch.Tensor | None = None,
-                       preview: PreviewCallback | None = None, progress: bool = False) -> torch.Tensor:
+                       preview: PreviewCallback | None = None, progress: bool = False,
+                       conditions: Sequence[EncodedCondition] | None = None,
+                       condition_noise_scale: float = CONDITION_NOISE_SCALE) -> torch.Tensor:
         """The denoised, still standardised latents (B, 128, F', H', W').
 
         `image_latents` (B, C, 1, h, w): latent frame 0 is given (image-to-video): its tokens get timestep 0
         and keep their values. `timesteps`: a fixed sigma list in (0, 1] (the distilled releases), else `steps`
         shifted levels. `callback(i, t, x)`: the raw latent tokens after step i. `preview(i, total, x0)`:
         the step's denoised estimate (B, 128, F', H', W'). `token_bias` (B, L, width): added to the
-        projected tokens (both guidance branches)."""
+        projected tokens (both guidance branches). `conditions` (encoded `VideoCondition`s, see conditions.py):
+        LTXConditionPipeline's conditioning: frame-0 conditions blended into the first latent frames, later ones
+        as extra tokens with their own positions, a per-token timestep and denoise mask from their strengths,
+        `condition_noise_scale` of fresh noise on the strength-1 tokens each step; causal frame positions."""
         self._check(height, width, num_frames)
         vcfg = self.vae.config
         f, h, w = self.vae.latent_frames(num_frames), height // vcfg.spatial_ratio, width // vcfg.spatial_ratio
@@ -290,6 +318,15 @@ class LTXVideoPipeline(DiffusionPipeline):
         dev = self.device
         x = pack(randn((b, self.transformer.config.in_channels, f, h, w), generator, dev, torch.float32))
         cond = None
+        ct: ConditionedTokens | None = None
+        if conditions:
+            if image_latents is not None:
+                raise UserError("give image latents (first-frame image-to-video) or conditions, not both")
+            if condition_noise_scale < 0:
+                raise UserError(f"condition_noise_scale must be >= 0, got {condition_noise_scale}")
+            ct = prepare_tokens(unpack(x, f, h, w), conditions, generator, self.vae.normalize, vcfg.temporal_ratio,
+                                vcfg.spatial_ratio, fps)
+            x, init = ct.tokens, ct.tokens.clone()
         if image_latents is not None:
             if tuple(image_latents.shape) != (b, x.shape[-1], 1, h, w):
                 raise UserError(f"image latents must have shape {(b, x.shape[-1], 1, h, w)}, got "
@@ -319,6 +356,11 @@ class LTXVideoPipeline(DiffusionPipeline):
             schedule = scheduler.schedule(sigmas=np.linspace(1.0, 1.0 / steps, steps), mu=mu)
         coords = latent_coords(ctx.shape[0], f, h, w, (vcfg.temporal_ratio / fps, vcfg.spatial_ratio, vcfg.spatial_ratio),
                                device=dev)
+        extra = 0
+        if ct is not None:  # causal positions, and the extra tokens' own in front
+            coords, extra = (torch.cat([ct.coords, ct.coords]) if cfg_on else ct.coords), ct.num_extra
+            if token_bias is not None:  # the camera steers the clip's tokens, not the extra ones
+                token_bias = torch.cat([token_bias.new_zeros(b, extra, token_bias.shape[-1]), token_bias], dim=1)
         bias = None
         if token_bias is not None:
             bias = torch.cat([token_bias, token_bias]) if cfg_on else token_bias
@@ -331,27 +373,40 @@ class LTXVideoPipeline(DiffusionPipeline):
             bar = tqdm(total=total, desc="sampling", leave=False)
         try:
             for i, t in enumerate(schedule.timesteps):
+                if ct is not None and condition_noise_scale > 0:  # fresh noise on the strength-1 tokens
+                    fresh = randn(tuple(x.shape), generator, dev, torch.float32)
+                    level = (t.float() / 1000.0) ** 2
+                    x = torch.where(ct.hard[..., None], init + condition_noise_scale * fresh * level, x)
                 inp = torch.cat([x, x]) if cfg_on else x
                 tt = t.to(dev).expand(inp.shape[0])
                 if cond is not None:  # per-token timesteps: the given frame is clean (t = 0)
                     tt = tt[:, None] * (1 - (torch.cat([cond, cond]) if cfg_on else cond))
+                if ct is not None:  # per-token timesteps from the conditioning strengths
+                    token_t = ct.timesteps(t.to(dev))
+                    tt = torch.cat([token_t, token_t]) if cfg_on else token_t
                 v = self.transformer(inp.to(dtype), ctx.to(dtype), tt, coords, mask, token_bias=bias).float()
                 if cfg_on:
                     uncond, cnd = v.chunk(2)
                     v = uncond + guidance * (cnd - uncond)
-                stepped = scheduler.step(v, x, i, schedule)
-                x = stepped.prev_sample if cond is None else torch.where(cond[..., None].bool(), x, stepped.prev_sample)
-                if callback is not None:
-                    callback(i, t, x)
-                if preview is not None:
+                if ct is not None:  # each token from its own level; only those the schedule has reached move
+                    prev, x0 = per_token_step(x, v, token_t, schedule.sigmas)
+                    move = ct.to_denoise(t.to(dev))[..., None]
+                    x, x0 = torch.where(move, prev, x), torch.where(move, x0, x)
+                else:
+                    stepped = scheduler.step(v, x, i, schedule)
+                    x = stepped.prev_sample if cond is None else torch.where(cond[..., None].bool(), x,
+                                                                             stepped.prev_sample)
                     x0 = stepped.denoised if cond is None else torch.where(cond[..., None].bool(), x, stepped.denoised)
-                    preview(i, total, unpack(x0, f, h, w))
+                if callback is not None:
+                    callback(i, t, x[:, extra:])
+                if preview is not None:
+                    preview(i, total, unpack(x0[:, extra:], f, h, w))
                 if bar is not None:
                     bar.update()
         finally:
             if bar is not None:
                 bar.close()
-        return unpack(x, f, h, w)
+        return unpack(x[:, extra:], f, h, w)  # the extra condition tokens dropped
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, decode_timestep: float = 0.05, decode_noise_scale: float | None = None,
@@ -380,7 +435,8 @@ class LTXVideoPipeline(DiffusionPipeline):
                  decode_noise_scale: float | None = None, prompt_embeds: torch.Tensor | None = None,
                  prompt_mask: torch.Tensor | None = None, negative_embeds: torch.Tensor | None = None,
                  negative_mask: torch.Tensor | None = None, callback: PreviewCallback | None = None,
-                 camera: Any = None,
+                 camera: Any = None, conditions: VideoCondition | Sequence[VideoCondition] | None = None,
+                 condition_noise_scale: float | None = None, text_mask: bool | None = None,
                  output_type: str = "pil", progress: bool = True) -> VideoOutput:
         """Generate `num_videos` clips per prompt (video i from seed + i). Text-to-video, or with `image` (a
         path, PIL image or (3, H, W) tensor in [0, 1]; one, or one per prompt) image-to-video from that first
@@ -390,7 +446,12 @@ class LTXVideoPipeline(DiffusionPipeline):
         in [0, 1] through the fitted linear latent-to-RGB map (a live preview). Instead of prompts, T5
         embeddings: `prompt_embeds` + `prompt_mask` (+ `negative_embeds`/`negative_mask` for guidance).
         `output_type='latent'` returns the latents only. `camera`: camera motion through `camera_adapter`, a
-        preset name ('orbit', 'pan-left', ...), a .json camera path or poses (camera.py)."""
+        preset name ('orbit', 'pan-left', ...), a .json camera path or poses (camera.py). `conditions`: one
+        or more `VideoCondition(image= or video=, frame_index=, strength=)` (conditions.py): a first frame, a
+        keyframe at a later frame (a multiple of the VAE's 8 frames), a short video, each pulled towards with
+        its strength, as diffusers' LTXConditionPipeline does (not with `image`); `condition_noise_scale`
+        (default 0.15): fresh noise on the strength-1 condition tokens each step. `text_mask`: run T5 with the
+        prompt's padding mask (default: with conditions, as LTXConditionPipeline; without, as LTXPipeline)."""
         if output_type not in ("pil", "latent"):
             raise UserError(f"output_type must be 'pil' or 'latent', got '{output_type}'")
         if prompt is None and prompt_embeds is None:
@@ -417,13 +478,27 @@ class LTXVideoPipeline(DiffusionPipeline):
         if guidance < 0:
             raise UserError(f"guidance_scale must be >= 0, got {guidance}")
         images = _images(image, count) if image is not None else None
+        conds, cond_pixels = None, None
+        if conditions is not None:
+            conds = as_conditions(conditions) or None
+        if conds:
+            if image is not None:
+                raise UserError("give image= (first-frame image-to-video) or conditions=, not both: a first frame is "
+                                "VideoCondition(image=..., frame_index=0)")
+            noise_scale = CONDITION_NOISE_SCALE if condition_noise_scale is None else float(condition_noise_scale)
+            if noise_scale < 0:
+                raise UserError(f"condition_noise_scale must be >= 0, got {noise_scale:g}")
+            r = self.vae.config.temporal_ratio
+            check_conditions(conds, num_frames, r)
+            cond_pixels = [condition_pixels(c, num_frames, (height, width), r) for c in conds]
+        masked = bool(conds) if text_mask is None else bool(text_mask)
         order = torch.arange(count).repeat_interleave(num_videos)
         batch = len(order)
         gens = self.generators(seed, batch, generator)
 
         with self.session():
             if prompt_embeds is None:
-                ctx, mask = self.encode_prompt(prompts, max_len)
+                ctx, mask = self.encode_prompt(prompts, max_len, masked)
             else:
                 if prompt_mask is None:
                     raise UserError("prompt_embeds need their prompt_mask (1 = a real token)")
@@ -440,17 +515,21 @@ class LTXVideoPipeline(DiffusionPipeline):
                     if len(negatives) != count:
                         raise UserError(f"got {len(negatives)} negative prompts for {count} prompts: give one, or "
                                         "one each")
-                    neg, neg_mask = self.encode_prompt(negatives, max_len)
+                    neg, neg_mask = self.encode_prompt(negatives, max_len, masked)
                 neg, neg_mask = neg[order], neg_mask[order]
             ctx, mask = ctx[order], mask[order]
             image_latents = None
             if images is not None:
                 image_latents = self.encode_image([images[i] for i in order.tolist()], height, width, gens)
+            encoded = None
+            if cond_pixels is not None:
+                encoded = self.encode_conditions(conds, cond_pixels)
             on_preview = self._preview_hook(callback) if callback is not None else None
             latents = self.sample_latents(ctx, mask, neg, neg_mask, height=height, width=width, num_frames=num_frames,
                                           fps=fps, steps=steps, guidance=guidance, generator=gens,
                                           image_latents=image_latents, timesteps=timesteps, preview=on_preview,
-                                          progress=progress, token_bias=camera_bias)
+                                          progress=progress, token_bias=camera_bias, conditions=encoded,
+                                          **({} if encoded is None else {"condition_noise_scale": noise_scale}))
             if output_type == "latent":
                 return VideoOutput([], fps=fps, latents=latents.float().cpu())
             noise_gen = torch.Generator(device=self.device).manual_seed(_base_seed(seed, gens))
@@ -567,4 +646,5 @@ def _video_output(pixels: torch.Tensor, latents: torch.Tensor, fps: float) -> Vi
     return VideoOutput(frames=frames, fps=fps, pixels=pixels, latents=latents.float().cpu())
 
 
-__all__ = ["FIXED_SCHEDULER", "LTXVideoPipeline", "LTX_SCHEDULER", "TEXT_MAX_LENGTH", "check_frames", "pack", "unpack"]
+__all__ = ["CONDITION_NOISE_SCALE", "FIXED_SCHEDULER", "LTXVideoPipeline", "LTX_SCHEDULER", "TEXT_MAX_LENGTH",
+           "check_frames", "pack", "unpack"]
