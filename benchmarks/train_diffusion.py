@@ -1,5 +1,5 @@
 """Diffusion training speed and memory: optimisation steps per second and peak memory of the trainer
-(utils.diffusion.training) for SDXL, SD3 and FLUX, LoRA against full fine-tuning, with and without
+(utils.diffusion.training) for SDXL, SD 1.5, SD3 and FLUX, LoRA against full fine-tuning, with and without
 gradient checkpointing, at the tiny presets' sizes and at a mid size (denoisers widened and deepened,
 tens of millions of parameters, 64 px images), on the built-in captioned shapes.
 
@@ -25,7 +25,7 @@ import torch
 from utils.cli import ArgumentParser
 from utils.errors import UserError, cli_errors
 
-MODELS = ("sdxl", "sd3", "flux")
+MODELS = ("sdxl", "sd15", "sd3", "flux")
 SIZES = ("tiny", "mid")
 
 
@@ -38,6 +38,13 @@ def _widen(pipe, model: str):
         cfg = pipe.unet.config
         pipe.unet = SDXLUNet(cfg.with_(model_channels=128, channel_mult=(1, 2, 2), num_res_blocks=2,
                                        transformer_depth=(0, 2, 2), transformer_depth_middle=2, head_dim=32,
+                                       norm_groups=32)).eval()
+    elif model == "sd15":  # SD 1.x's shape: attention on the upper levels, 8 heads, no vector conditioning
+        from models.image_generation.stable_diffusion.unet import SDXLUNet
+
+        cfg = pipe.unet.config
+        pipe.unet = SDXLUNet(cfg.with_(model_channels=128, channel_mult=(1, 2, 2), num_res_blocks=2,
+                                       transformer_depth=(1, 1, 0), transformer_depth_middle=1, num_heads=8,
                                        norm_groups=32)).eval()
     elif model == "sd3":
         from models.image_generation.stable_diffusion.mmdit import MMDiT
@@ -119,7 +126,7 @@ def measure(model: str, size: str, mode: str, checkpointing: bool, steps: int, w
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="benchmarks/train_diffusion.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated: sdxl, sd3, flux")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated: sdxl, sd15, sd3, flux")
     p.add_argument("--sizes", default=",".join(SIZES), help="comma-separated: tiny, mid")
     p.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")

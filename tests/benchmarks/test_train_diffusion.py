@@ -23,3 +23,14 @@ def test_bad_arguments_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         train_diffusion.main(["--toy", "--models", "sd15x"])
     assert e.value.code == 2 and "--models" in capsys.readouterr().err
+
+
+def test_sd15_mid_size_is_the_widened_unet():
+    """The mid size of SD 1.5 is a real widening (tens of millions of parameters, no vector conditioning)."""
+    from models.image_generation.stable_diffusion.pipeline_sd15 import SD15Pipeline
+
+    tiny = SD15Pipeline.tiny()
+    small = sum(p.numel() for p in tiny.unet.parameters())
+    mid = train_diffusion._widen(tiny, "sd15").unet
+    assert mid.config.adm_in_channels == 0 and mid.config.model_channels == 128
+    assert sum(p.numel() for p in mid.parameters()) > 20 * small

@@ -93,6 +93,14 @@ def sdxl_components(pipe: Any) -> list[LoraComponent]:
     return comps
 
 
+def sd15_components(pipe: Any) -> list[LoraComponent]:
+    """SD 1.5 / 2.1: the UNet and its one text encoder (kohya: `lora_unet_` in diffusers' names, `lora_te_`)."""
+    unet = LoraComponent("unet", pipe.unet, UNET_PREFIXES, "unet", "lora_unet", aliases=unet_aliases(pipe.unet),
+                         kohya_uses_aliases=True)
+    prefixes = ("text_encoder", "lora_te", "lora_te1", "text_encoders.clip_l.transformer")
+    return [unet, LoraComponent("text_encoder", pipe.text_encoder.model, prefixes, "text_encoder", "lora_te")]
+
+
 def sd3_components(pipe: Any) -> list[LoraComponent]:
     """SD3: the MMDiT, CLIP-L, CLIP-G and (when loaded) T5."""
     comps = [LoraComponent("transformer", pipe.transformer, TRANSFORMER_PREFIXES, "transformer", "lora_unet",
@@ -122,5 +130,5 @@ def text_targets(model: nn.Module, groups: tuple[str, ...] = TEXT_DEFAULT_TARGET
 
 
 __all__ = ["DEFAULT_TARGETS", "MMDIT_TARGET_GROUPS", "TEXT_DEFAULT_TARGETS", "TEXT_TARGET_GROUPS",
-           "UNET_TARGET_GROUPS", "mmdit_aliases", "mmdit_targets", "sd3_components", "sdxl_components",
+           "UNET_TARGET_GROUPS", "mmdit_aliases", "mmdit_targets", "sd15_components", "sd3_components", "sdxl_components",
            "text_component", "text_targets", "unet_aliases", "unet_targets"]

@@ -157,6 +157,12 @@ class SD15Pipeline(ControlNetSupport, DiffusionPipeline):
         v = found == "sd21" or (tiny and unet.config.linear_projection)
         return cls(unet, vae, encoder, dict(SD21_SCHEDULER if v else SD15_SCHEDULER), preset=preset or found)
 
+    def lora_components(self) -> list:
+        """The models LoRA files adapt and how their names map (lora.py)."""
+        from models.image_generation.stable_diffusion.lora import sd15_components
+
+        return sd15_components(self)
+
     # -- generation -----------------------------------------------------------------------------
 
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:

@@ -43,6 +43,7 @@ SD15 = ModelSpec(
     modality="image", name="sd15", package=__package__,
     summary="Stable Diffusion 1.5 / 2.1 (Rombach et al. 2022): latent diffusion UNet, CLIP-L / OpenCLIP-H text.",
     pipeline="models.image_generation.stable_diffusion.pipeline:SD15Pipeline",
+    trainer="models.image_generation.stable_diffusion.training:sd15_recipe",
     presets=("sd15", "sd21", "tiny"), default_preset="sd15",
     weights=(WeightsSource("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "CreativeML Open RAIL-M",
                            file="v1-5-pruned-emaonly.safetensors"),

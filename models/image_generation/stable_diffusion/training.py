@@ -1,4 +1,4 @@
-"""Training SDXL and SD3 / SD3.5 (train/train_diffusion.py --model sdxl | sd3): the recipes.
+"""Training SDXL, SD3 / SD3.5 and SD 1.5 / 2.1 (train/train_diffusion.py --model sdxl | sd3 | sd15): the recipes.
 
 SDXL (Podell et al. 2023) trains as a DDPM epsilon model over the release's scaled-linear schedule (1000
 steps, betas 0.00085 to 0.012), with min-SNR weighting available (gamma 5, Hang et al. 2023). Each image's
@@ -9,6 +9,11 @@ states; y the pooled bigG embedding and the Fourier features of those numbers.
 SD3 (Esser et al. 2024) trains with rectified flow: sigma from the logit-normal density (the paper's best,
 mean 0, std 1), shifted by 3.0 as the release's scheduler, loss weight 1; the MMDiT sees 1000 sigma. Text:
 [CLIP-L | CLIP-G] penultimate states padded to 4096, then T5 (or zeros), pooled CLIP-L + CLIP-G.
+
+SD 1.5 / 2.1 (Rombach et al. 2022) train as SDXL's UNet does, without micro-conditioning or pooled text: the
+same scaled-linear DDPM schedule, epsilon prediction for SD 1.5 and v-prediction for the 768 px SD 2.1 (the
+release's scheduler says which), conditioned on the one CLIP encoder's states as the pipeline encodes them.
+The releases fine-tune at their native 512 / 768 px (diffusers' SD DreamBooth-LoRA example: rank 4, lr 1e-4).
 
 Defaults per preset: `tiny` trains on the built-in captioned shapes at 32 px in a few minutes on a CPU;
 the released presets fine-tune at 1024 px with LoRA rank 16 (lr 1e-4; full fine-tuning 1e-5), bf16 and
@@ -157,4 +162,45 @@ def sd3_recipe(preset: str) -> ModelTraining:
                          notes={"objective": "rectified flow, logit-normal(0, 1) sigmas shifted by 3.0, weight 1"})
 
 
-__all__ = ["SD3Recipe", "SDXLRecipe", "sd3_recipe", "sdxl_recipe"]
+# -- SD 1.5 / 2.1 -----------------------------------------------------------------------------------------
+
+class SD15Recipe(SDXLRecipe):
+    """SD 1.5 / 2.1: SDXL's UNet objective without its vector conditioning; one CLIP text encoder."""
+
+    def text_features(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return {"context": encode_clip(self.pipe.text_encoder, prompts).last_hidden_state}
+
+    def predict(self, model: nn.Module, x_t: torch.Tensor, time: torch.Tensor, features: dict[str, torch.Tensor],
+                batch: dict[str, Any]) -> torch.Tensor:
+        return model(x_t, time, features["context"])
+
+    def text_lora_components(self) -> list[tuple[str, nn.Module, list[str]]]:
+        model = self.pipe.text_encoder.model
+        return [("text_encoder", model, sd_lora.text_targets(model))]
+
+
+def _load_sd15(preset: str, weights: str | None):
+    from models.image_generation.stable_diffusion.pipeline_sd15 import SD15Pipeline
+
+    if preset == "tiny" and weights is None:
+        return SD15Pipeline.tiny()
+    return SD15Pipeline.from_pretrained(weights, preset=preset, device="cpu", dtype="fp32")
+
+
+def sd15_recipe(preset: str) -> ModelTraining:
+    """The SD 1.5 / 2.1 recipe of `preset` (the registry's `trainer`)."""
+    from models.image_generation.stable_diffusion.pipeline_sd15 import SD21_SCHEDULER
+    from models.image_generation.stable_diffusion.spec import SD15
+
+    preset = SD15.check_preset(preset)
+    base = _TINY if preset == "tiny" else _RELEASE.with_(resolution=768 if preset == "sd21" else 512, rank=4,
+                                                         mixed_precision="fp16", sample_steps=50)
+    prediction = SD21_SCHEDULER["prediction_type"] if preset == "sd21" else "epsilon"
+    return ModelTraining(defaults=base.with_(model="sd15", preset=preset, prediction_type=prediction,
+                                             snr_gamma=None if preset == "tiny" else 5.0),
+                         load_pipeline=_load_sd15, make=SD15Recipe, full_lr=1e-4 if preset == "tiny" else 1e-5,
+                         notes={"objective": "epsilon (SD 1.5) or v (SD 2.1 768 px) DDPM over scaled-linear betas, "
+                                             "min-SNR gamma 5 on the releases"})
+
+
+__all__ = ["SD15Recipe", "SD3Recipe", "SDXLRecipe", "sd15_recipe", "sd3_recipe", "sdxl_recipe"]

@@ -56,6 +56,9 @@ class LoraComponent:
     names route to themselves without being listed."""
     read_aliases: Routes = field(default_factory=dict)
     """Further names that are only read (a trainer's own, e.g. XLabs' `processor.qkv_lora1`)."""
+    kohya_uses_aliases: bool = False
+    """kohya saves under the diffusers names (the aliases) rather than the native ones: sd-scripts trains SD 1.x
+    / 2.x on diffusers' UNet, so their files say `lora_unet_down_blocks_0_attentions_0_...`."""
     _routes: dict[str, tuple[Part, ...]] | None = field(default=None, repr=False)
 
     def native_modules(self) -> dict[str, nn.Module]:

@@ -1,7 +1,7 @@
 """Writing an adapter of a pipeline's models as a LoRA file: the diffusers/peft format (what diffusers'
 `load_lora_weights` and this zoo read, with diffusers' `lora_adapter_metadata` header giving rank and alpha)
 or kohya's (`lora_unet_*` / `lora_te1_*` with `.alpha`, in the official layout's names, as sd-scripts writes
-for SDXL, SD3 and FLUX).
+for SDXL, SD3 and FLUX; in diffusers' names for SD 1.x / 2.x, which sd-scripts trains on diffusers' UNet).
 
 A native fused layer (FLUX's and SD3's `qkv`, FLUX's single-block `linear1`) is written, in the diffusers
 format, as one pair per diffusers projection: the same A and the rows of B that projection covers, which is
@@ -38,10 +38,12 @@ def adapter_tensors(components: Sequence[LoraComponent], adapter: str, fmt: str 
         for native, (a, b, rank, alpha) in sorted(weights.items()):
             ranks.add(rank)
             alphas.add(alpha)
-            if fmt == "kohya":
-                tensors.update(kohya_tensors(f"{comp.kohya_prefix}_{native.replace('.', '_')}", a, b, alpha))
-                continue
             pieces = exports.get(native)
+            if fmt == "kohya":
+                names = [n for n, part in pieces or () if not part.rows and not part.swap] if comp.kohya_uses_aliases else []
+                name = names[0] if len(names) == 1 else native
+                tensors.update(kohya_tensors(f"{comp.kohya_prefix}_{name.replace('.', '_')}", a, b, alpha))
+                continue
             if not pieces:
                 tensors.update(peft_tensors(f"{comp.save_prefix}.{native}", a, b))
                 targets.append(native)
