@@ -101,6 +101,9 @@ TRANSFORMER_PRESETS: dict[str, WanTransformerConfig] = {
                                  num_layers=2),
     "tiny-i2v": WanTransformerConfig(in_dim=12, out_dim=4, dim=48, ffn_dim=64, freq_dim=32, text_dim=32, num_heads=2,
                                      num_layers=2, image_dim=32),
+    # Tests: the Wan 2.2 TI2V scheme at tiny size, over the tiny Wan 2.2 VAE (`tiny-2.2`: 6 latent channels).
+    "tiny-ti2v": WanTransformerConfig(in_dim=6, out_dim=6, dim=48, ffn_dim=64, freq_dim=32, text_dim=32, num_heads=2,
+                                      num_layers=2),
 }
 
 
