@@ -300,7 +300,7 @@ class LTXVideoPipeline(DiffusionPipeline):
                        timesteps: Sequence[float] | None = None, token_bias: torch.Tensor | None = None,
                        preview: PreviewCallback | None = None, progress: bool = False,
                        conditions: Sequence[EncodedCondition] | None = None,
-                       condition_noise_scale: float = CONDITION_NOISE_SCALE) -> torch.Tensor:
+                       condition_noise_scale: float = CONDITION_NOISE_SCALE, camera_scale: float = 1.0) -> torch.Tensor:
         """The denoised, still standardised latents (B, 128, F', H', W').
 
         `image_latents` (B, C, 1, h, w): latent frame 0 is given (image-to-video): its tokens get timestep 0
@@ -310,7 +310,9 @@ class LTXVideoPipeline(DiffusionPipeline):
         projected tokens (both guidance branches). `conditions` (encoded `VideoCondition`s, see conditions.py):
         LTXConditionPipeline's conditioning: frame-0 conditions blended into the first latent frames, later ones
         as extra tokens with their own positions, a per-token timestep and denoise mask from their strengths,
-        `condition_noise_scale` of fresh noise on the strength-1 tokens each step; causal frame positions."""
+        `condition_noise_scale` of fresh noise on the strength-1 tokens each step; causal frame positions.
+        `camera_scale` != 1 (with `token_bias`): camera guidance, v = v_plain + camera_scale (v_camera - v_plain),
+        v_plain the transformer's prediction without the bias (one more transformer call a step)."""
         self._check(height, width, num_frames)
         vcfg = self.vae.config
         f, h, w = self.vae.latent_frames(num_frames), height // vcfg.spatial_ratio, width // vcfg.spatial_ratio
@@ -385,6 +387,9 @@ class LTXVideoPipeline(DiffusionPipeline):
                     token_t = ct.timesteps(t.to(dev))
                     tt = torch.cat([token_t, token_t]) if cfg_on else token_t
                 v = self.transformer(inp.to(dtype), ctx.to(dtype), tt, coords, mask, token_bias=bias).float()
+                if bias is not None and camera_scale != 1.0:  # camera guidance, away from the camera-free branch
+                    plain = self.transformer(inp.to(dtype), ctx.to(dtype), tt, coords, mask).float()
+                    v = plain + camera_scale * (v - plain)
                 if cfg_on:
                     uncond, cnd = v.chunk(2)
                     v = uncond + guidance * (cnd - uncond)
@@ -437,7 +442,7 @@ class LTXVideoPipeline(DiffusionPipeline):
                  negative_mask: torch.Tensor | None = None, callback: PreviewCallback | None = None,
                  camera: Any = None, conditions: VideoCondition | Sequence[VideoCondition] | None = None,
                  condition_noise_scale: float | None = None, text_mask: bool | None = None,
-                 output_type: str = "pil", progress: bool = True) -> VideoOutput:
+                 camera_scale: float = 1.0, output_type: str = "pil", progress: bool = True) -> VideoOutput:
         """Generate `num_videos` clips per prompt (video i from seed + i). Text-to-video, or with `image` (a
         path, PIL image or (3, H, W) tensor in [0, 1]; one, or one per prompt) image-to-video from that first
         frame. `num_frames` 1 + 8k; `height`/`width` multiples of 32. `timesteps`: a fixed sigma list
@@ -446,7 +451,8 @@ class LTXVideoPipeline(DiffusionPipeline):
         in [0, 1] through the fitted linear latent-to-RGB map (a live preview). Instead of prompts, T5
         embeddings: `prompt_embeds` + `prompt_mask` (+ `negative_embeds`/`negative_mask` for guidance).
         `output_type='latent'` returns the latents only. `camera`: camera motion through `camera_adapter`, a
-        preset name ('orbit', 'pan-left', ...), a .json camera path or poses (camera.py). `conditions`: one
+        preset name ('orbit', 'pan-left', ...), a .json camera path or poses (camera.py); `camera_scale`: camera
+        guidance (1: none; > 1 amplifies the adapter's effect against the camera-free prediction). `conditions`: one
         or more `VideoCondition(image= or video=, frame_index=, strength=)` (conditions.py): a first frame, a
         keyframe at a later frame (a multiple of the VAE's 8 frames), a short video, each pulled towards with
         its strength, as diffusers' LTXConditionPipeline does (not with `image`); `condition_noise_scale`
@@ -473,6 +479,8 @@ class LTXVideoPipeline(DiffusionPipeline):
             timesteps = self.spec.default(self.preset, "timesteps")
         self._check(height, width, num_frames)
         camera_bias = None if camera is None else self._camera_bias(camera, num_frames, height, width, count * num_videos)
+        if not camera_scale >= 0:
+            raise UserError(f"camera_scale must be >= 0, got {camera_scale}")
         if num_videos < 1 or max_len < 1:
             raise UserError(f"num_videos and max_sequence_length must be at least 1, got {num_videos} and {max_len}")
         if guidance < 0:
@@ -529,6 +537,7 @@ class LTXVideoPipeline(DiffusionPipeline):
                                           fps=fps, steps=steps, guidance=guidance, generator=gens,
                                           image_latents=image_latents, timesteps=timesteps, preview=on_preview,
                                           progress=progress, token_bias=camera_bias, conditions=encoded,
+                                          camera_scale=float(camera_scale),
                                           **({} if encoded is None else {"condition_noise_scale": noise_scale}))
             if output_type == "latent":
                 return VideoOutput([], fps=fps, latents=latents.float().cpu())

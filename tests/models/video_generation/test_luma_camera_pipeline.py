@@ -41,3 +41,22 @@ def test_camera_moves_the_latents_only_through_the_adapter(pipe, tmp_path):
             pipe(camera=str(bad), **KW)
     finally:
         pipe.camera_adapter = None
+
+
+def test_camera_scale_is_guidance_away_from_the_camera_free_prediction(pipe, tmp_path):
+    ad = CameraAdapter(CameraAdapterConfig(width=pipe.transformer.config.inner_dim, hidden=16))
+    torch.nn.init.normal_(ad.proj_out.weight, std=0.5)
+    pipe.camera_adapter = ad
+    one = dict(KW, steps=1)
+    try:
+        plain = pipe(**one).latents
+        cam = pipe(camera="pan-left", **one).latents
+        assert torch.equal(pipe(camera="pan-left", camera_scale=1.0, **one).latents, cam)
+        assert torch.allclose(pipe(camera="pan-left", camera_scale=0.0, **one).latents, plain, atol=1e-6)
+        # one Euler step is linear in the velocity: scale 3 moves three times as far from the plain clip
+        three = pipe(camera="pan-left", camera_scale=3.0, **one).latents
+        assert torch.allclose(three - plain, 3 * (cam - plain), atol=1e-5)
+        with pytest.raises(UserError, match="camera_scale must be >= 0"):
+            pipe(camera="pan-left", camera_scale=-1.0, **one)
+    finally:
+        pipe.camera_adapter = None
