@@ -12,11 +12,15 @@ The seed's published figures (RTX 4090): 256 px, batch 16: 42.3 img/s, 4.2 GB; 5
     python -m benchmarks.aetherist                                 # CPU, aetherist-base and eg3d-ffhq-512
     python -m benchmarks.aetherist --device cuda                   # the seed's table: 256 px batch 16, 512 px batch 8
     python -m benchmarks.aetherist --toy                           # seconds: the tiny preset (the tests)
-    python -m benchmarks.aetherist --ablation-steps 2000 --no-speed   # consistency loss on/off: 3D-consistency scores
+    python -m benchmarks.aetherist --ablation-steps 700 --no-speed   # consistency loss on/off: 3D-consistency
 
 The ablation trains the tiny preset twice on the built-in multi-view set, with the consistency loss
-(lambda_consistency 0.05) and without, on the same seed and steps, and prints the 3D-consistency score
-(evaluate/consistency_3d.py's) of both generators.
+(lambda_consistency 0.05) and without, on the same seed, steps and data, and prints both generators'
+3D-consistency report (evaluate/consistency_3d.py's): the score, its chance level and the gap between
+them (the score alone rewards blank renders: an untrained generator scores ~96% with a gap of ~0),
+the shuffled-latent score and the renders' contrast. `--ablation-seeds 0 1` repeats it per seed;
+`--ablation-arms` runs one arm (the arms are independent and deterministic on the CPU, so two processes,
+one per arm, print the figures of one run).
 """
 from __future__ import annotations
 
@@ -79,21 +83,38 @@ def bench(preset: str, size: int, batch: int, iters: int, device: torch.device, 
             "params_g": sum(p.numel() for p in G.parameters())}
 
 
-def ablation(steps: int, batch: int, samples: int, seed: int = 0) -> dict:
-    """3D-consistency scores of the tiny preset trained with and without the consistency loss."""
+ARMS = (("with_consistency", 0.05), ("without_consistency", 0.0))
+"""The ablation's two runs: (name, lambda_consistency)."""
+
+
+def ablation(steps: int, batch: int, samples: int, seed: int = 0, log_every: int = 0,
+             arms: tuple[str, ...] | None = None) -> dict:
+    """3D-consistency reports of the tiny preset trained `steps` steps on the built-in multi-view set with and
+    without the consistency loss (same seed, steps and data): each arm's score, its chance level, the gap
+    (score - chance: what the geometry explains; a featureless render has ~0), the shuffled-latent score and
+    the renders' contrast (`AetheristPipeline.consistency_report`, `samples` latents, views 20 degrees apart,
+    pixels of opacity >= 0.05). `arms` (names of ARMS) runs only those: each arm is independent and
+    deterministic, so arms run in separate processes give the figures of one run."""
     from models.gan.aetherist.pipeline import AetheristPipeline
     from models.gan.aetherist.training import fit
 
     scores = {}
-    for name, weight in (("with_consistency", 0.05), ("without_consistency", 0.0)):
-        t0 = time.process_time()
-        rec, logs = fit("tiny", steps=steps, batch_size=batch, seed=seed, lambda_consistency=weight)
-        pipe = AetheristPipeline(rec.generator, rec.config, torch.device("cpu"), torch.float32)
-        scores[name] = {"consistency_3d": pipe.consistency(samples, seed=seed, min_opacity=0.05),
+    for name, weight in ARMS:
+        if arms is not None and name not in arms:
+            continue
+        t0, w0 = time.process_time(), time.perf_counter()
+        rec, logs = fit("tiny", steps=steps, batch_size=batch, seed=seed, lambda_consistency=weight,
+                        log_every=log_every, log_prefix=f"seed {seed} {name}")
+        pipe = AetheristPipeline(rec.generator.eval(), rec.config, torch.device("cpu"), torch.float32)
+        report = pipe.consistency_report(samples, seed=seed, min_opacity=0.05)
+        scores[name] = {"consistency_3d": report["score"], "chance": report["chance"], "gap": report["gap"],
+                        "shuffled": report["shuffled"], "contrast": report["contrast"],
                         "loss_d_last": logs[-1]["loss_d"] if logs else float("nan"),
-                        "cpu_s": time.process_time() - t0}
-        print(f"{name:>20}: 3D consistency {scores[name]['consistency_3d']:6.2f}% after {steps} steps "
-              f"({scores[name]['cpu_s']:.0f} CPU s)")
+                        "cpu_s": time.process_time() - t0, "wall_s": time.perf_counter() - w0}
+        r = scores[name]
+        print(f"seed {seed} {name:>20}: 3D consistency {r['consistency_3d']:6.2f}%, chance {r['chance']:6.2f}%, "
+              f"gap {r['gap']:6.2f} pts, shuffled latents {r['shuffled']:6.2f}%, contrast {r['contrast']:.3f} "
+              f"after {steps} steps ({r['cpu_s']:.0f} CPU s)", flush=True)
     return scores
 
 
@@ -108,7 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--toy", action="store_true", help="the tiny preset at 32 and 64 px, batch 2 (seconds)")
     p.add_argument("--ablation-steps", type=int, default=0,
                    help="also train the tiny preset this many steps with and without the consistency loss")
-    p.add_argument("--ablation-samples", type=int, default=8, help="latents scored per ablation run")
+    p.add_argument("--ablation-samples", type=int, default=16, help="latents scored per ablation run")
+    p.add_argument("--ablation-seeds", nargs="+", type=int, default=[0], help="seeds of the ablation (default: 0)")
+    p.add_argument("--ablation-arms", nargs="+", choices=[name for name, _ in ARMS], default=None,
+                   help="run only these arms (default: both)")
+    p.add_argument("--ablation-log-every", type=int, default=0, help="print the losses every N training steps")
     p.add_argument("--no-speed", action="store_true", help="skip the speed rows (with --ablation-steps)")
     with cli_errors("benchmarks/aetherist.py"):
         args = p.parse_args(argv)
@@ -131,7 +156,9 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"{preset:>15} {size:4d} px batch {batch:2d}: {r['images_per_s']:8.3f} img/s, "
                       f"{r['cpu_s_per_image']:7.3f} CPU s/img, peak {r['peak_gb']:.2f} GB ({device.type}){quoted}")
         if args.ablation_steps:
-            rows["ablation"] = ablation(args.ablation_steps, args.batch or 4, args.ablation_samples)
+            rows["ablation"] = {seed: ablation(args.ablation_steps, args.batch or 4, args.ablation_samples, seed,
+                                               args.ablation_log_every, args.ablation_arms)
+                                for seed in args.ablation_seeds}
         return rows
 
 

@@ -7,6 +7,12 @@ Each latent is rendered from the front and from --azimuth-offset degrees aside; 
 reprojected into the first through the first's depth, and the score is the percentage of opaque, visible
 pixels whose colours agree within --tolerance (utils/metrics/consistency_3d.py says exactly what). The
 Aetherist seed claims "> 95% geometric coherence" for its trained network.
+
+A featureless render scores high trivially (an untrained tiny generator: ~96%), so the score comes with
+its chance level (the same test with the pixel correspondence broken), the gap (score - chance, in
+percentage points: what the geometry explains; ~0 for a constant or blurred-out render), the
+shuffled-latent score (one latent's view against another latent's) and the renders' contrast. Compare
+generators by the gap.
 """
 from __future__ import annotations
 
@@ -49,12 +55,18 @@ def main(argv: list[str] | None = None) -> dict:
         pipe = load("gan", spec.name, weights=args.weights, preset=args.preset, device=args.device)
         if not hasattr(pipe, "consistency"):
             raise UserError(f"{spec.name} renders no depth: the 3D-consistency score takes a 3D-aware GAN (aetherist)")
-        score = pipe.consistency(args.num_samples, seed=args.seed, azimuth_offset=args.azimuth_offset,
-                                 tolerance=args.tolerance, min_opacity=args.min_opacity)
+        report = pipe.consistency_report(args.num_samples, seed=args.seed, azimuth_offset=args.azimuth_offset,
+                                         tolerance=args.tolerance, min_opacity=args.min_opacity)
+        score = report["score"]
+        shuffled = report["shuffled"] if report["shuffled"] == report["shuffled"] else None  # NaN: one latent
         result = {"model": spec.name, "preset": args.preset or spec.default_preset, "consistency_3d": score,
-                  "num_samples": args.num_samples, "azimuth_offset": args.azimuth_offset}
-        print(json.dumps(result) if args.json else f"3D consistency of {spec.name}: {score:.2f}% "
-              f"({args.num_samples} latents, views {args.azimuth_offset:g} degrees apart)")
+                  "chance": report["chance"], "gap": report["gap"], "shuffled_latents": shuffled,
+                  "contrast": report["contrast"], "num_samples": args.num_samples,
+                  "azimuth_offset": args.azimuth_offset}
+        shuffled_text = "" if shuffled is None else f", shuffled latents {shuffled:.2f}%"
+        print(json.dumps(result) if args.json else f"3D consistency of {spec.name}: {score:.2f}% (chance "
+              f"{report['chance']:.2f}%, gap {report['gap']:.2f} points{shuffled_text}, contrast "
+              f"{report['contrast']:.3f}; {args.num_samples} latents, views {args.azimuth_offset:g} degrees apart)")
         return result
 
 

@@ -28,10 +28,25 @@ def test_bad_sizes_exit_2(capsys):
     assert "256 and 512" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_consistency_ablation_reports_both_runs(capsys):
-    scores = aetherist.ablation(steps=1, batch=2, samples=1)
-    assert set(scores) == {"with_consistency", "without_consistency"}
-    for row in scores.values():
-        assert 0 <= row["consistency_3d"] <= 100 and row["cpu_s"] > 0
-    assert "3D consistency" in capsys.readouterr().out
+def test_consistency_ablation_reports_both_runs_and_repeats_exactly(capsys):
+    threads = torch.get_num_threads()
+    try:
+        rows = aetherist.main(["--ablation-steps", "1", "--no-speed", "--batch", "2", "--ablation-samples", "2",
+                               "--ablation-seeds", "0", "1", "--threads", "1"])
+        alone = aetherist.ablation(steps=1, batch=2, samples=2, seed=1, arms=("without_consistency",))
+    finally:
+        torch.set_num_threads(threads)
+    assert set(rows) == {"ablation"} and set(rows["ablation"]) == {0, 1}
+    for scores in rows["ablation"].values():
+        assert set(scores) == {"with_consistency", "without_consistency"}
+        for row in scores.values():
+            assert 0 <= row["consistency_3d"] <= 100 and 0 <= row["chance"] <= 100 and row["cpu_s"] > 0
+            assert row["gap"] == pytest.approx(row["consistency_3d"] - row["chance"])
+            assert 0 <= row["shuffled"] <= 100 and row["contrast"] >= 0
+    # an arm's figures are a function of (steps, batch, samples, seed) alone: run on its own (as in a process
+    # of its own) it repeats the full run's, so the documented command reproduces the README's figures
+    assert set(alone) == {"without_consistency"}
+    for key in ("consistency_3d", "chance", "gap", "shuffled", "contrast", "loss_d_last"):
+        assert alone["without_consistency"][key] == rows["ablation"][1]["without_consistency"][key], key
+    out = capsys.readouterr().out
+    assert out.count("3D consistency") == 5 and "gap" in out

@@ -7,6 +7,14 @@ are covered in A (`mask_a`); `consistency_score` is the percentage of those pixe
 `tolerance` (colours in [-1, 1]). Views of one consistent scene score near 100; views of different
 scenes, or a generator whose views disagree, score lower. Given B's depth too, pixels of A that B does
 not see (occluded) are left out; without it they count as disagreements (a lower bound).
+
+The score alone rewards featureless renders: a constant (or heavily blurred) image agrees with itself
+under any reprojection, so an untrained generator scores ~96%. `consistency_report` therefore gives,
+with the score, its **chance** level: the same agreement test between A's valid pixels and B's
+reprojected colours at randomly drawn other valid pixels of the same image (the correspondence broken,
+the colour distributions kept), and the **gap** = score - chance, in percentage points: the part of the
+agreement the geometry explains. A constant render has score = chance = 100 and a gap of 0; two views of
+one textured scene have a high score, a low chance level and a large gap. Compare generators by the gap.
 """
 from __future__ import annotations
 
@@ -17,7 +25,7 @@ from torch import Tensor
 from utils.rendering.camera_labels import label_cameras, project_points
 from utils.rendering.cameras import camera_rays
 
-__all__ = ["reproject", "reprojection_error", "consistency_score"]
+__all__ = ["reproject", "reprojection_error", "consistency_score", "consistency_report"]
 
 
 def reproject(image_b: Tensor, depth_a: Tensor, label_a: Tensor, label_b: Tensor, depth_b: Tensor | None = None,
@@ -60,3 +68,39 @@ def consistency_score(image_a: Tensor, depth_a: Tensor, label_a: Tensor, image_b
         valid = valid * mask_a
     agree = ((image_a - warped).abs().amax(1, keepdim=True) <= tolerance).to(valid.dtype) * valid
     return float(100.0 * agree.sum() / valid.sum().clamp_min(1.0))
+
+
+def _agreement_counts(image_a: Tensor, warped: Tensor, valid: Tensor, tolerance: float, pairs: int,
+                      seed: int) -> tuple[float, float, float, float]:
+    """(agreeing pixels, valid pixels, agreeing random pairs, random pairs) summed over the batch."""
+    close = lambda x, y: ((x - y).abs().amax(0) <= tolerance)  # noqa: E731  (C, P) -> (P,)
+    gen = torch.Generator().manual_seed(seed)
+    agree = total = chance = drawn = 0.0
+    for a, w, v in zip(image_a, warped, valid):
+        idx = v.flatten().nonzero().flatten()
+        if len(idx) == 0:
+            continue
+        a, w = a.flatten(1)[:, idx], w.flatten(1)[:, idx]
+        agree, total = agree + float(close(a, w).sum()), total + len(idx)
+        i = torch.randint(len(idx), (pairs * len(idx),), generator=gen)
+        j = torch.randint(len(idx), (pairs * len(idx),), generator=gen)
+        chance, drawn = chance + float(close(a[:, i], w[:, j]).sum()), drawn + len(i)
+    return agree, total, chance, drawn
+
+
+@torch.no_grad()
+def consistency_report(image_a: Tensor, depth_a: Tensor, label_a: Tensor, image_b: Tensor, label_b: Tensor,
+                       mask_a: Tensor | None = None, tolerance: float = 0.1, depth_b: Tensor | None = None,
+                       pairs: int = 4, seed: int = 0) -> dict[str, float]:
+    """{"score", "chance", "gap", "pixels"}: the consistency score (percent, as `consistency_score`), its chance
+    level (percent of `pairs` x valid-pixel random pairs (A's pixel, B's reprojected colour at another valid
+    pixel of the same image, seeded by `seed`) that agree within `tolerance`), gap = score - chance
+    (percentage points) and the number of valid pixels. 0 everywhere when no pixel is valid."""
+    warped, valid = reproject(image_b, depth_a, label_a, label_b, depth_b)
+    if mask_a is not None:
+        valid = valid * mask_a
+    agree, total, chance, drawn = _agreement_counts(image_a.float(), warped.float(), valid > 0, tolerance, pairs,
+                                                    seed)
+    score = 100.0 * agree / max(total, 1.0)
+    level = 100.0 * chance / max(drawn, 1.0)
+    return {"score": score, "chance": level, "gap": score - level, "pixels": total}

@@ -224,32 +224,59 @@ class AetheristPipeline(GANPipeline):
                     min_opacity: float = 0.5) -> float:
         """The 3D-consistency score (percent, `utils.metrics.consistency_3d`) of the raw renders of each latent
         seen from the front and from `azimuth_offset` degrees aside, reprojected through the rendered depth
-        (occluded and transparent pixels left out), averaged over `num_samples` latents."""
-        from utils.metrics.consistency_3d import consistency_score
+        (occluded and transparent pixels left out), averaged over `num_samples` latents. A featureless render
+        scores high trivially: `consistency_report` gives the score with its chance level and the gap."""
+        return self.consistency_report(num_samples, seed, azimuth_offset, elevation, truncation, tolerance,
+                                       min_opacity)["score"]
+
+    @torch.inference_mode()
+    def consistency_report(self, num_samples: int = 16, seed: int | None = 0, azimuth_offset: float = 20.0,
+                           elevation: float = 0.0, truncation: float | None = None, tolerance: float = 0.1,
+                           min_opacity: float = 0.5) -> dict[str, float]:
+        """`consistency`'s score with, averaged over the latents, its chance level and the gap (score - chance,
+        `utils.metrics.consistency_3d.consistency_report`), the shuffled-latent score (latent i's front view
+        against latent i+1's side view, through i's depth; needs 2 latents, else NaN) and `contrast`, the
+        mean over latents of the colour std of the scored pixels of the front raw render (0 for a constant
+        render)."""
+        from utils.metrics.consistency_3d import consistency_report
 
         if num_samples < 1:
             raise UserError("the number of samples must be at least 1")
         gen = self.noise_generator(seed)
         z = self.sample_latents(num_samples, gen)
-        scores = []
+        a_label = self.camera_labels(1, elevation, 0.0)
+        b_label = self.camera_labels(1, elevation, azimuth_offset)
+        views = []
         for i in range(num_samples):
             ws = self.map(z[i:i + 1], self.truncation(truncation))
             planes = self.generator.planes(ws)
-            a_label = self.camera_labels(1, elevation, 0.0)
-            b_label = self.camera_labels(1, elevation, azimuth_offset)
             a = self.render(ws, a_label, gen, planes=planes)
             b = self.render(ws, b_label, gen, planes=planes)
             mask = (a["image_opacity"] >= min_opacity).float()
             mask = -torch.nn.functional.max_pool2d(-mask, 3, 1, 1)
-            if mask.sum() == 0:
+            views.append({"a": a["image_raw"].float().cpu(), "depth_a": a["image_depth"].float().cpu(),
+                          "b": b["image_raw"].float().cpu(), "depth_b": b["image_depth"].float().cpu(),
+                          "mask": mask.float().cpu()})
+        rows, shuffled = [], []
+        for i, v in enumerate(views):
+            if v["mask"].sum() == 0:
                 continue
-            scores.append(consistency_score(a["image_raw"].float().cpu(), a["image_depth"].float().cpu(), a_label,
-                                            b["image_raw"].float().cpu(), b_label, mask.cpu(), tolerance,
-                                            depth_b=b["image_depth"].float().cpu()))
-        if not scores:
+            r = consistency_report(v["a"], v["depth_a"], a_label, v["b"], b_label, v["mask"], tolerance,
+                                   depth_b=v["depth_b"], seed=i)
+            scored = v["a"].flatten(2)[..., (v["mask"].flatten() > 0)]
+            r["contrast"] = float(scored.std(-1).mean()) if scored.shape[-1] > 1 else 0.0
+            rows.append(r)
+            if num_samples > 1:
+                o = views[(i + 1) % num_samples]
+                shuffled.append(consistency_report(v["a"], v["depth_a"], a_label, o["b"], b_label, v["mask"],
+                                                   tolerance, depth_b=o["depth_b"], seed=i)["score"])
+        if not rows:
             raise UserError(f"no render of these {num_samples} latents is opaque anywhere (opacity >= {min_opacity}): "
                             "the consistency score needs surfaces; lower --min-opacity")
-        return float(sum(scores) / len(scores))
+        mean = lambda key: float(sum(r[key] for r in rows) / len(rows))  # noqa: E731
+        return {"score": mean("score"), "chance": mean("chance"), "gap": mean("gap"), "contrast": mean("contrast"),
+                "shuffled": float(sum(shuffled) / len(shuffled)) if shuffled else float("nan"),
+                "latents_scored": len(rows)}
 
     @property
     def preset_name(self) -> str:

@@ -243,9 +243,10 @@ class _PlainAccelerator:
 
 def fit(preset: str = "tiny", steps: int = 20, dataset: Any = "primitives", seed: int = 0,
         batch_size: int = 4, device: str = "cpu", augment: str = "", ada_target: float = 0.6,
-        **overrides: Any) -> tuple[GANRecipe, list[dict[str, float]]]:
+        log_every: int = 0, log_prefix: str = "", **overrides: Any) -> tuple[GANRecipe, list[dict[str, float]]]:
     """Train in-process (tests, benchmarks, notebooks): (the recipe with its trained networks, the step logs).
-    `augment='ada'` trains with ADA as train_gan's --aug ada does."""
+    `augment='ada'` trains with ADA as train_gan's --aug ada does; `log_every` > 0 prints the step's losses
+    (after `log_prefix`) every that many steps."""
     from types import SimpleNamespace
 
     from utils.torch_utils import local_seed
@@ -272,4 +273,7 @@ def fit(preset: str = "tiny", steps: int = 20, dataset: Any = "primitives", seed
                           next_batch=next_batch,
                           device=torch.device(device))
         logs.append(rec.train_step(ctx))
+        if log_every > 0 and (step + 1) % log_every == 0:
+            losses = " ".join(f"{k} {v:.4f}" for k, v in logs[-1].items())
+            print(f"{log_prefix} step {step + 1}/{steps}: {losses}", flush=True)
     return rec, logs

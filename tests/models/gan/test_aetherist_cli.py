@@ -68,6 +68,9 @@ def test_evaluate_consistency_3d(capsys):
                           "--json"])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed == result and 0 <= result["consistency_3d"] <= 100
+    # with its chance level and the gap: an untrained generator's high score is explained by its blankness
+    assert result["gap"] == pytest.approx(result["consistency_3d"] - result["chance"]) and abs(result["gap"]) < 2
+    assert 0 <= result["shuffled_latents"] <= 100 and result["contrast"] >= 0
     # a stricter tolerance can only lower the score
     strict = consistency(["--model", "aetherist", "--preset", "tiny", "--num-samples", "2", "--min-opacity", "0.05",
                           "--tolerance", "0.001", "--json"])

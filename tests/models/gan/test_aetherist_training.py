@@ -9,7 +9,7 @@ from models.gan.aetherist.config import PRESETS
 from models.gan.aetherist.data import CameraFolderDataset, PrimitivesDataset
 from models.gan.aetherist.training import fit, recipe, settings_from_yaml
 from utils.errors import UserError
-from utils.metrics.consistency_3d import consistency_score, reprojection_error
+from utils.metrics.consistency_3d import consistency_report, consistency_score, reprojection_error
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,48 @@ def test_consistency_is_near_100_for_views_of_one_scene_and_drops_for_shuffled_v
     err_other = reprojection_error(a["image"][None], a["depth"][None], a["camera"][None], other["image"][None],
                                    other["camera"][None], a["mask"][None])
     assert err < 0.25 * err_other
+
+
+def test_a_constant_or_blurred_out_render_does_not_count_as_consistent(views):
+    # the raw score rewards featureless renders; the gap (score - chance level) does not
+    def report(img_a, img_b, a, b):
+        inner = -torch.nn.functional.max_pool2d(-a["mask"][None], 3, 1, 1)
+        return consistency_report(img_a, a["depth"][None], a["camera"][None], img_b, b["camera"][None], inner,
+                                  depth_b=b["depth"][None])
+
+    def blur_out(x):  # a near-uniform field (an untrained generator's) with a faint trace of the image's structure
+        return 0.3 + 0.02 * (x - x.mean((2, 3), keepdim=True))
+
+    for k in range(4):
+        a, b = views[2 * k], views[2 * k + 1]
+        sharp = report(a["image"][None], b["image"][None], a, b)
+        const = torch.full_like(a["image"][None], 0.3)
+        flat = report(const, const, a, b)
+        blurred = report(blur_out(a["image"][None]), blur_out(b["image"][None]), a, b)
+        assert sharp["score"] > 90 and sharp["gap"] > 50 and sharp["chance"] < 40, sharp
+        for trivial in (flat, blurred):
+            assert trivial["score"] > 95, trivial  # the raw score alone would call it consistent
+            assert abs(trivial["gap"]) < 2 and trivial["gap"] < sharp["gap"] - 45, trivial
+        assert sharp["score"] == pytest.approx(consistency_score(
+            a["image"][None], a["depth"][None], a["camera"][None], b["image"][None], b["camera"][None],
+            -torch.nn.functional.max_pool2d(-a["mask"][None], 3, 1, 1), depth_b=b["depth"][None]), abs=1e-4)
+    # nothing valid: zeros, not NaN
+    a, b = views[0], views[1]
+    empty = consistency_report(a["image"][None], a["depth"][None], a["camera"][None], b["image"][None],
+                               b["camera"][None], torch.zeros_like(a["mask"][None]))
+    assert empty == {"score": 0.0, "chance": 0.0, "gap": 0.0, "pixels": 0.0}
+
+
+def test_an_untrained_generator_scores_high_but_with_no_gap():
+    from models.gan.aetherist.pipeline import AetheristPipeline
+
+    rec, _ = fit("tiny", steps=0)
+    pipe = AetheristPipeline(rec.generator.eval(), rec.config, torch.device("cpu"), torch.float32)
+    r = pipe.consistency_report(3, seed=0, min_opacity=0.05)
+    assert r["score"] > 90 and abs(r["gap"]) < 2 and r["contrast"] < 0.1 and r["latents_scored"] == 3, r
+    assert r["score"] == pytest.approx(pipe.consistency(3, seed=0, min_opacity=0.05))
+    assert 0 <= r["shuffled"] <= 100 and pipe.consistency_report(1, seed=0, min_opacity=0.05)["shuffled"] != \
+        pipe.consistency_report(1, seed=0, min_opacity=0.05)["shuffled"]  # NaN with a single latent
 
 
 def test_a_camera_folder_in_eg3d_format(tmp_path):
