@@ -11,6 +11,8 @@
         --motion-mask water.png --motion right --out sea.mp4                                       # offline
     python inference/generate_video.py --model luma_dream --preset tiny --prompt "a fox" --out fox.mp4  # offline
     python inference/generate_video.py --model luma_dream --prompt "a fox in snow" --image fox.png --out fox.mp4 # LTX 0.9.5
+    python inference/generate_video.py --model luma_dream --prompt "a fox in snow" --image fox.png \
+        --keyframe fox_end.png:120:0.9 --out fox.mp4                          # first frame and a keyframe (LTX 0.9.5)
 
 --out takes .mp4 (H.264, yuv420p), .webm, .gif, .webp, an image (.png: a preview grid of the frames),
 or a folder (one PNG per frame); default outputs/videos/<model>_<preset>_seed<seed>.mp4.
@@ -164,19 +166,22 @@ def run_svd(args) -> int:
 def add_sora_args(p) -> None:
     p.add_argument("--prompt", default=None, help="what the clip shows (required)")
     p.add_argument("--negative-prompt", default=None, help="what to steer away from (default: the release's)")
-    p.add_argument("--image", default=None, help="image-to-video: the first frame (.png/.jpg), with an i2v preset")
-    p.add_argument("--weights", default=None, help="diffusers folder (Wan-AI/Wan2.1-*-Diffusers), the official "
-                                                   "release's folder, or a hub id (default: the preset's repo)")
+    p.add_argument("--image", default=None, help="image-to-video: the first frame (.png/.jpg), with an i2v preset "
+                                                 "or wan2.2-ti2v-5b (optional there)")
+    p.add_argument("--weights", default=None, help="diffusers folder (Wan-AI/Wan2.1-*-Diffusers, "
+                                                   "Wan-AI/Wan2.2-TI2V-5B-Diffusers), the official release's folder, "
+                                                   "or a hub id (default: the preset's repo)")
     p.add_argument("--preset", default=None, help="wan2.1-t2v-1.3b (default), wan2.1-t2v-14b, wan2.1-i2v-14b-480p, "
-                                                  "or tiny (random weights, offline)")
-    p.add_argument("--num-frames", type=int, default=None, help="frames, 1 + 4k (default 81)")
-    p.add_argument("--height", type=int, default=None, help="frame height, a multiple of 16 (default 480; i2v: from "
-                                                            "the image's aspect ratio)")
-    p.add_argument("--width", type=int, default=None, help="frame width, a multiple of 16 (default 832)")
+                                                  "wan2.2-ti2v-5b, or tiny (random weights, offline)")
+    p.add_argument("--num-frames", type=int, default=None, help="frames, 1 + 4k (default 81; wan2.2-ti2v-5b 121)")
+    p.add_argument("--height", type=int, default=None, help="frame height, a multiple of 16, 32 for wan2.2-ti2v-5b "
+                                                            "(default 480, 5b 704; i2v: from the image's aspect ratio)")
+    p.add_argument("--width", type=int, default=None, help="frame width, a multiple of 16, 32 for wan2.2-ti2v-5b "
+                                                           "(default 832, 5b 1280)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default 50, i2v 40)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 5.0)")
     p.add_argument("--shift", type=float, default=None, help="flow-matching schedule shift (default 5.0, 480p i2v 3.0)")
-    p.add_argument("--fps", type=float, default=None, help="playback rate of the written clip (default 16)")
+    p.add_argument("--fps", type=float, default=None, help="playback rate of the written clip (default 16; 5b 24)")
     p.add_argument("--decode-chunk-size", type=int, default=1, help="latent frames the causal VAE decodes at once "
                                                                     "(more: faster, more memory)")
     p.add_argument("--prompt-extender", default=None, help="folder of a local causal text model that rewrites the "
@@ -328,6 +333,15 @@ def add_luma_dream_args(p) -> None:
     p.add_argument("--prompt", default=None, help="what the clip shows (required)")
     p.add_argument("--negative-prompt", default=None, help="what to steer away from (default: the release's)")
     p.add_argument("--image", default=None, help="image-to-video: the first frame (.png/.jpg), kept through sampling")
+    p.add_argument("--keyframe", action="append", default=None, metavar="PATH[:FRAME[:STRENGTH]]",
+                   help="condition on an image at FRAME (default: the last frame; a multiple of 8, tiny: 2) with "
+                        "STRENGTH in [0, 1] (default --strength); repeatable, e.g. --keyframe end.png:120:0.9")
+    p.add_argument("--video", action="append", default=None, metavar="PATH[:FRAME[:STRENGTH]]",
+                   help="condition on a short clip (video file, .gif, or frame folder) starting at FRAME (default 0), "
+                        "its first 1 + 8k frames that fit; repeatable")
+    p.add_argument("--strength", type=float, default=None, help="conditioning strength in [0, 1] of --keyframe, "
+                                                                "--video (and --image with them) that give none "
+                                                                "(default 1: exactly the condition)")
     p.add_argument("--weights", default=None, help="official single file (ltx-video-2b-v0.9*.safetensors), diffusers "
                                                    "folder (Lightricks/LTX-Video) or hub id (default: the preset's file)")
     p.add_argument("--text-encoder", default=None, help="T5-XXL for a single file: a folder or hub id with "
@@ -391,6 +405,7 @@ def run_luma_dream(args) -> int:
             raise UserError(f"{flag} {value} is not a multiple of {multiple}: LTX-Video ({preset}) makes frames whose "
                             f"sides are multiples of {multiple} pixels, e.g. {max(multiple, value // multiple * multiple)}")
     timesteps = _luma_timesteps(args.timesteps)
+    conditions = _luma_conditions(args, spec, preset, frames)
     camera_adapter = _luma_camera(args, spec, preset, frames)
     out = _out_path(args, "luma_dream", preset)
     _set_threads(args)
@@ -417,12 +432,75 @@ def run_luma_dream(args) -> int:
             row = torch.cat(list(frames[0]), dim=-1)[None].repeat_interleave(scale, -1).repeat_interleave(scale, -2)
             to_pil(row, value_range=(0.0, 1.0))[0].save(folder / f"step_{i:03d}.png")
 
-    video = pipe(prompt=args.prompt, negative_prompt=args.negative_prompt, image=args.image, num_frames=frames,
+    video = pipe(prompt=args.prompt, negative_prompt=args.negative_prompt,
+                 image=None if conditions else args.image, conditions=conditions, num_frames=frames,
                  height=args.height, width=args.width, steps=args.steps, timesteps=timesteps,
                  guidance_scale=args.guidance, fps=args.fps, decode_timestep=args.decode_timestep,
                  decode_noise_scale=args.decode_noise_scale, num_videos=args.num_videos, seed=args.seed,
                  callback=callback, camera=args.camera, progress=not args.no_progress)
     return _save(video, out, t0)
+
+
+def _condition_spec(text: str, flag: str) -> tuple[str, int | None, float | None]:
+    """PATH[:FRAME[:STRENGTH]] -> (path, frame or None, strength or None); a path that exists as written wins."""
+    def number(kind, value):
+        try:
+            return kind(value)
+        except ValueError:
+            return None
+
+    if Path(text).exists() or ":" not in text:
+        return text, None, None
+    head, _, last = text.rpartition(":")
+    path, _, middle = head.rpartition(":")
+    if path and number(int, middle) is not None and number(float, last) is not None:
+        return path, int(middle), float(last)
+    if number(int, last) is not None:
+        return head, int(last), None
+    raise UserError(f"{flag} {text}: give PATH[:FRAME[:STRENGTH]], FRAME a whole frame number and STRENGTH in [0, 1], "
+                    f"e.g. {flag} end.png:120:0.9")
+
+
+def _luma_conditions(args, spec, preset: str, frames: int | None) -> list | None:
+    """--keyframe / --video (and --image alongside them) as checked VideoConditions, before any weights load:
+    the files read, frames inside the clip on the VAE's frame multiple, strengths in [0, 1]."""
+    if args.strength is not None and not 0 <= args.strength <= 1:
+        raise UserError(f"--strength {args.strength:g}: a conditioning strength is in [0, 1] (1: exactly the condition)")
+    if not args.keyframe and not args.video:
+        if args.strength is None:
+            return None
+        if args.image is None:
+            raise UserError("--strength sets how hard --image, --keyframe or --video pull the clip: give one of them")
+    from models.video_generation.luma_dream.conditions import VideoCondition, check_conditions
+    from utils.data.video import video_problem
+
+    num = frames or int(spec.default(preset, "num_frames"))
+    default = 1.0 if args.strength is None else args.strength
+    items = []
+    if args.image is not None:  # already checked as an image
+        items.append(VideoCondition(image=args.image, frame_index=0, strength=default))
+    for flag, specs in (("--keyframe", args.keyframe or []), ("--video", args.video or [])):
+        for text in specs:
+            path, frame, strength = _condition_spec(text, flag)
+            if strength is not None and not 0 <= strength <= 1:
+                raise UserError(f"{flag} {text}: STRENGTH {strength:g} is outside [0, 1] (1: exactly the condition)")
+            if flag == "--keyframe":
+                _check_image(path, flag)
+                frame = num - 1 if frame is None else frame
+            else:
+                problem = video_problem(path)
+                if problem is not None:
+                    raise UserError(f"{flag} {path}: {problem}: give a video file (.mp4, .webm, .gif) or a folder of "
+                                    "frames")
+                frame = 0 if frame is None else frame
+            cond = VideoCondition(**{"image" if flag == "--keyframe" else "video": path}, frame_index=frame,
+                                  strength=default if strength is None else strength)
+            try:
+                check_conditions([cond], num, int(spec.default(preset, "frame_multiple")))
+            except UserError as err:
+                raise UserError(f"{flag} {text}: {err}") from None
+            items.append(cond)
+    return items
 
 
 def _luma_camera(args, spec, preset: str, frames: int | None) -> Path | None:

@@ -1,4 +1,4 @@
-"""The Sora stand-in's pipeline: Wan 2.1 text-to-video and image-to-video.
+"""The Sora stand-in's pipeline: Wan 2.1 and Wan 2.2 TI2V-5B text-to-video and image-to-video.
 
 One call (as the Wan release and diffusers' `WanPipeline` / `WanImageToVideoPipeline` run it):
 
@@ -15,8 +15,16 @@ One call (as the Wan release and diffusers' `WanPipeline` / `WanImageToVideoPipe
 5. the latents de-normalised and decoded by the causal VAE, `decode_chunk_size` latent frames at a
    time after the first (bounded memory for long clips).
 
+Wan 2.2 TI2V-5B (`expand_timesteps`, as diffusers names it) runs one model for both tasks over the
+48-channel Wan 2.2 VAE (16x spatial): the latents are the transformer's whole input (48 channels, no
+mask or CLIP), and every token gets its own timestep. Text-to-video: all tokens share t. Image-to-video:
+the image alone is encoded as the first latent frame (posterior mode, normalised); at every step that
+frame replaces the first frame of the sample before the transformer sees it, its tokens get timestep
+0, and the final latents carry it too.
+
 Sizes are free within the model's grid ("native" aspect ratios and durations, as the Sora report
-describes training): height and width multiples of 16 (VAE 8 x patch 2), and 4k + 1 frames.
+describes training): height and width multiples of the VAE's ratio x the patch (16 for Wan 2.1,
+32 for Wan 2.2), and 4k + 1 frames.
 """
 from __future__ import annotations
 
@@ -44,6 +52,8 @@ CLIP_LAYER = -2
 """The CLIP layer whose tokens image-to-video attends to (the penultimate block's output)."""
 CLIP_RESIZE = "torchvision"
 """How the CLIP input is resized: as diffusers' Wan pipelines do through transformers 5's CLIPImageProcessor."""
+OFFICIAL_VAE = "Wan2.[12]_VAE.*"
+"""The VAE file of an official release folder (Wan2.1_VAE.pth; Wan2.2_VAE.pth for TI2V-5B)."""
 
 
 def clean_prompt(text: str) -> str:
@@ -78,7 +88,9 @@ def fit_size(image_hw: tuple[int, int], area: int, multiple: int = 16) -> tuple[
 
 
 class WanPipeline(DiffusionPipeline):
-    """Wan 2.1: the transformer, the causal video VAE, UMT5 and (image-to-video) the CLIP image encoder."""
+    """Wan 2.1 / 2.2 TI2V-5B: the transformer, the causal video VAE, UMT5 and (Wan 2.1 image-to-video) the
+    CLIP image encoder. `expand_timesteps` (default: on for a Wan 2.2 VAE under a transformer that takes
+    only the latents) selects the TI2V scheme: per-token timesteps, the image as the first latent frame."""
 
     spec = SPEC
     components = ("text_encoder", "image_encoder", "transformer", "vae")
@@ -86,9 +98,17 @@ class WanPipeline(DiffusionPipeline):
     cuda_dtype = torch.bfloat16
 
     def __init__(self, transformer: WanTransformer, vae: Any, text_encoder: Any, image_encoder: Any = None,
-                 preset: str = "tiny"):
+                 preset: str = "tiny", expand_timesteps: bool | None = None):
         self.transformer, self.vae, self.text_encoder, self.image_encoder = transformer, vae, text_encoder, image_encoder
         self.preset = preset
+        if expand_timesteps is None:
+            expand_timesteps = bool(getattr(vae.config, "is_residual", False)) and not transformer.config.i2v \
+                and transformer.config.in_dim == vae.config.z_dim
+        if expand_timesteps and (transformer.config.i2v or transformer.config.in_dim != vae.config.z_dim):
+            raise UserError("expand_timesteps (the Wan 2.2 TI2V scheme) needs a transformer that takes only the "
+                            f"{vae.config.z_dim} latent channels, got {transformer.config.in_dim} and CLIP "
+                            f"{'on' if transformer.config.i2v else 'off'}: the components come from different models")
+        self.expand_timesteps = bool(expand_timesteps)
         if transformer.config.i2v and image_encoder is None:
             raise UserError("this Wan transformer is image-to-video and needs the CLIP image encoder "
                             "(image_encoder/ of the diffusers folder)")
@@ -102,7 +122,13 @@ class WanPipeline(DiffusionPipeline):
 
     @property
     def i2v(self) -> bool:
+        """Wan 2.1 image-to-video: an image is required (CLIP tokens + mask and image latents as channels)."""
         return self.config.i2v
+
+    @property
+    def takes_image(self) -> bool:
+        """Whether a call may be given an image: the Wan 2.1 i2v models (always) and TI2V (optionally)."""
+        return self.i2v or self.expand_timesteps
 
     @property
     def pixel_multiple(self) -> int:
@@ -115,10 +141,12 @@ class WanPipeline(DiffusionPipeline):
                         device: str | torch.device | None = None, dtype: str | torch.dtype | None = None, *,
                         offload: str | None = None, vae_tiling: bool = False, compile: bool = False,
                         attention: str | None = None) -> "WanPipeline":
-        """Load Wan from a diffusers folder (Wan-AI/Wan2.1-*-Diffusers: transformer/, vae/, text_encoder/,
-        tokenizer/, image_encoder/), the official release's folder (Wan-AI/Wan2.1-T2V-*: config.json,
-        diffusion_pytorch_model*.safetensors, Wan2.1_VAE.pth, models_t5_umt5-xxl-enc-bf16.pth,
-        google/umt5-xxl/), or a hub id; no source: `preset='tiny'` builds random tiny weights offline,
+        """Load Wan from a diffusers folder (Wan-AI/Wan2.1-*-Diffusers, Wan-AI/Wan2.2-TI2V-5B-Diffusers:
+        transformer/, vae/, text_encoder/, tokenizer/, image_encoder/ for Wan 2.1 i2v, model_index.json's
+        expand_timesteps), the official release's folder (Wan-AI/Wan2.1-T2V-*, Wan-AI/Wan2.2-TI2V-5B:
+        config.json, diffusion_pytorch_model*.safetensors, Wan2.1_VAE.pth or Wan2.2_VAE.pth,
+        models_t5_umt5-xxl-enc-bf16.pth, google/umt5-xxl/), or a hub id; two-expert Wan 2.2 folders (A14B)
+        are refused; no source: `preset='tiny'` builds random tiny weights offline,
         an official preset fetches its diffusers repo. `offload`: None, "model" (one model on the device
         at a time) or "sequential" (layer by layer); `vae_tiling`: the VAE decodes large frames in
         overlapping spatial tiles (`enable_vae_tiling` sets the sizes). On CUDA the default dtype is
@@ -132,8 +160,9 @@ class WanPipeline(DiffusionPipeline):
                               attention=attention)
 
     @classmethod
-    def tiny(cls, image_to_video: bool = False) -> "WanPipeline":
-        """Random tiny components (a character tokenizer stands in for UMT5's): runs offline in seconds."""
+    def tiny(cls, image_to_video: bool = False, ti2v: bool = False) -> "WanPipeline":
+        """Random tiny components (a character tokenizer stands in for UMT5's): runs offline in seconds.
+        `ti2v`: the Wan 2.2 TI2V scheme over the tiny Wan 2.2 VAE (text- and image-to-video in one model)."""
         from utils.encoders.clip_vision import CLIPVisionConfig, CLIPVisionEncoder
         from utils.encoders.t5 import T5EncoderConfig, T5TextEncoder
         from utils.encoders.tiny_tokenizer import tiny_t5_tokenizer
@@ -143,8 +172,9 @@ class WanPipeline(DiffusionPipeline):
         with local_seed(0):
             t5_cfg = T5EncoderConfig.preset("umt5-tiny")
             text = T5TextEncoder(t5_cfg, tokenizer=tiny_t5_tokenizer(t5_cfg))
-            vae = WanVAE(wan_vae_config("tiny")).eval()
-            transformer = WanTransformer(transformer_config("tiny-i2v" if image_to_video else "tiny")).eval()
+            vae = WanVAE(wan_vae_config("tiny-2.2" if ti2v else "tiny")).eval()
+            name = "tiny-ti2v" if ti2v else "tiny-i2v" if image_to_video else "tiny"
+            transformer = WanTransformer(transformer_config(name)).eval()
             clip = (CLIPVisionEncoder(CLIPVisionConfig.preset("tiny").with_(projection=False))
                     if image_to_video else None)
         return cls(transformer, vae, text, clip, preset="tiny")
@@ -161,25 +191,34 @@ class WanPipeline(DiffusionPipeline):
         path = locate(source, what=f"Wan weights '{source}'")
         if not path.is_dir():
             raise UserError(f"{path} is a file; Wan loads from a folder (a diffusers folder with transformer/ and vae/, "
-                            "or the official release's folder with Wan2.1_VAE.pth)")
+                            "or the official release's folder with Wan2.1_VAE.pth / Wan2.2_VAE.pth)")
+        if (path / "transformer_2").is_dir() or (path / "high_noise_model").is_dir():
+            raise UserError(f"{path} is a two-expert Wan 2.2 model (transformer_2/ or high/low_noise_model/: the A14B "
+                            "mixture of experts), which this package does not run: use wan2.2-ti2v-5b or a Wan 2.1 model")
         if (path / "transformer").is_dir() and (path / "vae").is_dir():
             pipe = cls._from_diffusers(path, dt)
-        elif any(path.glob("Wan2.1_VAE.*")):
+        elif any(path.glob(OFFICIAL_VAE)):
             pipe = cls._from_official(path, dt)
         else:
-            raise UserError(f"{path} is no Wan folder: expected transformer/ and vae/ (diffusers) or "
-                            "Wan2.1_VAE.pth and diffusion_pytorch_model*.safetensors (the official release)")
+            raise UserError(f"{path} is no Wan folder: expected transformer/ and vae/ (diffusers) or Wan2.1_VAE.pth / "
+                            "Wan2.2_VAE.pth and diffusion_pytorch_model*.safetensors (the official release)")
         pipe.preset = preset or _preset_of(pipe.config)
         return pipe
 
     @staticmethod
     def _transformer(folder: Path, sd: dict[str, torch.Tensor], cfg: WanTransformerConfig | None,
                      dt: torch.dtype) -> WanTransformer:
+        from dataclasses import replace
+
         from models.video_generation.sora.convert import infer_config, to_native
         from utils.weights import load_into
 
         native = to_native(sd)
         cfg = cfg or infer_config(native)
+        if cfg.i2v and cfg.in_dim == cfg.out_dim and not any(k.startswith("img_emb.") for k in native):
+            # Some TI2V-5B diffusers configs name image_dim/added_kv_proj_dim although the weights hold no
+            # image projection (the 5B takes no CLIP tokens): the weights decide.
+            cfg = replace(cfg, image_dim=None, image_pos_len=None)
         with torch.device("meta"):
             model = WanTransformer(cfg)
         load_into(model, native, what=f"Wan transformer in {folder}")
@@ -194,18 +233,14 @@ class WanPipeline(DiffusionPipeline):
 
         cfg_file = folder / "transformer" / "config.json"
         cfg = WanTransformerConfig.from_diffusers(json.loads(cfg_file.read_text())) if cfg_file.exists() else None
-        if cfg is not None and cfg.in_dim == 48:
-            raise UserError("this is Wan 2.2 TI2V-5B, whose 48-channel VAE (Wan 2.2 VAE) is not built yet: "
-                            "use a Wan 2.1 model (wan2.1-t2v-1.3b, wan2.1-t2v-14b, wan2.1-i2v-14b-480p)")
-        if (folder / "transformer_2").is_dir():
-            raise UserError("this Wan 2.2 folder has two experts (transformer_2/), which this pipeline does not run "
-                            "yet: use a Wan 2.1 model")
+        index = folder / "model_index.json"
+        expand = json.loads(index.read_text()).get("expand_timesteps") if index.exists() else None
         transformer = cls._transformer(folder, load_folder_state_dict(folder / "transformer", dtype=dt), cfg, dt)
         vae = WanVAE.from_pretrained(folder, subfolder="vae", device="cpu", dtype=dt)
         text = T5TextEncoder.from_pretrained(folder, device="cpu", dtype=dt, max_length=512)
         clip = (CLIPVisionEncoder.from_pretrained(folder, subfolder="image_encoder", device="cpu", dtype=dt)
                 if transformer.config.i2v else None)
-        return cls(transformer, vae, text, clip)
+        return cls(transformer, vae, text, clip, expand_timesteps=None if expand is None else bool(expand))
 
     @classmethod
     def _from_official(cls, folder: Path, dt: torch.dtype) -> "WanPipeline":
@@ -223,7 +258,7 @@ class WanPipeline(DiffusionPipeline):
         if transformer.config.i2v:
             raise UserError("the official image-to-video release keeps CLIP in the Wan team's own XLM-RoBERTa CLIP "
                             "file, which is not converted yet: load Wan-AI/Wan2.1-I2V-14B-480P-Diffusers")
-        vae = WanVAE.from_pretrained(next(iter(sorted(folder.glob("Wan2.1_VAE.*")))), device="cpu", dtype=dt)
+        vae = WanVAE.from_pretrained(next(iter(sorted(folder.glob(OFFICIAL_VAE)))), device="cpu", dtype=dt)
         t5_files = sorted(folder.glob("models_t5_umt5-xxl-enc*"))
         if not t5_files:
             raise UserError(f"no UMT5 encoder in {folder}: expected models_t5_umt5-xxl-enc-bf16.pth")
@@ -265,6 +300,22 @@ class WanPipeline(DiffusionPipeline):
         mask[:, :, 0] = 1.0
         return torch.cat([mask, latents], dim=1).to(self.dtype)
 
+    def first_frame_latents(self, frames: torch.Tensor) -> torch.Tensor:
+        """TI2V: (B, 3, H, W) images in [-1, 1] -> their normalised latents (B, z_dim, 1, h, w), each image
+        encoded alone as a one-frame clip (posterior mode): the first latent frame of the video."""
+        clip = frames[:, :, None].to(self.device, self.vae.dtype)
+        return self.vae.normalize(self._vae_calls()("encode", clip).mode().float())
+
+    def token_timesteps(self, t: torch.Tensor, latent_shape: Sequence[int], given_first: bool) -> torch.Tensor:
+        """TI2V's per-token timesteps (B, tokens): t for every spacetime patch, 0 for those of the given first
+        latent frame (the patch spans one latent frame in every release)."""
+        pt, ph, pw = self.config.patch_size
+        b, _, f, h, w = latent_shape
+        per_frame = t.float().reshape(-1, 1).expand(b, f // pt).clone()
+        if given_first:
+            per_frame[:, 0] = 0.0
+        return per_frame.repeat_interleave((h // ph) * (w // pw), dim=1)
+
     def _images(self, image: Any, count: int) -> list[Any]:
         from utils.encoders.clip_preprocess import open_image
 
@@ -298,12 +349,18 @@ class WanPipeline(DiffusionPipeline):
         return torch.cat(out)
 
     def denoiser_fn(self, context: torch.Tensor, negative: torch.Tensor | None, guidance: float,
-                    clip_tokens: torch.Tensor | None, y: torch.Tensor | None) -> Callable:
+                    clip_tokens: torch.Tensor | None, y: torch.Tensor | None,
+                    first: torch.Tensor | None = None) -> Callable:
         """model(x, t) for the sampler: the transformer with classifier-free guidance (both branches see
-        the same image tokens and conditioning latents)."""
+        the same image tokens and conditioning latents). TI2V (`expand_timesteps`): per-token timesteps;
+        `first` (B, z_dim, 1, h, w), the given first latent frame, replaces the sample's first frame."""
         def run(x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
             b = x.shape[0]
-            return self.transformer(x.to(self.dtype), t.expand(b) if t.ndim == 0 or t.shape[0] == 1 else t, context,
+            t = t.expand(b) if t.ndim == 0 or t.shape[0] == 1 else t
+            if first is not None:  # text-to-video: every token has t, so one (B,) timestep says the same
+                x = torch.cat([first[:b].to(x.dtype), x[:, :, 1:]], dim=2)
+                t = self.token_timesteps(t, x.shape, given_first=True)
+            return self.transformer(x.to(self.dtype), t, context,
                                     clip_fea=clip_tokens if clip_tokens is None else clip_tokens[:b],
                                     y=y if y is None else y[:b]).float()
 
@@ -324,7 +381,8 @@ class WanPipeline(DiffusionPipeline):
                  interrupt: Any = None, progress: bool = True) -> VideoOutput:
         """Generate `num_videos` clips per prompt (video i from seed + i). Text-to-video, or with `image`
         (a path, PIL image or (3, H, W) tensor in [0, 1]; one, or one per prompt) image-to-video on an
-        image-to-video model. `num_frames` 1 + 4k; `height`/`width` multiples of 16 (image-to-video
+        image-to-video model, or with or without it on Wan 2.2 TI2V-5B (the image becomes the first latent
+        frame). `num_frames` 1 + 4k; `height`/`width` multiples of 16 (Wan 2.2: 32; image-to-video
         without them: about the preset's area at the image's aspect ratio). `shift` bends the flow-matching
         schedule towards the noisy end. `prompt_extender`: a local causal text-model folder or a
         function str -> str that rewrites each prompt first. `output_type='latent'` returns the latents only."""
@@ -335,9 +393,9 @@ class WanPipeline(DiffusionPipeline):
         if prompt is None:
             raise UserError("Wan needs a prompt (prompt= / --prompt): it describes the clip to generate")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if image is not None and not self.i2v:
+        if image is not None and not self.takes_image:
             raise UserError("this Wan model is text-to-video and takes no image: load an image-to-video model "
-                            "(--preset wan2.1-i2v-14b-480p) or leave out --image")
+                            "(--preset wan2.1-i2v-14b-480p or wan2.2-ti2v-5b) or leave out --image")
         if image is None and self.i2v:
             raise UserError("this Wan model is image-to-video: give the first frame (image= / --image in.png)")
         images = self._images(image, len(prompts)) if image is not None else None
@@ -374,8 +432,10 @@ class WanPipeline(DiffusionPipeline):
         with self.session():
             context = self.encode_prompt(prompts, max_len)[order]
             uncond = self.encode_prompt(negatives, max_len)[order] if negatives is not None else None
-            clip_tokens = y = None
-            if images is not None:
+            clip_tokens = y = first = None
+            if images is not None and self.expand_timesteps:
+                first = self.first_frame_latents(self._frame_pixels(images, (height, width)))[order]
+            elif images is not None:
                 clip_tokens = self.encode_image_tokens(images)[order]
                 y = self.image_condition(self._frame_pixels(images, (height, width)), num_frames)[order]
             sched = FlowMatchEuler(shift=shift)
@@ -388,9 +448,11 @@ class WanPipeline(DiffusionPipeline):
                 x = latents.to(self.device, torch.float32)
             else:
                 x = randn(shape, gens, self.device, torch.float32)
-            model = self.denoiser_fn(context, uncond, guidance, clip_tokens, y)
+            model = self.denoiser_fn(context, uncond, guidance, clip_tokens, y, first)
             result = sample(model, sched, schedule, x, generator=gens, callback=callback, interrupt=interrupt,
                             progress=progress)
+            if first is not None:  # the clip starts on the given image
+                result = torch.cat([first.to(result), result[:, :, 1:]], dim=2)
             if output_type == "latent":
                 return VideoOutput([], fps=fps, latents=result.float().cpu())
             raw = self.vae.denormalize(result.float()).to(self.device, self.vae.dtype)

@@ -27,13 +27,14 @@ SPEC = ModelSpec(
     paper="https://arxiv.org/abs/2503.20314",
     # generate.py / wan/configs of the Wan 2.1 release: 81 frames at 16 fps, 5.0 guidance, 50 steps (40 for
     # i2v), shift 5.0 (3.0 for 480p i2v), 512 text tokens; 480x832 for 1.3B and 480p i2v, 720x1280 for 14B
-    # t2v. Wan 2.2 TI2V-5B: 704x1280, 121 frames at 24 fps, shift 5.0 (its README). tiny: for tests.
+    # t2v. Wan 2.2 TI2V-5B (wan/configs/wan_ti2v_5B.py of the Wan 2.2 release): 704x1280, 121 frames at 24 fps,
+    # 50 steps, guidance 5.0, shift 5.0; sides multiples of 32 (VAE 16 x patch 2). tiny: for tests.
     defaults={
         "*": {"num_frames": 81, "fps": 16, "guidance_scale": 5.0, "steps": 50, "shift": 5.0, "height": 480,
               "width": 832, "max_sequence_length": 512, "negative_prompt": WAN_NEGATIVE_PROMPT, "pixel_multiple": 16},
         "wan2.1-t2v-14b": {"height": 720, "width": 1280},
         "wan2.1-i2v-14b-480p": {"steps": 40, "shift": 3.0},
-        "wan2.2-ti2v-5b": {"height": 704, "width": 1280, "num_frames": 121, "fps": 24},
+        "wan2.2-ti2v-5b": {"height": 704, "width": 1280, "num_frames": 121, "fps": 24, "pixel_multiple": 32},
         "tiny": {"num_frames": 5, "steps": 3, "height": 32, "width": 32, "max_sequence_length": 16, "fps": 8,
                  "negative_prompt": "", "pixel_multiple": 8},
     },
