@@ -14,7 +14,7 @@ from diffusers import AutoencoderKLWan
 
 from utils.encoders.wan22_vae import (WAN22_LATENTS_MEAN, WAN22_LATENTS_STD, SpaceTimeAverageDown, SpaceTimeRepeatUp,
                                       patchify, unpatchify)
-from utils.encoders.wan_vae import WanVAE, WanVAEConfig, wan_vae_config
+from utils.encoders.wan_vae import WanVAE, WanVAEConfig, _config_of, wan_vae_config
 from utils.encoders.wan_vae_convert import (detect_layout, diffusers_to_native, is_wan22, native_to_diffusers,
                                             native_to_official, official_to_native, read_sizes, to_native)
 from utils.errors import ConversionError, UserError
@@ -173,7 +173,10 @@ def test_full_size_keys_on_meta():
     assert WanVAEConfig.from_diffusers({**RELEASED, "clip_output": False}) == cfg  # the file's extra key
     assert native["encoder.conv_in.conv.weight"] == (160, 12, 3, 3, 3)
     assert native["decoder.conv_out.conv.weight"] == (12, 256, 3, 3, 3)
-    assert to_native({k: torch.empty(v, device="meta") for k, v in official.items()}).keys() == native.keys()
+    released = to_native({k: torch.empty(v, device="meta") for k, v in official.items()})
+    assert released.keys() == native.keys()
+    # A bare Wan2.2_VAE.pth stores no config: its shapes pick the wan2.2 preset (with the 48 statistics).
+    assert _config_of(read_sizes(released)) == cfg
 
 
 def test_tiled_decode_and_encode():
