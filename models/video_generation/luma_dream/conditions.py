@@ -69,6 +69,10 @@ class VideoCondition:
     def kind(self) -> str:
         return "image" if self.image is not None else "video"
 
+    @property
+    def what(self) -> str:
+        return "an image" if self.image is not None else "a video"
+
 
 def as_conditions(conditions: Any) -> list[VideoCondition]:
     """One condition or a sequence of them -> a list (anything else is one line)."""
@@ -85,11 +89,11 @@ def check_conditions(conditions: Sequence[VideoCondition], num_frames: int, temp
     for c in conditions:
         k = c.frame_index
         if k < 0 or k >= num_frames:
-            raise UserError(f"a {c.kind} condition at frame {k} is outside the clip of {num_frames} frames: "
+            raise UserError(f"{c.what} condition at frame {k} is outside the clip of {num_frames} frames: "
                             f"use a frame from 0 to {num_frames - 1}")
         if k % temporal_ratio:
             below = k // temporal_ratio * temporal_ratio
-            raise UserError(f"a {c.kind} condition at frame {k}: LTX-Video places conditions on multiples of "
+            raise UserError(f"{c.what} condition at frame {k}: LTX-Video places conditions on multiples of "
                             f"{temporal_ratio} frames (its VAE's time step), use {below} or "
                             f"{below + temporal_ratio if below + temporal_ratio < num_frames else below}")
 
