@@ -235,3 +235,19 @@ def test_tiny_conditions_with_a_batch_and_previews():
     # video i of a call is made again alone from seed + i
     again = pipe(prompt="a cat", seed=3, steps=2, progress=False, conditions=conditions)
     assert (again.pixels[0] - out.pixels[3]).abs().max() <= 1e-5
+
+
+def test_conditions_with_a_camera_adapter(tmp_path):
+    """The camera adapter's bias covers the clip's tokens (the extra condition tokens get none): a fresh
+    (zero) adapter changes nothing, a perturbed one changes the clip; both with a keyframe's extra tokens."""
+    from models.video_generation.luma_dream.camera_adapter import CameraAdapter, CameraAdapterConfig
+
+    pipe = LTXVideoPipeline.tiny()
+    kw = dict(prompt="a cube", steps=2, guidance_scale=3.0, output_type="latent", progress=False, seed=3,
+              conditions=[VideoCondition(image=torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1)),
+                                         frame_index=4, strength=0.8)])
+    plain = pipe(**kw).latents
+    pipe.camera_adapter = CameraAdapter(CameraAdapterConfig(width=pipe.transformer.config.inner_dim, hidden=16))
+    assert torch.equal(pipe(camera="orbit", **kw).latents, plain)
+    torch.nn.init.normal_(pipe.camera_adapter.proj_out.weight, std=0.5)
+    assert (pipe(camera="pan-left", **kw).latents - plain).abs().max() > 1e-3
