@@ -18,6 +18,7 @@ from utils.encoders.wan_vae import WanVAE, WanVAEConfig, _config_of, wan_vae_con
 from utils.encoders.wan_vae_convert import (detect_layout, diffusers_to_native, is_wan22, native_to_diffusers,
                                             native_to_official, official_to_native, read_sizes, to_native)
 from utils.errors import ConversionError, UserError
+from utils.torch_utils import local_seed
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "wan22"
 TINY = wan_vae_config("tiny-2.2")
@@ -34,7 +35,8 @@ RELEASED = dict(attn_scales=[], base_dim=160, decoder_base_dim=256, dim_mult=[1,
 
 
 def _pair(cfg: WanVAEConfig, seed: int = 0) -> tuple[WanVAE, AutoencoderKLWan]:
-    ref = AutoencoderKLWan(**cfg.to_diffusers()).eval()
+    with local_seed(seed):  # diffusers' own init draws from the global generator: fix it, whatever ran before
+        ref = AutoencoderKLWan(**cfg.to_diffusers()).eval()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in ref.parameters():

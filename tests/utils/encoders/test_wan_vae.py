@@ -16,6 +16,7 @@ from utils.encoders.wan_vae import WanVAE, WanVAEConfig, wan_vae_config
 from utils.encoders.wan_vae_convert import (detect_layout, diffusers_to_native, native_to_diffusers,
                                             native_to_official, official_to_native, to_native)
 from utils.errors import ConversionError, UserError
+from utils.torch_utils import local_seed
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "wan"
 TINY = wan_vae_config("tiny")
@@ -26,7 +27,8 @@ TINY_B = WanVAEConfig(base_dim=4, z_dim=3, dim_mult=(1, 2, 2, 1), num_res_blocks
 
 
 def _pair(cfg: WanVAEConfig, seed: int = 0) -> tuple[WanVAE, AutoencoderKLWan]:
-    ref = AutoencoderKLWan(**cfg.to_diffusers()).eval()
+    with local_seed(seed):  # diffusers' own init draws from the global generator: fix it, whatever ran before
+        ref = AutoencoderKLWan(**cfg.to_diffusers()).eval()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in ref.parameters():
