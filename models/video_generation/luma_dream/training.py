@@ -1,8 +1,9 @@
 """Training the camera adapter (camera_adapter.py) on posed videos, the LTX-Video transformer frozen.
 
 The objective is LTX-Video's flow matching: a clip's standardised VAE latents x0 (posterior mode), noise
-eps, a level sigma = sigmoid(n), n ~ N(0, 1) (logit-normal, as rectified-flow video models train), the
-noised tokens x = (1 - sigma) x0 + sigma eps, and
+eps, a level sigma = sigmoid(n), n ~ N(m, 1) (logit-normal, as rectified-flow video models train; m =
+`sigma_mean`, 0 by default: a positive m trains the adapter more at the high noise levels where the clip's
+motion is decided, which the tiny proof uses), the noised tokens x = (1 - sigma) x0 + sigma eps, and
 
     loss = | v(x, sigma, text, camera) - (eps - x0) |^2
 
@@ -73,6 +74,8 @@ class CameraTrainConfig:
     """Hidden layers of the adapter's MLP."""
     fourier_bands: int = 4
     """Octaves of sin/cos features of the Plücker coordinates."""
+    sigma_mean: float = 0.0
+    """Location m of the adapter stage's logit-normal noise levels, sigma = sigmoid(N(m, 1)) (the base fit keeps 0)."""
     token_mode: str = "mean"
     """Plücker tokens per latent voxel: 'mean' (6 channels) or 'unshuffle'."""
     base_steps: int = 0
@@ -111,6 +114,12 @@ RECIPES: dict[str, CameraTrainConfig] = {
     "*": CameraTrainConfig(steps=10000, batch_size=1, lr=1e-4, num_frames=25, size=(512, 704), hidden=512,
                            num_layers=2, fourier_bands=0, prompt=""),
 }
+
+
+TINY_PROOF = CameraTrainConfig(steps=2500, lr=3e-3, batch_size=8, num_clips=88, num_frames=9, size=(32, 32), hidden=256,
+                               base_vae_steps=400, base_steps=1500, sigma_mean=0.8)
+"""The recipe of the camera proof (tests/models/video_generation/test_luma_camera_proof.py, benchmarks/luma_camera.py):
+the tiny VAE and transformer fitted on 88 rendered 9-frame 32x32 clips, then the adapter alone."""
 
 
 def recipe(preset: str) -> CameraTrainConfig:
@@ -225,11 +234,12 @@ def posed_dataset(cfg: CameraTrainConfig, data: str | None) -> torch.utils.data.
 # -- the objective -------------------------------------------------------------------------------------------
 
 def flow_matching_loss(transformer, adapter, x0: Tensor, plucker: Tensor | None, context: Tensor, mask: Tensor,
-                       coords: Tensor, generator: torch.Generator) -> Tensor:
-    """x0 (B, L, C) clean latent tokens; plucker (B, L, 6) (None: no camera, the base fit) -> the loss."""
+                       coords: Tensor, generator: torch.Generator, sigma_mean: float = 0.0) -> Tensor:
+    """x0 (B, L, C) clean latent tokens; plucker (B, L, 6) (None: no camera, the base fit) -> the loss;
+    noise levels sigmoid(N(sigma_mean, 1))."""
     b = x0.shape[0]
     eps = torch.randn(x0.shape, generator=generator).to(x0)
-    sigma = torch.sigmoid(torch.randn(b, generator=generator)).to(x0)[:, None, None]
+    sigma = torch.sigmoid(torch.randn(b, generator=generator) + sigma_mean).to(x0)[:, None, None]
     x = (1 - sigma) * x0 + sigma * eps
     bias = adapter(plucker) if plucker is not None else None
     timestep = sigma.flatten() * transformer.config.timestep_scale
@@ -438,7 +448,7 @@ class CameraTrainer:
             gen = seed_step(cfg.seed, step, rank)
             x0, plk = batch(step, 0)
             with acc.autocast():
-                loss = flow_matching_loss(transformer, adapter_p, x0, plk, context, mask, coords, gen)
+                loss = flow_matching_loss(transformer, adapter_p, x0, plk, context, mask, coords, gen, cfg.sigma_mean)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise UserError(f"the loss is {value} at step {step + 1}: lower --lr, or use --mixed-precision no")
@@ -482,4 +492,4 @@ class CameraTrainer:
 
 
 __all__ = ["CameraRunOptions", "CameraTrainConfig", "CameraTrainer", "PosedClips", "RECIPES", "SceneClips",
-           "TRAIN_PRESETS", "fit_vae", "flow_matching_loss", "posed_dataset", "recipe", "render_scene", "scene_start_pose"]
+           "TINY_PROOF", "TRAIN_PRESETS", "fit_vae", "flow_matching_loss", "posed_dataset", "recipe", "render_scene", "scene_start_pose"]

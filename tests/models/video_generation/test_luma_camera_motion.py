@@ -11,25 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-
-def global_flow(frames: torch.Tensor, blur: float = 1.0) -> torch.Tensor:
-    """frames (T, C, H, W) -> the mean (dx, dy) per frame step, in pixels (x right, y down)."""
-    x = frames.double()
-    k = torch.exp(-torch.arange(-2, 3, dtype=torch.float64) ** 2 / (2 * blur ** 2))
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5).expand(c, 1, 1, 5), groups=c)
-    x = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1).expand(c, 1, 5, 1), groups=c)
-    steps = []
-    for a, b in zip(x[:-1], x[1:]):
-        m = (a + b) / 2
-        ix = (m[:, 1:-1, 2:] - m[:, 1:-1, :-2]) / 2
-        iy = (m[:, 2:, 1:-1] - m[:, :-2, 1:-1]) / 2
-        it = (b - a)[:, 1:-1, 1:-1]
-        A = torch.stack([torch.stack([(ix * ix).sum(), (ix * iy).sum()]), torch.stack([(ix * iy).sum(), (iy * iy).sum()])])
-        r = -torch.stack([(ix * it).sum(), (iy * it).sum()])
-        steps.append(torch.linalg.solve(A + 1e-9 * torch.eye(2, dtype=A.dtype), r))
-    return torch.stack(steps).mean(0)
+from models.video_generation.luma_dream.camera import global_flow
 
 
 def test_estimator_on_a_shifted_pattern():
