@@ -367,6 +367,9 @@ def add_luma_dream_args(p) -> None:
     p.add_argument("--camera-adapter", default=None, help="the camera adapter .safetensors (default: what "
                                                           "train_video.py --model luma_dream --camera wrote, "
                                                           "outputs/luma_dream/<preset>-camera/camera_adapter.safetensors)")
+    p.add_argument("--camera-scale", type=float, default=1.0, help="camera guidance: > 1 pushes the clip away from "
+                                                                   "the camera-free prediction (one more transformer "
+                                                                   "call a step; the tiny proof uses 4); default 1")
     p.add_argument("--preview", default=None, help="folder: write each step's live preview (the linear "
                                                    "latent-to-RGB map) as step_NNN.png")
     p.add_argument("--vae-tiling", action="store_true", help="decode in overlapping 512-pixel tiles (less memory)")
@@ -437,7 +440,7 @@ def run_luma_dream(args) -> int:
                  height=args.height, width=args.width, steps=args.steps, timesteps=timesteps,
                  guidance_scale=args.guidance, fps=args.fps, decode_timestep=args.decode_timestep,
                  decode_noise_scale=args.decode_noise_scale, num_videos=args.num_videos, seed=args.seed,
-                 callback=callback, camera=args.camera, progress=not args.no_progress)
+                 callback=callback, camera=args.camera, camera_scale=args.camera_scale, progress=not args.no_progress)
     return _save(video, out, t0)
 
 
@@ -505,6 +508,8 @@ def _luma_conditions(args, spec, preset: str, frames: int | None) -> list | None
 
 def _luma_camera(args, spec, preset: str, frames: int | None) -> Path | None:
     """--camera checked (preset name or camera JSON) and its adapter file found, before any weights load."""
+    if not args.camera_scale >= 0:
+        raise UserError(f"--camera-scale must be >= 0, got {args.camera_scale:g}")
     if args.camera is None:
         if args.camera_adapter is not None:
             raise UserError("--camera-adapter steers the camera of --camera: give --camera too (e.g. --camera orbit)")

@@ -31,7 +31,7 @@ def test_generate_with_a_camera_preset_and_a_json_path(adapter, tmp_path, monkey
 
     monkeypatch.chdir(tmp_path)
     assert _gen(["--prompt", "a scene", "--camera", "orbit", "--camera-adapter", str(adapter), "--num-frames", "5",
-                 "--height", "16", "--width", "16", "--out", "orbit.gif"]) == 0
+                 "--height", "16", "--width", "16", "--camera-scale", "4", "--out", "orbit.gif"]) == 0
     assert (tmp_path / "orbit.gif").is_file()
     save_camera_path(tmp_path / "path.json", preset_cameras("dolly-in", 3, 16, 16))
     assert _gen(["--prompt", "a scene", "--camera", "path.json", "--camera-adapter", str(adapter), "--num-frames", "5",
@@ -50,6 +50,7 @@ def test_bad_camera_inputs_are_one_line_exit_2_nothing_written(adapter, tmp_path
         (["--camera", "notjson.json", "--camera-adapter", str(adapter)], "notjson.json is not valid JSON"),
         (["--camera", "orbit", "--camera-adapter", "none.safetensors"], "needs a camera adapter"),
         (["--camera-adapter", str(adapter)], "give --camera too"),
+        (["--camera", "orbit", "--camera-adapter", str(adapter), "--camera-scale", "-2"], "--camera-scale must be >= 0"),
     ]
     for argv, message in cases:
         before = set(tmp_path.iterdir())
