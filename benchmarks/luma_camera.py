@@ -17,6 +17,7 @@ or the proof's recipe (`training.TINY_PROOF`, ~15 min on 2 CPU cores) trained in
 
     python -m benchmarks.luma_camera --out /tmp/camera-run              # train the proof recipe, then measure
     python -m benchmarks.luma_camera --run /tmp/camera-run              # measure a trained run
+    python -m benchmarks.luma_camera --toy --threads 1                  # seconds: a 2-step run, 16x16 clips
 """
 from __future__ import annotations
 
@@ -107,10 +108,14 @@ def motion_table(pipe, num_frames: int = 9, size: tuple[int, int] = (32, 32), pe
     return {row: {n: sum(v) / len(v) for n, v in d.items()} for row, d in rows.items()}
 
 
-def train_run(out: str | Path) -> Path:
+def train_run(out: str | Path, toy: bool = False) -> Path:
+    from dataclasses import replace
+
     from models.video_generation.luma_dream.training import TINY_PROOF, CameraRunOptions, CameraTrainer
 
-    CameraTrainer(TINY_PROOF, CameraRunOptions(out=str(out), progress=True)).run()
+    cfg = TINY_PROOF if not toy else replace(TINY_PROOF, steps=2, num_clips=2, num_frames=5, size=(16, 16),
+                                             batch_size=2, hidden=8, base_vae_steps=1, base_steps=1)
+    CameraTrainer(cfg, CameraRunOptions(out=str(out), progress=not toy)).run()
     return Path(out)
 
 
@@ -125,16 +130,27 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tf-steps", type=int, default=20, help="Euler steps of the teacher-forced denoising (default 20)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print the table as JSON too")
+    p.add_argument("--toy", action="store_true", help="seconds: a 2-step tiny run on 5-frame 16x16 clips (in --out, "
+                                                      "default a temporary folder), one clip per preset")
     args = p.parse_args(argv)
     with cli_errors("benchmarks.luma_camera"):
-        if (args.run is None) == (args.out is None):
+        if args.toy and args.run is not None:
+            raise UserError("--toy trains its own seconds-long run: drop --run")
+        if not args.toy and (args.run is None) == (args.out is None):
             raise UserError("give --run DIR (a trained run) or --out DIR (train the proof recipe there), one of them")
         if args.per_preset < 1 or args.tf_steps < 1:
             raise UserError("--per-preset and --tf-steps must be at least 1")
         if args.threads:
             torch.set_num_threads(args.threads)
-        run = Path(args.run) if args.run else train_run(args.out)
-        table = motion_table(load_run(run), per_preset=args.per_preset, tf_steps=args.tf_steps)
+        if args.toy:
+            import tempfile
+
+            run = train_run(args.out or tempfile.mkdtemp(prefix="luma_camera_toy_"), toy=True)
+            table = motion_table(load_run(run), num_frames=5, size=(16, 16), per_preset=1, tf_levels=(0.5,),
+                                 tf_steps=2, scales=(1.0, 2.0))
+        else:
+            run = Path(args.run) if args.run else train_run(args.out)
+            table = motion_table(load_run(run), per_preset=args.per_preset, tf_steps=args.tf_steps)
         ref = table["vae round trip"]
         print(f"mean flow along the asked axis, px a frame (x / VAE round trip), run {run}, "
               f"{torch.get_num_threads()} threads")

@@ -1,4 +1,4 @@
-"""benchmarks/luma_camera.py (the camera proof's motion diagnostics) on a seconds-long tiny run: every row
+"""benchmarks/luma_camera.py (the camera proof's motion diagnostics) on a seconds-long tiny run (--toy): every row
 (rendered, VAE round trip, teacher forced with and without the adapter, from noise per camera_scale) is
 measured for every preset, and a run folder without the trained files is one line, exit 2."""
 from __future__ import annotations
@@ -32,6 +32,15 @@ def test_motion_table_on_a_tiny_run(tmp_path, one_thread):
     for row in table.values():
         assert set(row) == set(AXES) and all(math.isfinite(v) for v in row.values())
     assert table["rendered"]["pan-left"] > 0.3  # the rendered pan moves the asked way
+
+
+def test_toy_run_prints_the_table(tmp_path, one_thread, capsys):
+    from benchmarks.luma_camera import AXES, main
+
+    table = main(["--toy", "--out", str(tmp_path / "toy"), "--json"])
+    assert "vae round trip" in table and set(table["rendered"]) == set(AXES)
+    out = capsys.readouterr().out
+    assert "from noise, camera_scale 2" in out and (tmp_path / "toy" / "camera_adapter.safetensors").is_file()
 
 
 def test_a_run_folder_without_its_files_is_one_line(tmp_path, capsys):
