@@ -21,7 +21,8 @@ only input is an addition to the tokens, trained on the squared error, so moves 
 Guidance against the same frozen model's camera-free prediction (one more transformer call a step) gives
 the size back.
 
-One run, under load (2 CPU cores shared with 3 other jobs, the test on 1 thread; 13 min 53 s:
+One run, under load (2 CPU cores shared with 3 other jobs, the test on 1 thread; 13 min 53 s, a rerun at lighter load
+8 min 30 s with the same figures:
 `OMP_NUM_THREADS=1 nice -n 10 python -m pytest -q -s -m slow tests/models/video_generation/test_luma_camera_proof.py`),
 mean flow per frame along the asked axis in px, generated (3 seeds, camera_scale 4) / VAE round trip
 (rendered): pan-left +1.12 / +1.55 (1.93) = 0.72x, pan-right -1.14 / -1.52 (-1.94) = 0.75x, tilt-up (y)
