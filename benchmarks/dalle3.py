@@ -12,6 +12,7 @@ nothing downloads). Each figure is the median of `--repeats` timed calls after `
 
     python -m benchmarks.dalle3 --device cuda --dtype fp16           # the real figures (needs a GPU)
     python -m benchmarks.dalle3 --device cpu --sizes 512 --repeats 1  # CPU: minutes per figure
+    python -m benchmarks.dalle3 --only decode ...                     # one part (decode or sampling)
     python -m benchmarks.dalle3 --toy                                 # seconds: the tiny presets, CPU
 """
 from __future__ import annotations
@@ -116,16 +117,23 @@ def sampling_times(unet_preset: str, size: int, device: torch.device, dtype: tor
             "fast_steps": fast_steps}
 
 
+PARTS = ("decode", "sampling")
+
+
 def run(sizes=(512, 1024), decoder_preset: str = "openai", vae_preset: str = "sd", unet_preset: str = "sdxl-base",
         sample_size: int = 1024, device: str | None = None, dtype: str | None = None, repeats: int = 3,
-        warmup: int = 1) -> dict:
+        warmup: int = 1, parts: tuple[str, ...] = PARTS) -> dict:
+    """`parts`: 'decode', 'sampling' or both (a part left out is absent from the result)."""
     from utils.torch_utils import resolve_device, resolve_dtype
 
     dev = resolve_device(device)
     dt = resolve_dtype(dtype or "fp32", dev)
-    return {"device": str(dev), "dtype": str(dt).replace("torch.", ""), "threads": torch.get_num_threads(),
-            "decode": decode_times(sizes, decoder_preset, vae_preset, dev, dt, repeats, warmup),
-            "sampling": sampling_times(unet_preset, sample_size, dev, dt, repeats, warmup)}
+    out = {"device": str(dev), "dtype": str(dt).replace("torch.", ""), "threads": torch.get_num_threads()}
+    if "decode" in parts:
+        out["decode"] = decode_times(sizes, decoder_preset, vae_preset, dev, dt, repeats, warmup)
+    if "sampling" in parts:
+        out["sampling"] = sampling_times(unet_preset, sample_size, dev, dt, repeats, warmup)
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -138,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=3, help="timed calls per figure (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per figure first (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--only", choices=PARTS, default=None, help="time one part: decode or sampling (default both)")
     p.add_argument("--toy", action="store_true",
                    help="seconds: tiny decoder, VAE and UNet at 32 and 64 px, 2 repeats, CPU")
     args = p.parse_args(argv)
@@ -151,15 +160,17 @@ def main(argv: list[str] | None = None) -> dict:
             raise UserError("--sizes, --sample-size and --repeats must be positive and --warmup not negative")
         if args.threads:
             torch.set_num_threads(args.threads)
-        r = run(args.sizes, *presets, args.sample_size, args.device, args.dtype, args.repeats, args.warmup)
+        r = run(args.sizes, *presets, args.sample_size, args.device, args.dtype, args.repeats, args.warmup,
+                (args.only,) if args.only else PARTS)
         print(f"DALL-E 3 stand-in ({r['device']}, {r['dtype']}, {r['threads']} threads), median of {args.repeats}:")
-        for row in r["decode"]:
+        for row in r.get("decode", ()):
             print(f"  decode {row['size']}px: VAE {row['vae_s'] * 1000:.1f} ms, consistency 1 step "
                   f"{row['consistency_1_s'] * 1000:.1f} ms (x{row['ratio_1']:.2f}), 2 steps "
                   f"{row['consistency_2_s'] * 1000:.1f} ms (x{row['ratio_2']:.2f})")
-        s = r["sampling"]
-        print(f"  sample {s['sample_size']}px: {s['slow_steps']} Euler steps at guidance 5 {s['slow_s']:.3f} s, "
-              f"LCM {s['fast_steps']} steps {s['fast_s']:.3f} s: LCM is {s['speedup']:.1f}x faster")
+        s = r.get("sampling")
+        if s:
+            print(f"  sample {s['sample_size']}px: {s['slow_steps']} Euler steps at guidance 5 {s['slow_s']:.3f} s, "
+                  f"LCM {s['fast_steps']} steps {s['fast_s']:.3f} s: LCM is {s['speedup']:.1f}x faster")
         return r
 
 

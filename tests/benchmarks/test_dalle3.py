@@ -21,3 +21,10 @@ def test_toy_run_prints_every_ratio(capsys):
     # 60 UNet calls against 4: a ratio this far from 15 would mean the modes ran something else
     assert 3 < s["speedup"] < 60
     assert f"LCM is {s['speedup']:.1f}x faster" in out
+
+
+def test_only_one_part_times_that_part(capsys):
+    r = dalle3.main(["--toy", "--only", "sampling"])
+    out = capsys.readouterr().out
+    assert "decode" not in r and r["sampling"]["speedup"] > 1
+    assert "LCM is" in out and "decode 32px" not in out
