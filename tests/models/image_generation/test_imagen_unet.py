@@ -120,9 +120,11 @@ def test_loader_reads_diffusers_folders_and_official_files(tmp_path):
                                          "  image_size: 32\n")
     from_file = cv.load_if_unet(official / "model.safetensors", preset="tiny-sr")
     assert from_file.config == ours.config
-    x, t, text, level = torch.randn(1, 6, 32, 32), torch.tensor([10]), torch.randn(1, 3, 32), torch.tensor([100])
-    with torch.no_grad():
-        assert torch.allclose(from_file(x, t, text, level), ours(x, t, text, level), rtol=0, atol=1e-6)
+    g = torch.Generator().manual_seed(0)
+    x, t, text, level = (torch.randn(1, 6, 32, 32, generator=g), torch.tensor([10]), torch.randn(1, 3, 32, generator=g),
+                         torch.tensor([100]))
+    with torch.no_grad():  # the same weights: float32 rounding only (a freshly loaded layout may take other kernels)
+        assert torch.allclose(from_file(x, t, text, level), ours(x, t, text, level), rtol=0, atol=1e-5)
     broken = dict(ours.state_dict())
     broken["input_blocks.1.9.weight"] = torch.zeros(1)
     with pytest.raises(ConversionError, match="input_blocks.1.9.weight"):
