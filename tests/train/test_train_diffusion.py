@@ -273,18 +273,19 @@ def test_two_processes_with_accelerate_launch(tmp_path):
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 2
 
 
-def test_generate_image_applies_a_trained_lora_at_its_scale(tmp_path):
+@pytest.mark.parametrize("model", ["sd3", "sd15"])
+def test_generate_image_applies_a_trained_lora_at_its_scale(tmp_path, model):
     """generate_image.py --lora PATH[:SCALE]: scale 0 is the base model, scale 1 a different image."""
     import numpy as np
     from PIL import Image
 
     from inference.generate_image import main as generate
 
-    _, summary = _run(*_argv(tmp_path / "run", "sd3", "lora", 2, "--lr", "5e-2", "--rank", "2"))
+    _, summary = _run(*_argv(tmp_path / "run", model, "lora", 2, "--lr", "5e-2", "--rank", "2"))
     images = {}
     for name, extra in (("base", ()), ("zero", ("--lora", f"{summary['lora']}:0")), ("one", ("--lora", summary["lora"]))):
         out = tmp_path / f"{name}.png"
-        generate(["--model", "sd3", "--preset", "tiny", "--steps", "2", "--seed", "1", "--prompt", "a red circle",
+        generate(["--model", model, "--preset", "tiny", "--steps", "2", "--seed", "1", "--prompt", "a red circle",
                   "--height", "32", "--width", "32", "--out", str(out), *extra])
         images[name] = np.asarray(Image.open(out), dtype=np.int16)
     assert np.array_equal(images["base"], images["zero"])

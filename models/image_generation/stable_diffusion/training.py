@@ -36,6 +36,21 @@ _RELEASE = TrainConfig(steps=1000, batch_size=1, lr=1e-4, resolution=1024, rank=
                        gradient_checkpointing=True, sample_steps=30)
 
 
+def _loader(target: str):
+    """(preset, weights) -> the pipeline `module:Class` of this package, on the CPU in float32; the tiny preset
+    without weights: its random tiny components."""
+    def load(preset: str, weights: str | None):
+        import importlib
+
+        module, cls = target.split(":")
+        pipeline = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+        if preset == "tiny" and weights is None:
+            return pipeline.tiny()
+        return pipeline.from_pretrained(weights, preset=preset, device="cpu", dtype="fp32")
+
+    return load
+
+
 # -- SDXL -------------------------------------------------------------------------------------------------
 
 class SDXLRecipe(DiffusionRecipe):
@@ -84,14 +99,6 @@ class SDXLRecipe(DiffusionRecipe):
         checkpoint_blocks([*u.input_blocks, u.middle_block, *u.output_blocks])
 
 
-def _load_sdxl(preset: str, weights: str | None):
-    from models.image_generation.stable_diffusion.pipeline_sdxl import SDXLPipeline
-
-    if preset == "tiny" and weights is None:
-        return SDXLPipeline.tiny()
-    return SDXLPipeline.from_pretrained(weights, preset=preset, device="cpu", dtype="fp32")
-
-
 def sdxl_recipe(preset: str) -> ModelTraining:
     """The SDXL recipe of `preset` (the registry's `trainer`)."""
     from models.image_generation.stable_diffusion.spec import SDXL
@@ -99,7 +106,8 @@ def sdxl_recipe(preset: str) -> ModelTraining:
     preset = SDXL.check_preset(preset)
     base = _TINY if preset == "tiny" else _RELEASE
     return ModelTraining(defaults=base.with_(model="sdxl", preset=preset, snr_gamma=None if preset == "tiny" else 5.0),
-                         load_pipeline=_load_sdxl, make=SDXLRecipe, full_lr=1e-4 if preset == "tiny" else 1e-5,
+                         load_pipeline=_loader("pipeline_sdxl:SDXLPipeline"), make=SDXLRecipe,
+                         full_lr=1e-4 if preset == "tiny" else 1e-5,
                          notes={"objective": "epsilon (DDPM, scaled-linear betas), min-SNR gamma 5 on the releases"})
 
 
@@ -143,14 +151,6 @@ class SD3Recipe(DiffusionRecipe):
         checkpoint_blocks(self.denoiser.joint_blocks)
 
 
-def _load_sd3(preset: str, weights: str | None):
-    from models.image_generation.stable_diffusion.pipeline_sd3 import SD3Pipeline
-
-    if preset == "tiny" and weights is None:
-        return SD3Pipeline.tiny()
-    return SD3Pipeline.from_pretrained(weights, preset=preset, device="cpu", dtype="fp32")
-
-
 def sd3_recipe(preset: str) -> ModelTraining:
     """The SD3 recipe of `preset` (the registry's `trainer`)."""
     from models.image_generation.stable_diffusion.spec import SD3
@@ -158,7 +158,8 @@ def sd3_recipe(preset: str) -> ModelTraining:
     preset = SD3.check_preset(preset)
     base = _TINY if preset == "tiny" else _RELEASE
     return ModelTraining(defaults=base.with_(model="sd3", preset=preset, shift=3.0, density="logit_normal"),
-                         load_pipeline=_load_sd3, make=SD3Recipe, full_lr=1e-4 if preset == "tiny" else 1e-5,
+                         load_pipeline=_loader("pipeline_sd3:SD3Pipeline"), make=SD3Recipe,
+                         full_lr=1e-4 if preset == "tiny" else 1e-5,
                          notes={"objective": "rectified flow, logit-normal(0, 1) sigmas shifted by 3.0, weight 1"})
 
 
@@ -179,14 +180,6 @@ class SD15Recipe(SDXLRecipe):
         return [("text_encoder", model, sd_lora.text_targets(model))]
 
 
-def _load_sd15(preset: str, weights: str | None):
-    from models.image_generation.stable_diffusion.pipeline_sd15 import SD15Pipeline
-
-    if preset == "tiny" and weights is None:
-        return SD15Pipeline.tiny()
-    return SD15Pipeline.from_pretrained(weights, preset=preset, device="cpu", dtype="fp32")
-
-
 def sd15_recipe(preset: str) -> ModelTraining:
     """The SD 1.5 / 2.1 recipe of `preset` (the registry's `trainer`)."""
     from models.image_generation.stable_diffusion.pipeline_sd15 import SD21_SCHEDULER
@@ -198,7 +191,8 @@ def sd15_recipe(preset: str) -> ModelTraining:
     prediction = SD21_SCHEDULER["prediction_type"] if preset == "sd21" else "epsilon"
     return ModelTraining(defaults=base.with_(model="sd15", preset=preset, prediction_type=prediction,
                                              snr_gamma=None if preset == "tiny" else 5.0),
-                         load_pipeline=_load_sd15, make=SD15Recipe, full_lr=1e-4 if preset == "tiny" else 1e-5,
+                         load_pipeline=_loader("pipeline_sd15:SD15Pipeline"), make=SD15Recipe,
+                         full_lr=1e-4 if preset == "tiny" else 1e-5,
                          notes={"objective": "epsilon (SD 1.5) or v (SD 2.1 768 px) DDPM over scaled-linear betas, "
                                              "min-SNR gamma 5 on the releases"})
 
