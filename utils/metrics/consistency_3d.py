@@ -25,7 +25,8 @@ from torch import Tensor
 from utils.rendering.camera_labels import label_cameras, project_points
 from utils.rendering.cameras import camera_rays
 
-__all__ = ["reproject", "reprojection_error", "consistency_score", "consistency_report"]
+__all__ = ["reproject", "reprojection_error", "normalized_reprojection_error", "consistency_score",
+           "consistency_report"]
 
 
 def reproject(image_b: Tensor, depth_a: Tensor, label_a: Tensor, label_b: Tensor, depth_b: Tensor | None = None,
@@ -57,6 +58,28 @@ def reprojection_error(image_a: Tensor, depth_a: Tensor, label_a: Tensor, image_
         valid = valid * mask_a
     diff = (image_a - warped).abs().mean(1, keepdim=True) * valid
     return diff.sum() / valid.sum().clamp_min(1.0)
+
+
+def normalized_reprojection_error(image_a: Tensor, depth_a: Tensor, label_a: Tensor, image_b: Tensor,
+                                  label_b: Tensor, mask_a: Tensor | None = None, depth_b: Tensor | None = None,
+                                  generator: torch.Generator | None = None, eps: float = 1e-3) -> Tensor:
+    """`reprojection_error` over its chance level (differentiable): the mean |A - B reprojected| at matching
+    pixels divided by the same mean with the correspondence broken (each valid pixel of A against B's
+    reprojected colour at a random other valid pixel, one permutation per image drawn from `generator`).
+    ~1 for views that agree no better than chance, 0 for exact agreement. Scaling the colour differences
+    leaves it unchanged, so, unlike the plain error, flattening the render does not lower it: the
+    loss form of the gap of `consistency_report`."""
+    warped, valid = reproject(image_b, depth_a, label_a, label_b, depth_b)
+    if mask_a is not None:
+        valid = valid * mask_a
+    err = ((image_a - warped).abs().mean(1, keepdim=True) * valid).sum() / valid.sum().clamp_min(1.0)
+    N, C, H, W = image_a.shape
+    perm = torch.stack([torch.randperm(H * W, generator=generator) for _ in range(N)]).to(image_a.device)
+    v = valid.flatten(2)
+    shuffled = warped.flatten(2).gather(2, perm[:, None].expand(N, C, H * W))
+    pair = v * v.gather(2, perm[:, None])
+    chance = ((image_a.flatten(2) - shuffled).abs().mean(1, keepdim=True) * pair).sum() / pair.sum().clamp_min(1.0)
+    return err / chance.clamp_min(eps)
 
 
 @torch.no_grad()

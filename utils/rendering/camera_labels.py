@@ -28,7 +28,7 @@ from utils.rendering.cameras import Cameras, look_at
 
 __all__ = ["EG3D_FOV_DEGREES", "normalized_intrinsics", "camera_label", "split_camera_label", "create_camera_pose",
            "create_orbit_trajectory", "eg3d_pose", "gaussian_eg3d_poses", "eg3d_angles", "label_cameras",
-           "project_points"]
+           "project_points", "rotate_labels"]
 
 EG3D_FOV_DEGREES = 18.837
 """The field of view of EG3D's FFHQ and AFHQ cameras (its gen_samples.py)."""
@@ -152,3 +152,14 @@ def project_points(label: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
     uv = torch.stack([K[:, None, 0, 0] * xy[..., 0] + K[:, None, 0, 1] * xy[..., 1] + K[:, None, 0, 2],
                       K[:, None, 1, 1] * xy[..., 1] + K[:, None, 1, 2]], -1)
     return uv, z
+
+
+def rotate_labels(label: Tensor, azimuth: float | Tensor) -> Tensor:
+    """Labels (B, 25) with their cameras turned about the world y axis through the origin by `azimuth`
+    degrees (one angle, or one per label), intrinsics kept: for cameras looking at the origin, the same
+    view from `azimuth` degrees further round (positive towards +x, as `create_camera_pose`)."""
+    c2w, K = split_camera_label(label)
+    a = torch.deg2rad(torch.as_tensor(azimuth, dtype=c2w.dtype, device=c2w.device)).expand(len(c2w))
+    R = torch.eye(4, dtype=c2w.dtype, device=c2w.device).repeat(len(c2w), 1, 1)
+    R[:, 0, 0], R[:, 0, 2], R[:, 2, 0], R[:, 2, 2] = a.cos(), a.sin(), -a.sin(), a.cos()
+    return torch.cat([(R @ c2w).flatten(1), K.flatten(1)], 1).to(label.dtype)

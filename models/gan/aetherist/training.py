@@ -5,9 +5,11 @@ Losses (the Aetherist seed's, on EG3D's training scheme):
   the final image and the raw render together (dual discrimination) and the camera label;
 - VGG perceptual loss (`lambda_perceptual`, 0.1) between the super-resolved image and the upsampled raw
   render, so the super-resolution adds detail without changing the rendered content;
-- multi-view consistency (`lambda_consistency`, 0.05): the same latent rendered from a second camera, its
-  raw render reprojected into the first view through the first view's rendered depth
-  (`utils.metrics.consistency_3d.reprojection_error`) and penalised where the two disagree;
+- multi-view consistency (`lambda_consistency`, 0.05): the same latent rendered from a second camera (the
+  first turned about the vertical axis by up to `consistency_azimuth` degrees), its raw render reprojected
+  into the first view through the first view's rendered depth and penalised where the two disagree,
+  relative to chance (`utils.metrics.consistency_3d.normalized_reprojection_error`: the plain colour error
+  would also fall by flattening the render, and did: see the README's ablation);
 - density regularisation (`density_reg`, EG3D's 0.25): densities at random points and at points moved by
   `density_reg_p_dist` should agree (a smoothness prior against floaters).
 Generation cameras are the dataset's camera labels (EG3D's pose swapping); Adam, lr 2e-4 for G and D,
@@ -33,7 +35,8 @@ from models.gan.aetherist.data import load_camera_dataset
 from models.gan.aetherist.model import AetheristDiscriminator, TriplaneGenerator
 from utils.errors import UserError
 from utils.gan.recipe import GANRecipe, StepContext
-from utils.metrics.consistency_3d import reprojection_error
+from utils.metrics.consistency_3d import normalized_reprojection_error
+from utils.rendering.camera_labels import rotate_labels
 
 __all__ = ["AetheristTraining", "settings_from_yaml", "recipe", "fit", "GeneratorForTrainer"]
 
@@ -52,6 +55,9 @@ class AetheristTraining:
     """Weight of the VGG perceptual loss (super-resolved image vs upsampled raw render)."""
     lambda_consistency: float = 0.05
     """Weight of the multi-view reprojection loss."""
+    consistency_azimuth: float = 30.0
+    """The consistency loss's second camera: the first turned about the vertical axis through the origin by
+    a random angle within +- this many degrees."""
     density_reg: float = 0.25
     """Weight of the density smoothness loss."""
     density_reg_p_dist: float = 0.004
@@ -173,10 +179,11 @@ def make_train_step(config: AetheristConfig, settings: AetheristTraining, percep
             loss_g = loss_g + settings.lambda_perceptual * loss_p
             log["loss_perceptual"] = float(loss_p.detach())
         if settings.lambda_consistency > 0:
-            c2 = c.roll(1, 0)
+            turn = (torch.rand(n, generator=gen) * 2 - 1) * settings.consistency_azimuth
+            c2 = rotate_labels(c, turn.to(dev))
             other = G.synthesis(ws, c2, generator=gen, planes=out["planes"])
-            loss_c = reprojection_error(out["image_raw"], out["image_depth"], c, other["image_raw"], c2,
-                                        out["image_opacity"].detach())
+            loss_c = normalized_reprojection_error(out["image_raw"], out["image_depth"], c, other["image_raw"],
+                                                   c2, out["image_opacity"].detach(), generator=gen)
             loss_g = loss_g + settings.lambda_consistency * loss_c
             log["loss_consistency"] = float(loss_c.detach())
         if settings.density_reg > 0:

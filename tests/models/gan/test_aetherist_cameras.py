@@ -8,7 +8,8 @@ from safetensors.torch import load_file
 
 from utils.errors import UserError
 from utils.rendering.camera_labels import (camera_label, create_camera_pose, create_orbit_trajectory, eg3d_angles,
-                                           eg3d_pose, normalized_intrinsics, project_points, split_camera_label)
+                                           eg3d_pose, normalized_intrinsics, project_points, rotate_labels,
+                                           split_camera_label)
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "eg3d" / "eg3d_tiny.safetensors"
 
@@ -50,6 +51,17 @@ def test_the_origin_projects_to_the_image_centre_for_every_orbit_pose():
     # and a point off the axis does not
     uv, _ = project_points(camera_label(poses), torch.tensor([0.3, 0.0, 0.0]).expand(12, 1, 3))
     assert (uv - 0.5).abs().max() > 0.01
+
+
+def test_rotate_labels_turns_cameras_about_the_vertical_axis():
+    el, az = torch.tensor([10.0, -5.0, 0.0]), torch.tensor([20.0, -7.0, 0.0])
+    K = normalized_intrinsics(30.0)
+    labels = camera_label(create_camera_pose(el, az, 2.7), K)
+    turned = rotate_labels(labels, torch.tensor([15.0, 30.0, -90.0]))
+    expected = camera_label(create_camera_pose(el, az + torch.tensor([15.0, 30.0, -90.0]), 2.7), K)
+    assert (turned - expected).abs().max() <= 1e-5
+    assert torch.equal(turned[:, 16:], labels[:, 16:])  # the intrinsics stay
+    assert (rotate_labels(labels, 40.0) - labels).abs().max() > 0.1
 
 
 def test_bad_cameras_are_refused_in_one_line():

@@ -9,7 +9,8 @@ from models.gan.aetherist.config import PRESETS
 from models.gan.aetherist.data import CameraFolderDataset, PrimitivesDataset
 from models.gan.aetherist.training import fit, recipe, settings_from_yaml
 from utils.errors import UserError
-from utils.metrics.consistency_3d import consistency_report, consistency_score, reprojection_error
+from utils.metrics.consistency_3d import (consistency_report, consistency_score, normalized_reprojection_error,
+                                         reprojection_error)
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,29 @@ def test_a_constant_or_blurred_out_render_does_not_count_as_consistent(views):
     empty = consistency_report(a["image"][None], a["depth"][None], a["camera"][None], b["image"][None],
                                b["camera"][None], torch.zeros_like(a["mask"][None]))
     assert empty == {"score": 0.0, "chance": 0.0, "gap": 0.0, "pixels": 0.0}
+
+
+def test_the_normalised_loss_is_not_lowered_by_flattening_the_render(views):
+    # the training loss: the plain colour error falls when the render's contrast falls; its ratio to chance
+    # does not, and it still tells one scene's views (near 0) from different scenes' (near 1)
+    def both(img_a, img_b, a, b, seed=0):
+        args = (img_a[None], a["depth"][None], a["camera"][None], img_b[None], b["camera"][None], a["mask"][None])
+        gen = torch.Generator().manual_seed(seed)
+        return float(reprojection_error(*args)), float(normalized_reprojection_error(*args, generator=gen))
+
+    for k in range(4):
+        a, b, other = views[2 * k], views[2 * k + 1], views[(2 * k + 3) % 8]
+        plain, ratio = both(a["image"], b["image"], a, b)
+        flat_plain, flat_ratio = both(0.1 * a["image"], 0.1 * b["image"], a, b)
+        _, other_ratio = both(a["image"], other["image"], a, other)
+        assert flat_plain < 0.2 * plain and flat_ratio == pytest.approx(ratio, rel=1e-3), (plain, flat_plain)
+        assert ratio < 0.35 and other_ratio > 0.6, (ratio, other_ratio)
+    # differentiable, towards agreement
+    a, b = views[0], views[1]
+    img = b["image"][None].clone().requires_grad_(True)
+    normalized_reprojection_error(a["image"][None], a["depth"][None], a["camera"][None], img, b["camera"][None],
+                                  generator=torch.Generator().manual_seed(0)).backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
 
 
 def test_an_untrained_generator_scores_high_but_with_no_gap():
