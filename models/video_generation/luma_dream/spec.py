@@ -24,7 +24,8 @@ DISTILLED_TIMESTEPS = (1.0, 0.9937, 0.9875, 0.9812, 0.975, 0.9094, 0.725, 0.4219
 SPEC = ModelSpec(
     modality="video", name="luma_dream", package=__package__,
     summary="Luma Dream Machine stand-in: LTX-Video (Lightricks 2024), a 2B latent video diffusion transformer over "
-            "a 1:192 video VAE, T5-XXL text; text-to-video, first-frame image-to-video, distilled 8-step sampling, "
+            "a 1:192 video VAE, T5-XXL text; text-to-video, image-to-video, keyframe and video conditioning, "
+            "distilled 8-step sampling, a camera adapter to train (no released weights), "
             "live previews. Dream Machine itself has no public weights.",
     pipeline="models.video_generation.luma_dream.pipeline:LTXVideoPipeline",
     presets=("ltxv-2b-0.9", "ltxv-2b-0.9.1", "ltxv-2b-0.9.5", "ltxv-2b-0.9.6-distilled", "tiny"),
