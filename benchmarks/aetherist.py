@@ -19,7 +19,7 @@ The ablation trains the tiny preset twice on the built-in multi-view set, with t
 3D-consistency report (evaluate/consistency_3d.py's): the score, its chance level and the gap between
 them (the score alone rewards blank renders: an untrained generator scores ~96% with a gap of ~0),
 the shuffled-latent score and the renders' contrast. `--ablation-seeds 0 1` repeats it per seed;
-`--ablation-arms` runs one arm (the arms are independent and deterministic on the CPU, so two processes,
+`--ablation-arms` runs one arm (the arms are independent and deterministic on one CPU machine, so two processes,
 one per arm, print the figures of one run).
 """
 from __future__ import annotations
@@ -159,6 +159,12 @@ def main(argv: list[str] | None = None) -> dict:
             rows["ablation"] = {seed: ablation(args.ablation_steps, args.batch or 4, args.ablation_samples, seed,
                                                args.ablation_log_every, args.ablation_arms)
                                 for seed in args.ablation_seeds}
+            diffs = [r["with_consistency"]["gap"] - r["without_consistency"]["gap"]
+                     for r in rows["ablation"].values() if len(r) == 2]
+            if diffs:
+                print(f"gap with - without the consistency loss, per seed: {' '.join(f'{d:+.2f}' for d in diffs)}; "
+                      f"mean {sum(diffs) / len(diffs):+.2f} points, higher in {sum(d > 0 for d in diffs)} of "
+                      f"{len(diffs)} seeds")
         return rows
 
 

@@ -50,3 +50,7 @@ def test_consistency_ablation_reports_both_runs_and_repeats_exactly(capsys):
         assert alone["without_consistency"][key] == rows["ablation"][1]["without_consistency"][key], key
     out = capsys.readouterr().out
     assert out.count("3D consistency") == 5 and "gap" in out
+    # the paired summary over the seeds: each seed's gap difference, their mean and the count of wins
+    diffs = [r["with_consistency"]["gap"] - r["without_consistency"]["gap"] for r in rows["ablation"].values()]
+    summary = next(line for line in out.splitlines() if line.startswith("gap with - without"))
+    assert f"mean {sum(diffs) / 2:+.2f} points, higher in {sum(d > 0 for d in diffs)} of 2 seeds" in summary
