@@ -4,7 +4,6 @@ tiny checkpoints in the official layout, and its bad inputs."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,22 +23,11 @@ from utils.encoders.clip import CLIPTextEncoderConfig
 from utils.encoders.vae import VAEConfig
 from utils.errors import UserError
 from utils.preprocess.control import control_image
+from tests.helpers.tokenizers import write_clip_tokenizer
 
 ROOT = Path(__file__).resolve().parents[3]
 PROMPT = "a watercolor painting of a red fox"
 HINT_WIDTHS = (8, 16)  # the tiny VAE halves the size once: so does the tiny ControlNet's image embedding
-
-
-def _helper(name: str):
-    path = ROOT / "tests" / "helpers" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_cn_helpers_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-write_clip_tokenizer = _helper("tokenizers").write_clip_tokenizer
 
 
 def _perturb(module, seed):

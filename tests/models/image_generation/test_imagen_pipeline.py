@@ -3,10 +3,6 @@ on tiny random components saved as diffusers folders (loaded through our loaders
 stage; the seed rule; the tiny preset; one-line errors."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -18,21 +14,9 @@ from utils.encoders.clip import CLIPTextEncoderConfig
 from utils.encoders.t5 import T5EncoderConfig
 from utils.encoders.vae import VAEConfig
 from utils.errors import UserError
+from tests.helpers import tokenizers as _tok
 
 PROMPT = "A Photo of a Red Fox in Snow"
-
-
-def _helper(name: str):
-    """tests/helpers/<name>.py by file path (putting tests/ on sys.path would shadow the models package)."""
-    path = Path(__file__).resolve().parents[2] / "helpers" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_imagen_helpers_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_tok = _helper("tokenizers")
 
 
 def _randomize(module, seed):

@@ -2,8 +2,6 @@
 components (eps and v prediction), the CompVis single-file layout, the CLI and the facade."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,18 +15,9 @@ from models.image_generation.stable_diffusion.unet import UNetConfig
 from utils.encoders.clip import CLIPTextEncoderConfig
 from utils.encoders.vae import VAEConfig
 from utils.errors import UserError
+from tests.helpers.tokenizers import write_clip_tokenizer
 
 
-def _helper(name: str):
-    path = Path(__file__).resolve().parents[2] / "helpers" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_sd15_helpers_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-write_clip_tokenizer = _helper("tokenizers").write_clip_tokenizer
 PROMPT = "a watercolor painting of a red fox"
 
 

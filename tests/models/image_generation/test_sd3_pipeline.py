@@ -2,26 +2,9 @@
 (with and without T5), the official single-file layout, img2img, errors, CLI and facade."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from safetensors.torch import save_file
-
-
-def _helper(name: str):
-    """tests/helpers/<name>.py by file path (putting tests/ on sys.path would shadow the models package)."""
-    path = Path(__file__).resolve().parents[2] / "helpers" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_sd_helpers_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_tok = _helper("tokenizers")
 
 from models.image_generation.stable_diffusion.convert import SD3_SCHEDULER
 from models.image_generation.stable_diffusion.convert_mmdit import mmdit_config_to_diffusers
@@ -34,6 +17,8 @@ from utils.errors import UserError
 
 import diffusers
 import transformers
+from tests.helpers import tokenizers as _tok
+
 PROMPT = "a watercolor painting of a red fox"
 CFG = MMDiTConfig.preset("tiny")
 

@@ -2,26 +2,11 @@
 img2img / inpainting / refiner hand-off, the CLI and the facade."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
-
-
-def _helper(name: str):
-    """tests/helpers/<name>.py by file path (putting tests/ on sys.path would shadow the models package)."""
-    path = Path(__file__).resolve().parents[2] / "helpers" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_sd_helpers_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-write_clip_tokenizer = _helper("tokenizers").write_clip_tokenizer
 
 from models.image_generation.stable_diffusion.convert_unet import unet_config_to_diffusers
 from models.image_generation.stable_diffusion.convert import SDXL_SCHEDULER
@@ -33,6 +18,8 @@ from utils.errors import UserError
 
 import diffusers
 import transformers
+from tests.helpers.tokenizers import write_clip_tokenizer
+
 PROMPT = "a watercolor painting of a red fox"
 REFINER_CFG = UNetConfig.preset("tiny").with_(context_dim=40, adm_in_channels=32 + 5 * 8, micro_conditioning="refiner")
 

@@ -4,9 +4,7 @@ tokenizer, transformer, 0.9 and 0.9.1 VAEs), same seed, prompts as strings, guid
 diffusers folder and the official single file; distilled timesteps, live previews, user errors."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from models.video_generation.luma_dream.pipeline import LTXVideoPipeline, check_
 from utils.encoders.ltx_vae import LTXVideoVAE, ltx_vae_config
 from utils.encoders.t5 import T5EncoderConfig, T5TextEncoder, load_t5_tokenizer
 from utils.errors import UserError
+from tests.helpers.tokenizers import write_t5_tokenizer
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "ltx_video"
 # A 0.9.1-style decoder whose levels keep their width (diffusers' reference cannot feed the timestep to a
@@ -33,18 +32,6 @@ V091 = dict(decoder_block_out_channels=(8, 8), decoder_layers_per_block=(1, 2, 1
             decoder_inject_noise=(True, True, False), upsample_residual=(True, False), upsample_factor=(2, 1),
             timestep_conditioning=True)
 CALL = dict(height=32, width=32, num_frames=5)
-
-
-def _helper(name: str):
-    path = Path(__file__).resolve().parents[2] / "helpers" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_luma_helpers_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-write_t5_tokenizer = _helper("tokenizers").write_t5_tokenizer
 
 
 def _randomize(m, seed, scale=0.2):

@@ -3,8 +3,6 @@ ControlNet per frame, AnimateDiffControlNetPipeline) on tiny random components, 
 on the tiny preset."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +16,9 @@ from models.video_generation.runway_gen3.pipeline import ANIMATEDIFF_SCHEDULER, 
 from utils.encoders.clip import CLIPTextEncoderConfig
 from utils.encoders.vae import VAEConfig
 from utils.errors import UserError
+from tests.helpers.tokenizers import write_clip_tokenizer
 
 PROMPT = "a watercolor painting of a red fox"
-
-
-def _helper(name: str):
-    path = Path(__file__).resolve().parents[2] / "helpers" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_gen3_helpers_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-write_clip_tokenizer = _helper("tokenizers").write_clip_tokenizer
 
 
 def _perturb(module, seed: int, std: float = 0.03):

@@ -5,9 +5,7 @@ official release folder of the 2.2 layout, the refusal of two-expert folders, th
 errors (sides multiples of 32 for the release)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +23,9 @@ from utils.encoders.t5 import T5TextEncoder, load_t5_tokenizer
 from utils.encoders.umt5_convert import transformers_to_official
 from utils.encoders.wan_vae_convert import native_to_diffusers, native_to_official
 from utils.errors import UserError
+from tests.helpers.tokenizers import write_t5_tokenizer
 
 
-def _helper(name: str):
-    """tests/helpers/<name>.py by file path (putting tests/ on sys.path would shadow the models package)."""
-    path = Path(__file__).resolve().parents[2] / "helpers" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_sora22_helpers_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-write_t5_tokenizer = _helper("tokenizers").write_t5_tokenizer
 SHIFT = 3.0
 CALL = dict(num_frames=9, height=32, width=48, guidance_scale=4.0)
 
