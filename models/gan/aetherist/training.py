@@ -9,7 +9,7 @@ Losses (the Aetherist seed's, on EG3D's training scheme):
   first turned about the vertical axis by up to `consistency_azimuth` degrees), its raw render reprojected
   into the first view through the first view's rendered depth and penalised where the two disagree,
   relative to chance (`utils.metrics.consistency_3d.normalized_reprojection_error`: the plain colour error
-  would also fall by flattening the render, and did: see the README's ablation);
+  would also fall by flattening the render; the README's ablation measures the loss);
 - density regularisation (`density_reg`, EG3D's 0.25): densities at random points and at points moved by
   `density_reg_p_dist` should agree (a smoothness prior against floaters).
 Generation cameras are the dataset's camera labels (EG3D's pose swapping); Adam, lr 2e-4 for G and D,
