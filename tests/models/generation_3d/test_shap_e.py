@@ -242,7 +242,13 @@ def test_tiny_pipeline_writes_every_format_and_is_seeded(tmp_path):
     again = pipe(prompt="a red chair", seed=3, num_images=2)
     assert np.array_equal(np.asarray(again.renders[0]), np.asarray(out.renders[0]))
     second = pipe(prompt="a red chair", seed=4)  # object 0 of seed 4 is object 1 of seed 3
-    assert np.array_equal(np.asarray(second.renders[0]), np.asarray(out.renders[2]))
+    (path,) = second.save(tmp_path / "second.npz")
+    first, alone = np.load(tmp_path / "chair.npz")["latents"], np.load(path)["latents"]
+    # the same latents up to float32 rounding carried through the sampling steps (a batch of 2 and a batch of 1
+    # round differently: ~1e-4 here), against differences of order 1 between two objects
+    assert np.abs(alone[0] - first[1]).max() <= 1e-3 and np.abs(first[0] - first[1]).max() > 0.1
+    diff = np.abs(np.asarray(second.renders[0]).astype(int) - np.asarray(out.renders[2]).astype(int))
+    assert diff.max() <= 1  # at most one 8-bit level where a rounding lands on the other side
 
 
 def test_user_mistakes_are_one_line_errors():
